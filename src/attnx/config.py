@@ -1,0 +1,56 @@
+"""Tunables in one place, each overridable by an ``ATTNX_<NAME>`` environment variable.
+
+Units are in the names: ``*_bytes`` are bytes, ``*_records`` are input records (sentences or pairs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Config:
+    # records read, tokenized and length-sorted together; also the resume granularity
+    window_records: int = 4096
+    # budget on the fp32 attention a batch produces: batch x layers x heads x L_pad^2 x 4
+    cpu_attn_budget_bytes: int = 96 << 20
+    # extra CPU cap on padded tokens per batch (activations, not attention, bound the CPU there)
+    cpu_max_batch_tokens: int = 8192
+    # CUDA: fraction of free device memory the attention budget may use
+    cuda_budget_fraction: float = 0.25
+    cuda_max_batch_tokens: int = 262144
+    # elements of attention per stored chunk (float16: 8 MiB per chunk)
+    attn_chunk_elems: int = 4 << 20
+    # records per chunk of the per-record arrays, tokens per chunk of the per-token arrays
+    record_chunk: int = 1 << 16
+    token_chunk: int = 1 << 20
+    # batches in flight between the model and the writer
+    queue_depth: int = 3
+    # windows tokenized ahead of the model
+    tokenize_ahead: int = 2
+    # torch intra-op threads on CPU (0: torch's default)
+    cpu_threads: int = 0
+    zstd_level: int = field(default=1)
+
+
+def _coerce(value: str, kind: type) -> object:
+    if kind is bool:
+        return value.lower() in ("1", "true", "yes", "on")
+    return kind(value)
+
+
+def load_config(**overrides: object) -> Config:
+    """The defaults, then ``ATTNX_*`` environment variables, then explicit ``overrides``."""
+    values: dict[str, object] = {}
+    for f in dataclasses.fields(Config):
+        env = os.environ.get(f"ATTNX_{f.name.upper()}")
+        if env is not None:
+            kind = type(f.default)
+            try:
+                values[f.name] = _coerce(env, kind)
+            except ValueError as exc:
+                raise ValueError(f"ATTNX_{f.name.upper()}={env!r}: expected {kind.__name__}") from exc
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Config(**values)

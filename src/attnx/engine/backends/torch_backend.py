@@ -1,0 +1,166 @@
+"""The torch backend: a real forward pass, each layer's probabilities cropped and packed as they are made.
+
+Per layer, the capture function (``attnx.engine.capture``) hands over float32 probabilities
+``(B, H, T, T)``; one gather with a per-batch index keeps only the selected heads' real ``l x l`` part of
+every record and writes it, converted to the store dtype, straight into the batch's packed buffer
+(record b: ``(layers, heads, l_b, l_b)``). The same code runs on CPU and CUDA; CUDA adds only pinned
+host buffers, non-blocking copies on a copy stream and an event per batch (``_CudaTransfer``).
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from attnx.engine.backends.base import Done, PackedBatch, TokenBatch
+from attnx.engine.capture import capturing
+from attnx.engine.model import LoadedModel
+
+STORE_TORCH_DTYPES = {"float16": torch.float16, "float32": torch.float32, "uint8": torch.uint8}
+
+
+@dataclass(frozen=True)
+class PackingIndex:
+    """Where each kept element of one layer comes from and goes to; ``E`` = sum_b heads*l_b^2."""
+
+    src: torch.Tensor  # (E,) int64 flat index into the layer's (B, H, T, T) probabilities
+    dst: torch.Tensor  # (E,) int64 flat index into the packed buffer, for the first kept layer
+    layer_stride: torch.Tensor  # (E,) int64 add ``k * layer_stride`` for the k-th kept layer
+    total: int  # elements of the packed buffer: layers_kept * E
+
+
+def packing_index(
+    lengths: torch.Tensor, total_layer: int, pad: int, heads: torch.Tensor, n_heads: int, n_layers_kept: int
+) -> PackingIndex:
+    """Build the gather/scatter index of a batch with torch ops on ``lengths``' device.
+
+    ``lengths`` (B,) int64 real lengths; ``total_layer`` = sum_b heads_kept * l_b^2, passed in from the
+    host so that nothing here waits for the device; ``pad`` = T; ``heads`` (Hs,) int64 kept head indices.
+    """
+    dev = lengths.device
+    ll = lengths * lengths  # (B,)
+    per_layer = heads.numel() * ll  # (B,) elements of one layer of one record
+    rec = torch.repeat_interleave(torch.arange(len(lengths), device=dev), per_layer, output_size=total_layer)
+    layer_start = torch.cumsum(per_layer, 0) - per_layer  # (B,)
+    local = torch.arange(total_layer, device=dev) - layer_start[rec]  # position inside record's layer block
+    l_e = lengths[rec]
+    ll_e = ll[rec]
+    h = local // ll_e
+    r = local - h * ll_e
+    i = r // l_e
+    j = r - i * l_e
+    src = ((rec * n_heads + heads[h]) * pad + i) * pad + j
+    rec_start = n_layers_kept * layer_start  # (B,) record offsets in the packed buffer
+    dst = rec_start[rec] + local
+    return PackingIndex(src=src, dst=dst, layer_stride=per_layer[rec], total=n_layers_kept * total_layer)
+
+
+def to_store_dtype(values: torch.Tensor, store_dtype: torch.dtype) -> torch.Tensor:
+    """float32 probabilities -> store dtype; uint8 is ``round(p * 255)`` (max error 1/510 ~ 1.96e-3)."""
+    if store_dtype == torch.uint8:
+        return torch.round(values * 255.0).to(torch.uint8)
+    return values.to(store_dtype)
+
+
+class _Collector:
+    """Receives each layer's probabilities and scatters the kept part into ``out``."""
+
+    def __init__(self, layer_pos: dict[int, int], index: PackingIndex, out: torch.Tensor) -> None:
+        self.layer_pos, self.index, self.out = layer_pos, index, out
+
+    def __call__(self, layer_idx: int, probs: torch.Tensor) -> None:
+        k = self.layer_pos.get(layer_idx)
+        if k is None:
+            return
+        values = probs.reshape(-1).index_select(0, self.index.src)
+        dst = self.index.dst + k * self.index.layer_stride if k else self.index.dst
+        self.out.index_copy_(0, dst, to_store_dtype(values, self.out.dtype))
+
+
+class _CudaPending:
+    def __init__(self, host: torch.Tensor, n: int, lengths: np.ndarray, event: torch.cuda.Event, keep: object) -> None:
+        self.host, self.n, self.lengths, self.event, self._keep = host, n, lengths, event, keep
+
+    def result(self) -> PackedBatch:
+        self.event.synchronize()
+        self._keep = None
+        return PackedBatch(attn=self.host[: self.n].numpy(), lengths=self.lengths)
+
+
+class _CudaTransfer:
+    """Pinned host buffers in a ring, a copy stream, and an event per batch.
+
+    The ring has more buffers than batches can be alive at once (in flight + queued for the writer +
+    being written), so a buffer is never refilled before the writer has copied it out.
+    """
+
+    def __init__(self, ring: int) -> None:
+        self.stream = torch.cuda.Stream()
+        self.buffers: collections.deque[torch.Tensor | None] = collections.deque([None] * ring)
+
+    def host_buffer(self, n: int, dtype: torch.dtype) -> torch.Tensor:
+        buf = self.buffers.popleft()
+        if buf is None or buf.numel() < n or buf.dtype != dtype:
+            buf = torch.empty(max(n, 1 << 20), dtype=dtype, pin_memory=True)
+        self.buffers.append(buf)
+        return buf
+
+    def start(self, out: torch.Tensor, lengths: np.ndarray) -> _CudaPending:
+        computed = torch.cuda.Event()
+        computed.record()
+        host = self.host_buffer(out.numel(), out.dtype)
+        with torch.cuda.stream(self.stream):
+            self.stream.wait_event(computed)
+            host[: out.numel()].copy_(out, non_blocking=True)
+            copied = torch.cuda.Event()
+            copied.record(self.stream)
+        out.record_stream(self.stream)
+        return _CudaPending(host, out.numel(), lengths, copied, out)
+
+
+class TorchBackend:
+    """Runs a loaded model on :class:`TokenBatch`es and returns packed maps of the kept layers and heads.
+
+    ``layers``/``heads``: model layer and head indices to keep (sorted). On CPU ``submit`` returns a
+    finished result; on CUDA it returns as soon as the batch is queued on the device.
+    """
+
+    name = "torch"
+
+    def __init__(self, loaded: LoadedModel, layers: list[int], heads: list[int], store_dtype: str, ring: int = 8) -> None:
+        self.loaded = loaded
+        self.device = loaded.device
+        self.layer_pos = {layer: k for k, layer in enumerate(layers)}
+        self.n_layers_kept = len(layers)
+        self.heads = torch.as_tensor(heads, dtype=torch.int64, device=self.device)
+        self.store_dtype = STORE_TORCH_DTYPES[store_dtype]
+        self.cuda = self.device.type == "cuda"
+        self.transfer = _CudaTransfer(ring) if self.cuda else None
+
+    def _inputs(self, batch: TokenBatch) -> dict[str, torch.Tensor]:
+        arrays = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask,
+                  "token_type_ids": batch.token_type_ids}
+        if not self.cuda:
+            return {k: torch.from_numpy(v) for k, v in arrays.items()}
+        return {k: torch.from_numpy(v).pin_memory().to(self.device, non_blocking=True) for k, v in arrays.items()}
+
+    @torch.inference_mode()
+    def submit(self, batch: TokenBatch) -> Done | _CudaPending:
+        inputs = self._inputs(batch)
+        lengths = torch.from_numpy(batch.lengths.astype(np.int64)).to(self.device, non_blocking=self.cuda)
+        total_layer = int(self.heads.numel() * (batch.lengths.astype(np.int64) ** 2).sum())
+        index = packing_index(lengths, total_layer, batch.input_ids.shape[1], self.heads, self.loaded.num_heads,
+                              self.n_layers_kept)
+        out = torch.empty(index.total, dtype=self.store_dtype, device=self.device)
+        with capturing(_Collector(self.layer_pos, index, out)):
+            self.loaded.model(**inputs)
+        if self.transfer is None:
+            return Done(PackedBatch(attn=out.numpy(), lengths=batch.lengths))
+        return self.transfer.start(out, batch.lengths)
+
+    def close(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()

@@ -1,0 +1,69 @@
+"""attnx's own attention function: eager attention that hands each layer's probabilities to a collector.
+
+Registered with transformers' ``AttentionInterface`` under ``ATTN_IMPLEMENTATION`` (and with
+``AttentionMaskInterface``, or padding would silently be attended). Compared with transformers'
+``output_attentions=True`` it (a) takes the softmax in float32 whatever the model dtype, and (b)
+lets a collector crop and copy each layer's maps as they are made instead of keeping every layer's
+padded ``(batch, heads, T, T)`` tensor until the forward pass ends.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import torch
+from transformers import AttentionInterface
+from transformers.masking_utils import AttentionMaskInterface, eager_mask
+
+ATTN_IMPLEMENTATION = "attnx_capture"
+
+# collector(layer_idx, probs) with probs float32 (batch, heads, T, T); called once per layer.
+Collector = Callable[[int, torch.Tensor], None]
+
+_local = threading.local()
+
+
+class capturing:
+    """Context manager: route the attention probabilities of forward passes on this thread to ``collector``."""
+
+    def __init__(self, collector: Collector) -> None:
+        self.collector = collector
+
+    def __enter__(self) -> capturing:
+        self._previous = getattr(_local, "collector", None)
+        _local.collector = self.collector
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _local.collector = self._previous
+
+
+def capture_attention_forward(
+    module: torch.nn.Module,
+    query: torch.Tensor,  # (batch, heads, T, head_dim)
+    key: torch.Tensor,  # (batch, heads, T, head_dim)
+    value: torch.Tensor,  # (batch, heads, T, head_dim)
+    attention_mask: torch.Tensor | None,  # additive, broadcastable to (batch, heads, T, T)
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs: object,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    if scaling is None:
+        scaling = query.size(-1) ** -0.5
+    scores = torch.matmul(query, key.transpose(2, 3)).float() * scaling  # (batch, heads, T, T) fp32
+    if attention_mask is not None:
+        scores = scores + attention_mask.float()
+    probs = torch.softmax(scores, dim=-1)  # fp32 softmax even for fp16/bf16 models
+    collector = getattr(_local, "collector", None)
+    if collector is not None:
+        collector(module.layer_idx, probs)
+    weights = probs.to(value.dtype)
+    if dropout and module.training:
+        weights = torch.nn.functional.dropout(weights, p=dropout)
+    out = torch.matmul(weights, value).transpose(1, 2).contiguous()  # (batch, T, heads, head_dim)
+    return out, None
+
+
+AttentionInterface.register(ATTN_IMPLEMENTATION, capture_attention_forward)
+AttentionMaskInterface.register(ATTN_IMPLEMENTATION, eager_mask)

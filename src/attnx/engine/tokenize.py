@@ -1,0 +1,204 @@
+"""Tokenize windows of records into flat arrays, in a background thread.
+
+A window is ``n`` consecutive input records. Its tokens are kept flat (``T`` wordpieces in all, with
+``offsets``), never as per-record Python lists, so later stages gather and pad with numpy alone.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import unicodedata
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+
+import numpy as np
+
+from attnx.engine.sources import Record
+from attnx.errors import InputError
+
+
+@dataclass(frozen=True)
+class TokenizedWindow:
+    """``n`` records, ``T`` tokens, ``W`` CoNLL-U words (0 for other formats)."""
+
+    first_id: int  # input id of record 0 of the window
+    ids: np.ndarray  # (T,) int32 wordpiece ids, with [CLS]/[SEP]
+    offsets: np.ndarray  # (n+1,) int64 record k's tokens are ids[offsets[k]:offsets[k+1]]
+    segment: np.ndarray  # (T,) int8
+    special: np.ndarray  # (T,) bool
+    punct: np.ndarray  # (T,) bool
+    word: np.ndarray  # (T,) int32 word index within the record, -1 for special tokens
+    length: np.ndarray  # (n,) int32
+    len_a: np.ndarray  # (n,) int32 tokens up to and including the first [SEP]
+    line: np.ndarray  # (n,) int64
+    truncated: np.ndarray  # (n,) bool
+    word_head: np.ndarray | None = None  # (W,) int32
+    word_deprel: np.ndarray | None = None  # (W,) object (str)
+    word_offsets: np.ndarray | None = None  # (n+1,) int64
+
+    def __len__(self) -> int:
+        return len(self.length)
+
+
+def punctuation_vocab(vocab: list[str]) -> np.ndarray:
+    """(V,) bool: wordpieces made only of Unicode punctuation or symbols (``##`` prefix ignored)."""
+    out = np.zeros(len(vocab), bool)
+    for i, piece in enumerate(vocab):
+        core = piece[2:] if piece.startswith("##") else piece
+        if core and not (core.startswith("[") and core.endswith("]")):
+            out[i] = all(unicodedata.category(c)[0] in "PS" for c in core)
+    return out
+
+
+class WindowTokenizer:
+    """Turns records into :class:`TokenizedWindow`s with the model's fast tokenizer.
+
+    Sequences longer than ``max_length`` (specials included) are cut (longest segment first for pairs)
+    and flagged, or rejected when ``truncate`` is false.
+    """
+
+    def __init__(self, tokenizer: object, max_length: int, truncate: bool = True, source_name: str = "") -> None:
+        self.tok = tokenizer
+        self.max_length = max_length
+        self.truncate = truncate
+        self.source_name = source_name
+        self.cls_id = tokenizer.cls_token_id
+        self.sep_id = tokenizer.sep_token_id
+        vocab_map = tokenizer.get_vocab()
+        vocab = [""] * (max(vocab_map.values()) + 1)
+        for piece, idx in vocab_map.items():
+            vocab[idx] = piece
+        self.vocab = vocab
+        self.punct = punctuation_vocab(vocab)
+        self.special = np.zeros(len(vocab), bool)
+        self.special[list(tokenizer.all_special_ids)] = True
+
+    def _encode(self, texts: list[str], split: bool = False) -> tuple[list[list[int]], list[list[int | None]]]:
+        if not texts:
+            return [], []
+        enc = self.tok(texts, add_special_tokens=False, is_split_into_words=split,
+                       return_attention_mask=False, return_token_type_ids=False)
+        return enc["input_ids"], [enc.word_ids(i) for i in range(len(texts))]
+
+    def __call__(self, records: list[Record]) -> TokenizedWindow:
+        conllu = bool(records) and records[0].words is not None
+        if conllu:
+            ids_a, wid_a = self._encode([list(r.words.forms) for r in records], split=True)
+        else:
+            ids_a, wid_a = self._encode([r.text_a for r in records])
+        pair_idx = [k for k, r in enumerate(records) if r.text_b is not None]
+        ids_b_list, wid_b_list = self._encode([records[k].text_b for k in pair_idx])
+        ids_b: dict[int, list[int]] = dict(zip(pair_idx, ids_b_list, strict=True))
+        wid_b: dict[int, list[int | None]] = dict(zip(pair_idx, wid_b_list, strict=True))
+
+        n = len(records)
+        length = np.empty(n, np.int32)
+        len_a = np.empty(n, np.int32)
+        truncated = np.zeros(n, bool)
+        pieces_ids: list[np.ndarray] = []
+        pieces_seg: list[np.ndarray] = []
+        pieces_word: list[np.ndarray] = []
+        for k, rec in enumerate(records):
+            a, wa = ids_a[k], wid_a[k]
+            b, wb = ids_b.get(k), wid_b.get(k)
+            budget = self.max_length - (3 if b is not None else 2)
+            na, nb = len(a), (len(b) if b is not None else 0)
+            if na + nb > budget:
+                if not self.truncate:
+                    raise InputError(self.source_name, rec.line,
+                                     f"{na + nb + (3 if b is not None else 2)} wordpieces exceed --max-length "
+                                     f"{self.max_length} (drop --no-truncate to cut and flag it)")
+                truncated[k] = True
+                while na + nb > budget:  # longest_first, like transformers' truncation
+                    if na >= nb:
+                        na -= 1
+                    else:
+                        nb -= 1
+            words_a = max((w for w in wa[:na] if w is not None), default=-1) + 1 if not conllu else len(rec.words.forms)
+            ids = [self.cls_id, *a[:na], self.sep_id]
+            word = [-1, *(w if w is not None else -1 for w in wa[:na]), -1]
+            seg = [0] * (na + 2)
+            if b is not None:
+                ids += [*b[:nb], self.sep_id]
+                word += [*(w + words_a if w is not None else -1 for w in wb[:nb]), -1]
+                seg += [1] * (nb + 1)
+            length[k] = len(ids)
+            len_a[k] = na + 2
+            pieces_ids.append(np.asarray(ids, np.int32))
+            pieces_seg.append(np.asarray(seg, np.int8))
+            pieces_word.append(np.asarray(word, np.int32))
+        ids_flat = np.concatenate(pieces_ids) if pieces_ids else np.empty(0, np.int32)
+        extra = {}
+        if conllu:
+            counts = np.array([len(r.words.forms) for r in records], np.int64)
+            extra = dict(
+                word_head=np.array([h for r in records for h in r.words.heads], np.int32),
+                word_deprel=np.array([d for r in records for d in r.words.deprels], dtype=object),
+                word_offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+            )
+        return TokenizedWindow(
+            first_id=records[0].id if records else 0,
+            ids=ids_flat,
+            offsets=np.concatenate([[0], np.cumsum(length, dtype=np.int64)]),
+            segment=np.concatenate(pieces_seg) if pieces_seg else np.empty(0, np.int8),
+            special=self.special[ids_flat],
+            punct=self.punct[ids_flat],
+            word=np.concatenate(pieces_word) if pieces_word else np.empty(0, np.int32),
+            length=length,
+            len_a=len_a,
+            line=np.array([r.line for r in records], np.int64),
+            truncated=truncated,
+            **extra,
+        )
+
+
+def windows(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
+    """Consecutive lists of ``size`` records (the last may be shorter)."""
+    it = iter(records)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+def tokenize_in_background(
+    records: Iterable[Record], tokenizer: WindowTokenizer, size: int, ahead: int, skip_windows: int = 0
+) -> Iterator[TokenizedWindow]:
+    """Read and tokenize windows on a worker thread, ``ahead`` windows ahead of the consumer.
+
+    The first ``skip_windows`` windows are read (to advance the input) but not tokenized: resume.
+    Errors raised while reading or tokenizing are re-raised in the consumer.
+    """
+    out: queue.Queue = queue.Queue(maxsize=max(1, ahead))
+    stop = threading.Event()
+    done = object()
+
+    def work() -> None:
+        try:
+            for k, chunk in enumerate(windows(records, size)):
+                if stop.is_set():
+                    return
+                if k < skip_windows:
+                    continue
+                out.put(tokenizer(chunk))
+            out.put(done)
+        except BaseException as exc:
+            out.put(exc)
+
+    thread = threading.Thread(target=work, name="attnx-tokenizer", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = out.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                out.get(timeout=0.05)
+            except queue.Empty:
+                pass

@@ -1,0 +1,62 @@
+"""The background writer: takes finished batches from a bounded queue and appends them to the store.
+
+It never runs the model; the engine never touches the store while it runs.
+"""
+
+from __future__ import annotations
+
+import errno
+import queue
+import threading
+
+from attnx.errors import StoreError
+from attnx.store import StoredBatch, StoreWriter
+
+_STOP = object()
+
+
+class AsyncWriter:
+    """One thread owns the :class:`StoreWriter` (and so every chunk); ``put`` blocks when ``depth`` batches wait."""
+
+    def __init__(self, writer: StoreWriter, depth: int) -> None:
+        self.writer = writer
+        self.queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="attnx-writer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is _STOP:
+                return
+            if self.error is not None:
+                continue  # drain without writing after a failure
+            try:
+                self.writer.append(item)
+            except BaseException as exc:  # surfaced to the engine thread by put()/close()
+                self.error = exc
+
+    def _raise(self) -> None:
+        if self.error is None:
+            return
+        exc = self.error
+        where = self.writer.path
+        done = self.writer.commit.records
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise StoreError(f"{where}: disk full; {done} records are committed and the run can be resumed") from exc
+        if isinstance(exc, OSError):
+            raise StoreError(f"{where}: cannot write ({exc.strerror or exc}); {done} records are committed") from exc
+        if isinstance(exc, StoreError):
+            raise exc
+        raise StoreError(f"{where}: writer failed ({type(exc).__name__}: {exc})") from exc
+
+    def put(self, batch: StoredBatch) -> None:
+        self._raise()
+        self.queue.put(batch)
+
+    def close(self) -> None:
+        """Wait for every queued batch to be appended; re-raise a writer failure."""
+        self.queue.put(_STOP)
+        self.thread.join()
+        self._raise()
