@@ -126,7 +126,7 @@ class _Stream:
         self.chunk = int(array.chunks[0])
         self.whole_chunks_only = whole_chunks_only
         self.base = committed - committed % self.chunk  # first element held in ``tail``
-        tail = np.asarray(array[self.base:committed]) if committed > self.base else np.empty(0, array.dtype)
+        tail = np.asarray(array[self.base : committed]) if committed > self.base else np.empty(0, array.dtype)
         self._parts: list[np.ndarray] = [tail]
         self._held = len(tail)
         self.written = committed  # elements known to be on disk
@@ -153,7 +153,7 @@ class _Stream:
         end = whole if not partial else len(tail)
         if end > 0:
             self._ensure_shape(self.base + end)
-            self.array[self.base:self.base + end] = tail[:end]
+            self.array[self.base : self.base + end] = tail[:end]
             self.written = self.base + end
         self.base += whole
         rest = tail[whole:]
@@ -224,13 +224,18 @@ class StoreWriter:
         except OSError as exc:
             raise StoreError(f"{path}: cannot create store ({exc.strerror or exc})") from exc
         np_dtype = DTYPES[dtype]
-        group.create_array("attn", shape=(0,), chunks=(attn_chunk_elems,), dtype=np_dtype, fill_value=0,
-                           **_codecs(codec, np_dtype, zstd_level))
+        group.create_array(
+            "attn",
+            shape=(0,),
+            chunks=(attn_chunk_elems,),
+            dtype=np_dtype,
+            fill_value=0,
+            **_codecs(codec, np_dtype, zstd_level),
+        )
         small = {**_REC_ARRAYS, **_TOK_ARRAYS, **(_WORD_ARRAYS if conllu else {})}
         for name, dt in small.items():
             chunk = record_chunk if name.startswith("rec/") else token_chunk
-            group.create_array(name, shape=(0,), chunks=(chunk,), dtype=dt, fill_value=0,
-                               **_codecs("zstd", dt, 3))
+            group.create_array(name, shape=(0,), chunks=(chunk,), dtype=dt, fill_value=0, **_codecs("zstd", dt, 3))
         group["tok"].attrs["vocab"] = list(vocab)
         attrs = {
             "format": FORMAT,
@@ -291,7 +296,8 @@ class StoreWriter:
             range(self.records + 1, self.records + b + 1),
             (attn_start + sizes).tolist(),
             (tok_start + lengths).tolist(),
-            word_end.tolist(), strict=True,
+            word_end.tolist(),
+            strict=True,
         )
         self._attn_end.extend(ends)
         self.records += b
@@ -320,7 +326,7 @@ class StoreWriter:
         for name, stream in self.streams.items():
             if name != "attn":
                 stream.flush(partial=True)
-        self._attn_end = self._attn_end[len(done):]
+        self._attn_end = self._attn_end[len(done) :]
         self._set_commit(Commit(records=last[0], attn=last[1], tokens=last[2], words=last[3]))
 
     def _set_commit(self, commit: Commit, **extra: object) -> None:
@@ -349,8 +355,12 @@ class StoreWriter:
         position[input_id] = np.arange(len(input_id))
         if "index/position" in self.group:
             del self.group["index/position"]
-        self.group.create_array("index/position", data=position, chunks=(max(1, min(len(position), 1 << 20)),),
-                                **_codecs("zstd", np.int64, 3))
+        self.group.create_array(
+            "index/position",
+            data=position,
+            chunks=(max(1, min(len(position), 1 << 20)),),
+            **_codecs("zstd", np.int64, 3),
+        )
         self._set_commit(final, complete=True, **(extra_attrs or {}))
 
     def update_attrs(self, **extra: object) -> None:
@@ -399,7 +409,7 @@ class AttentionBlock:
     def record_maps(self, k: int, layers: int, heads: int) -> np.ndarray:
         """Record ``k`` of the block as float32 ``(layers, heads, l, l)``."""
         l = int(self.lengths[k])
-        flat = self.attn[self.attn_offsets[k]:self.attn_offsets[k + 1]]
+        flat = self.attn[self.attn_offsets[k] : self.attn_offsets[k + 1]]
         return (flat.astype(np.float32) * np.float32(self.scale)).reshape(layers, heads, l, l)
 
 
@@ -488,11 +498,11 @@ class AttentionStore:
         if c0 == c1:
             chunk = self._cache.get(c0)
             if chunk is None:
-                chunk = np.asarray(self._attn[c0 * self._chunk:min((c0 + 1) * self._chunk, self.commit.attn)])
+                chunk = np.asarray(self._attn[c0 * self._chunk : min((c0 + 1) * self._chunk, self.commit.attn)])
                 if len(self._cache) >= 4:
                     self._cache.pop(next(iter(self._cache)))
                 self._cache[c0] = chunk
-            return chunk[start - c0 * self._chunk:stop - c0 * self._chunk]
+            return chunk[start - c0 * self._chunk : stop - c0 * self._chunk]
         return np.asarray(self._attn[start:stop])
 
     def attention(self, i: int) -> np.ndarray:
@@ -512,7 +522,7 @@ class AttentionStore:
     def _tok(self, name: str, i: int) -> np.ndarray:
         p = self._pos(i)
         start = int(self._physical["tok_start"][p])
-        return np.asarray(self.group[f"tok/{name}"][start:start + int(self._physical["length"][p])])
+        return np.asarray(self.group[f"tok/{name}"][start : start + int(self._physical["length"][p])])
 
     def token_ids(self, i: int) -> np.ndarray:
         return self._tok("ids", i)
@@ -593,7 +603,7 @@ class AttentionStore:
             record_ids=ph["input_id"][p0:p1],
             lengths=lengths,
             len_a=ph["len_a"][p0:p1],
-            attn=np.asarray(self._attn[a0:a0 + int(attn_offsets[-1])]),
+            attn=np.asarray(self._attn[a0 : a0 + int(attn_offsets[-1])]),
             attn_offsets=attn_offsets,
             scale=self.scale,
             token_ids=np.asarray(g["tok/ids"][t0:t1]),

@@ -21,7 +21,7 @@ class BatchPlan:
         return len(self.bounds) - 1
 
     def batch(self, j: int) -> np.ndarray:
-        return self.order[self.bounds[j]:self.bounds[j + 1]]
+        return self.order[self.bounds[j] : self.bounds[j + 1]]
 
 
 def attention_bytes(batch: int, pad_length: int, layers: int, heads: int, itemsize: int = 4) -> int:
@@ -29,9 +29,7 @@ def attention_bytes(batch: int, pad_length: int, layers: int, heads: int, itemsi
     return batch * layers * heads * pad_length * pad_length * itemsize
 
 
-def plan_batches(
-    lengths: np.ndarray, budget_bytes: int, layers: int, heads: int, max_tokens: int
-) -> BatchPlan:
+def plan_batches(lengths: np.ndarray, budget_bytes: int, layers: int, heads: int, max_tokens: int) -> BatchPlan:
     """Sort by length (stable, so the plan is deterministic) and cut greedily into batches.
 
     A batch grows while ``attention_bytes(batch, L_pad, layers, heads) <= budget_bytes`` and

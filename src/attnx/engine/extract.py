@@ -24,7 +24,7 @@ from attnx.engine.model import DEFAULT_MODEL, LoadedModel, load_model
 from attnx.engine.sources import Source, input_fingerprint
 from attnx.engine.tokenize import TokenizedWindow, WindowTokenizer, tokenize_in_background
 from attnx.engine.writer import AsyncWriter
-from attnx.errors import AttnxError, StoreError
+from attnx.errors import AttnxError, InputError, StoreError
 from attnx.store import FORMAT, AttentionStore, StoredBatch, StoreWriter
 
 COMPUTE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -164,28 +164,38 @@ def _check_resumable(store: AttentionStore, meta: dict, dtype: str, codec: str) 
         if old_in.get("size") != new_in.get("size") or old_in.get("head_sha256") != new_in.get("head_sha256"):
             problems.append(f"input (store was made from {old_in.get('path')})")
     if problems:
-        raise StoreError(f"{store.path}: exists with a different " + "; ".join(problems)
-                         + " - use another output path or delete it")
+        raise StoreError(
+            f"{store.path}: exists with a different " + "; ".join(problems) + " - use another output path or delete it"
+        )
 
 
-def _stored_batch(window: TokenizedWindow, idx: np.ndarray, packed: PackedBatch, keep_from: int, n_lh: int) -> StoredBatch:
+def _stored_batch(
+    window: TokenizedWindow, idx: np.ndarray, packed: PackedBatch, keep_from: int, n_lh: int
+) -> StoredBatch:
     """The writer's view of records ``idx`` (window-local, physical order), dropping the first ``keep_from``."""
     if keep_from:
         offsets = packed_offsets(packed.lengths, n_lh, 1)
-        attn = packed.attn[offsets[keep_from]:]
+        attn = packed.attn[offsets[keep_from] :]
         idx = idx[keep_from:]
     else:
         attn = packed.attn
     starts = window.offsets[idx]
     lens = window.offsets[idx + 1] - starts
     src = np.repeat(starts - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens) + np.arange(int(lens.sum()))
-    tokens = {"ids": window.ids[src], "segment": window.segment[src], "special": window.special[src],
-              "punct": window.punct[src], "word": window.word[src]}
+    tokens = {
+        "ids": window.ids[src],
+        "segment": window.segment[src],
+        "special": window.special[src],
+        "punct": window.punct[src],
+        "word": window.word[src],
+    }
     words = word_count = None
     if window.word_offsets is not None:
         w0 = window.word_offsets[idx]
         word_count = window.word_offsets[idx + 1] - w0
-        wsrc = np.repeat(w0 - np.concatenate([[0], np.cumsum(word_count)[:-1]]), word_count) + np.arange(int(word_count.sum()))
+        wsrc = np.repeat(w0 - np.concatenate([[0], np.cumsum(word_count)[:-1]]), word_count) + np.arange(
+            int(word_count.sum())
+        )
         words = {"head": window.word_head[wsrc], "deprel": window.word_deprel[wsrc]}
     return StoredBatch(
         attn=attn,
@@ -245,14 +255,17 @@ def extract(
     if out.exists() and existing is None and (not out.is_dir() or any(out.iterdir())):
         raise StoreError(f"{out}: exists and is not an attnx store; refusing to overwrite it")
 
-    source = Source(opts.input, opts.format, opts.text_field, opts.pair_field)
-    loaded = load_model(opts.model, device=device, dtype=COMPUTE_DTYPES[compute],
-                        max_layer=max(opts.layers) if opts.layers else None)
+    source = Source(opts.input, opts.format, opts.text_field, opts.pair_field)  # fails fast on a bad path
+    loaded = load_model(
+        opts.model, device=device, dtype=COMPUTE_DTYPES[compute], max_layer=max(opts.layers) if opts.layers else None
+    )
     layers = list(opts.layers) if opts.layers else list(range(loaded.num_layers))
     heads = list(opts.heads) if opts.heads else list(range(loaded.num_heads))
     if layers[-1] >= loaded.num_layers or heads[-1] >= loaded.num_heads:
-        raise AttnxError(f"{opts.model} has {loaded.num_layers} layers x {loaded.num_heads} heads; "
-                         f"asked for layers {layers} heads {heads}")
+        raise AttnxError(
+            f"{opts.model} has {loaded.num_layers} layers x {loaded.num_heads} heads; "
+            f"asked for layers {layers} heads {heads}"
+        )
     meta = _store_meta(opts, loaded, layers, heads, compute)
     meta["options"]["format"] = source.format
     window_records = cfg.window_records
@@ -262,16 +275,26 @@ def extract(
             raise StoreError(f"{out}: not an attnx store")
         _check_resumable(existing, meta, opts.dtype, opts.codec)
         if existing.complete:
-            return Summary(store=str(out), status="already complete", records=len(existing),
-                           store_bytes=existing.nbytes_stored())
+            return Summary(
+                store=str(out), status="already complete", records=len(existing), store_bytes=existing.nbytes_stored()
+            )
         window_records = int(existing.attrs["batching"]["window_records"])
         writer = StoreWriter.resume(out)
     else:
         vocab = WindowTokenizer(loaded.tokenizer, opts.max_length).vocab
         meta["batching"] = {"window_records": window_records}
-        writer = StoreWriter.create(out, meta, vocab, opts.dtype, opts.codec, cfg.attn_chunk_elems,
-                                    cfg.record_chunk, cfg.token_chunk, cfg.zstd_level,
-                                    conllu=source.format == "conllu")
+        writer = StoreWriter.create(
+            out,
+            meta,
+            vocab,
+            opts.dtype,
+            opts.codec,
+            cfg.attn_chunk_elems,
+            cfg.record_chunk,
+            cfg.token_chunk,
+            cfg.zstd_level,
+            conllu=source.format == "conllu",
+        )
     budget, max_tokens = _budget(opts, device, cfg)
     resumed_from = writer.commit.records
     skip_windows, skip_in_window = divmod(resumed_from, window_records)
@@ -315,16 +338,23 @@ def extract(
             process(in_flight.popleft())
         async_writer.close()
         backend.close()
-    except BaseException:
-        # what is queued gets written and committed as usual; the store stays resumable, not finished
+    except BaseException as exc:
+        # bad input further on: keep the work already computed; the store stays resumable, not finished
         try:
+            if isinstance(exc, InputError):
+                while in_flight:
+                    process(in_flight.popleft())
             async_writer.close()
         except AttnxError:
             pass
         raise
     seconds = time.perf_counter() - t0
-    writer.finish({"input": {**meta["input"], "sha256": source.sha256} if resumed_from == 0 else meta["input"],
-                   "precision": _precision_note(opts.dtype, compute)})
+    writer.finish(
+        {
+            "input": {**meta["input"], "sha256": source.sha256} if resumed_from == 0 else meta["input"],
+            "precision": _precision_note(opts.dtype, compute),
+        }
+    )
     store_bytes = AttentionStore(out).nbytes_stored()
     return Summary(
         store=str(out),

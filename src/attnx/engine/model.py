@@ -83,7 +83,7 @@ def random_config(name: str):
         "base": {},
         "large": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096),
     }
-    size = name[len(RANDOM_PREFIX):]
+    size = name[len(RANDOM_PREFIX) :]
     if size not in shapes:
         raise ModelError(f"{name}: unknown random model (use {', '.join(RANDOM_PREFIX + s for s in shapes)})")
     return BertConfig(**shapes[size])
@@ -116,8 +116,11 @@ def load_model(
     tokenizer; for speed tests). ``max_layer``: drop the layers above it, which no capture needs.
     """
     from transformers import AutoConfig, AutoModel, BertModel
+    from transformers.utils import logging as hf_logging
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
     device = torch.device(device)
     if name.startswith(RANDOM_PREFIX):
         config = random_config(name)
@@ -164,4 +167,4 @@ def load_model(
     )
 
 
-__all__ = ["DEFAULT_MODEL", "LoadedModel", "load_model", "minilm_path", "random_config", "BertModel"]
+__all__ = ["DEFAULT_MODEL", "LoadedModel", "load_model", "minilm_path", "random_config"]

@@ -99,6 +99,10 @@ class Source:
     ) -> None:
         self.path = path
         self.format = detect_format(path, fmt)
+        if path != "-" and not Path(path).is_file():
+            raise InputError(
+                path, None, "cannot open: no such file" if not Path(path).exists() else "cannot open: not a file"
+            )
         self.text_field = text_field
         self.pair_field = pair_field
         self._hasher: HashingReader | None = None
@@ -204,7 +208,9 @@ class Source:
                 continue
             fields = line.split("\t")
             if len(fields) != 10:
-                raise InputError(self.path, lineno, f"CoNLL-U token line needs 10 tab-separated fields, found {len(fields)}")
+                raise InputError(
+                    self.path, lineno, f"CoNLL-U token line needs 10 tab-separated fields, found {len(fields)}"
+                )
             rows.append((lineno, fields))
         if rows:
             yield self._conllu_sentence(n, start or 1, rows)
@@ -228,7 +234,9 @@ class Source:
             deprels.append(fields[7])
         if not forms:
             raise InputError(self.path, start, "sentence without words")
-        for (lineno, _), head in zip((r for r in rows if "-" not in r[1][0] and "." not in r[1][0]), heads, strict=True):
+        for (lineno, _), head in zip(
+            (r for r in rows if "-" not in r[1][0] and "." not in r[1][0]), heads, strict=True
+        ):
             if not -1 <= head < len(forms):
                 raise InputError(self.path, lineno, f"HEAD {head + 1} outside the sentence (1..{len(forms)})")
         words = Words(tuple(forms), tuple(heads), tuple(deprels))

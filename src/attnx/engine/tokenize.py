@@ -78,8 +78,13 @@ class WindowTokenizer:
     def _encode(self, texts: list[str], split: bool = False) -> tuple[list[list[int]], list[list[int | None]]]:
         if not texts:
             return [], []
-        enc = self.tok(texts, add_special_tokens=False, is_split_into_words=split,
-                       return_attention_mask=False, return_token_type_ids=False)
+        enc = self.tok(
+            texts,
+            add_special_tokens=False,
+            is_split_into_words=split,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )
         return enc["input_ids"], [enc.word_ids(i) for i in range(len(texts))]
 
     def __call__(self, records: list[Record]) -> TokenizedWindow:
@@ -107,9 +112,12 @@ class WindowTokenizer:
             na, nb = len(a), (len(b) if b is not None else 0)
             if na + nb > budget:
                 if not self.truncate:
-                    raise InputError(self.source_name, rec.line,
-                                     f"{na + nb + (3 if b is not None else 2)} wordpieces exceed --max-length "
-                                     f"{self.max_length} (drop --no-truncate to cut and flag it)")
+                    raise InputError(
+                        self.source_name,
+                        rec.line,
+                        f"{na + nb + (3 if b is not None else 2)} wordpieces exceed --max-length "
+                        f"{self.max_length} (drop --no-truncate to cut and flag it)",
+                    )
                 truncated[k] = True
                 while na + nb > budget:  # longest_first, like transformers' truncation
                     if na >= nb:

@@ -130,7 +130,9 @@ class TorchBackend:
 
     name = "torch"
 
-    def __init__(self, loaded: LoadedModel, layers: list[int], heads: list[int], store_dtype: str, ring: int = 8) -> None:
+    def __init__(
+        self, loaded: LoadedModel, layers: list[int], heads: list[int], store_dtype: str, ring: int = 8
+    ) -> None:
         self.loaded = loaded
         self.device = loaded.device
         self.layer_pos = {layer: k for k, layer in enumerate(layers)}
@@ -141,8 +143,11 @@ class TorchBackend:
         self.transfer = _CudaTransfer(ring) if self.cuda else None
 
     def _inputs(self, batch: TokenBatch) -> dict[str, torch.Tensor]:
-        arrays = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask,
-                  "token_type_ids": batch.token_type_ids}
+        arrays = {
+            "input_ids": batch.input_ids,
+            "attention_mask": batch.attention_mask,
+            "token_type_ids": batch.token_type_ids,
+        }
         if not self.cuda:
             return {k: torch.from_numpy(v) for k, v in arrays.items()}
         return {k: torch.from_numpy(v).pin_memory().to(self.device, non_blocking=True) for k, v in arrays.items()}
@@ -152,8 +157,9 @@ class TorchBackend:
         inputs = self._inputs(batch)
         lengths = torch.from_numpy(batch.lengths.astype(np.int64)).to(self.device, non_blocking=self.cuda)
         total_layer = int(self.heads.numel() * (batch.lengths.astype(np.int64) ** 2).sum())
-        index = packing_index(lengths, total_layer, batch.input_ids.shape[1], self.heads, self.loaded.num_heads,
-                              self.n_layers_kept)
+        index = packing_index(
+            lengths, total_layer, batch.input_ids.shape[1], self.heads, self.loaded.num_heads, self.n_layers_kept
+        )
         out = torch.empty(index.total, dtype=self.store_dtype, device=self.device)
         with capturing(_Collector(self.layer_pos, index, out)):
             self.loaded.model(**inputs)

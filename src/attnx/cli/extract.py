@@ -1,0 +1,250 @@
+"""``attnx extract``, ``attnx info``, ``attnx show``: thin wrappers over the engine and the store."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from attnx.cli.options import device_option, model_option, one_line_errors, quiet_json_options
+from attnx.errors import AttnxError
+
+
+class _Progress:
+    """tqdm bar on stderr: sentences, with tokens/s and MB/s written in the postfix."""
+
+    def __init__(self, enabled: bool, total: int | None) -> None:
+        self.enabled, self.total = enabled, total
+        self.bar = None
+        self.records = 0
+
+    def __call__(self, records: int, tokens: int, nbytes: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:  # opened at the first batch, after the model has loaded
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, unit="sent", file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
+        self.bar.update(records - self.records)
+        self.records = records
+        elapsed = max(self.bar.format_dict["elapsed"], 1e-9)
+        self.bar.set_postfix_str(f"{tokens / elapsed:,.0f} tok/s, {nbytes / elapsed / 1e6:,.1f} MB/s", refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _count_lines(path: str) -> int | None:
+    """Line count of an uncompressed file for the progress bar's total (None for stdin, gzip, CoNLL-U)."""
+    if path == "-" or path.endswith(".gz") or path.endswith(".conllu"):
+        return None
+    try:
+        with open(path, "rb") as fh:
+            return sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 24), b""))
+    except OSError:
+        return None
+
+
+@click.command("extract")
+@click.argument("input_path", metavar="INPUT")
+@click.option("--output", "-o", required=True, help="Store directory (created, or resumed if interrupted).")
+@model_option
+@device_option
+@click.option(
+    "--dtype",
+    type=click.Choice(["float16", "float32", "uint8"]),
+    default="float16",
+    show_default=True,
+    help="Stored precision; uint8 is round(p*255), max error 1.96e-3.",
+)
+@click.option(
+    "--compute-dtype",
+    type=click.Choice(["float32", "float16", "bfloat16"]),
+    default=None,
+    help="Model precision [default: float16 on CUDA, float32 on CPU]; softmax is always fp32.",
+)
+@click.option("--layers", default=None, help="Layers to keep, e.g. 0-5 or 0,3,11 (0-based) [default: all].")
+@click.option("--heads", default=None, help="Heads to keep in every kept layer, e.g. 0-3 [default: all].")
+@click.option("--max-length", default=512, show_default=True, help="Longest sequence in wordpieces, specials included.")
+@click.option("--no-truncate", is_flag=True, help="Fail on longer inputs instead of cutting and flagging them.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "tsv", "jsonl", "conllu"]),
+    default=None,
+    help="Input format [default: from the extension; text for stdin].",
+)
+@click.option("--text-field", default="text", show_default=True, help="JSONL: field with the sentence.")
+@click.option("--pair-field", default="text_b", show_default=True, help="JSONL: optional field with segment B.")
+@click.option(
+    "--codec",
+    type=click.Choice(["blosc-zstd", "zstd", "blosc-lz4", "none"]),
+    default="blosc-zstd",
+    show_default=True,
+    help="Chunk compressor (every chunk is also crc32c-checksummed).",
+)
+@click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True)
+@click.option(
+    "--budget-mb",
+    type=float,
+    default=None,
+    help="Attention produced per batch, in MB of fp32 (batch x layers x heads x L^2 x 4).",
+)
+@quiet_json_options
+@one_line_errors
+def extract_cmd(
+    input_path: str,
+    output: str,
+    model: str,
+    device: str,
+    dtype: str,
+    compute_dtype: str | None,
+    layers: str | None,
+    heads: str | None,
+    max_length: int,
+    no_truncate: bool,
+    fmt: str | None,
+    text_field: str,
+    pair_field: str,
+    codec: str,
+    backend: str,
+    budget_mb: float | None,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Run a model over INPUT (text, TSV pairs, JSONL, CoNLL-U; gzip or '-' for stdin) and store every
+    attention map, ragged and compressed, in a Zarr store. An interrupted run resumes where it stopped.
+
+    Example: attnx extract corpus.txt -o corpus.zarr --layers 0-5 --dtype uint8
+    """
+    from attnx.engine.extract import ExtractOptions, extract, parse_index_list
+    from attnx.engine.model import random_config, resolve_model_dir
+
+    if max_length < 2:
+        raise AttnxError(f"--max-length {max_length}: must be at least 2")
+    if model.startswith("random-bert-"):
+        cfg = random_config(model)
+        n_layers, n_heads = cfg.num_hidden_layers, cfg.num_attention_heads
+    else:
+        config = json.loads((resolve_model_dir(model) / "config.json").read_text())
+        n_layers, n_heads = config.get("num_hidden_layers", 12), config.get("num_attention_heads", 12)
+    opts = ExtractOptions(
+        input=input_path,
+        output=output,
+        model=model,
+        device=device,
+        dtype=dtype,
+        compute_dtype=compute_dtype,
+        layers=parse_index_list(layers, n_layers, "layers"),
+        heads=parse_index_list(heads, n_heads, "heads"),
+        max_length=max_length,
+        truncate=not no_truncate,
+        format=fmt,
+        text_field=text_field,
+        pair_field=pair_field or None,
+        codec=codec,
+        backend=backend,
+        budget_bytes=int(budget_mb * 1e6) if budget_mb else None,
+    )
+    progress = _Progress(not quiet and not as_json, _count_lines(input_path))
+    try:
+        summary = extract(opts, progress=progress)
+    finally:
+        progress.close()
+    if as_json:
+        click.echo(json.dumps(summary.to_json(), indent=2))
+    elif summary.status == "already complete":
+        click.echo(f"{summary.store}: already complete ({summary.records} records); nothing to do")
+    else:
+        resumed = f" (resumed after {summary.resumed_from})" if summary.resumed_from else ""
+        click.echo(
+            f"stored {summary.records} records{resumed} in {summary.store}: {summary.sentences_per_s:,.1f} sent/s, "
+            f"{summary.tokens_per_s:,.0f} tokens/s, {summary.mb_written_per_s:,.1f} MB/s of attention, "
+            f"{summary.store_bytes / 1e6:,.1f} MB on disk ({summary.device}, {summary.compute_dtype})"
+        )
+
+
+@click.command("info")
+@click.argument("store_path", metavar="STORE")
+@click.option("--json", "as_json", is_flag=True, help="Print everything as JSON.")
+@one_line_errors
+def info_cmd(store_path: str, as_json: bool) -> None:
+    """Summarise a store: records, tokens, bytes, model, dtype, codec, compression ratio.
+
+    Example: attnx info corpus.zarr
+    """
+    from attnx.store import open_store
+
+    info = open_store(store_path).info()
+    if as_json:
+        click.echo(json.dumps(info, indent=2, default=str))
+        return
+    model = info["model"]
+    ratio = info["compression_ratio"]
+    rows = [
+        ("store", f"{info['path']} ({'complete' if info['complete'] else 'INCOMPLETE: resume with attnx extract'})"),
+        ("records", f"{info['records']:,} ({info['truncated']:,} truncated)"),
+        ("tokens", f"{info['tokens']:,} (mean length {info['mean_length']:.1f}, max {info['max_length']})"),
+        (
+            "model",
+            f"{model.get('name')} ({model.get('layers')} layers x {model.get('heads')} heads, "
+            f"weights sha256 {str(model.get('weights_sha256'))[:16]})",
+        ),
+        ("kept", f"layers {_ranges(info['layers'])}, heads {_ranges(info['heads'])}"),
+        ("dtype", f"{info['dtype']} (computed in {info['options'].get('compute_dtype')})"),
+        ("precision", json.dumps(info.get("precision"))),
+        ("codec", f"{info['codec']} + crc32c"),
+        (
+            "attention",
+            f"{info['attention_bytes_raw'] / 1e6:,.1f} MB raw, {info['attention_bytes_disk'] / 1e6:,.1f} MB "
+            f"on disk" + (f", ratio {ratio:.2f}x" if ratio else ""),
+        ),
+        ("store size", f"{info['store_bytes_disk'] / 1e6:,.1f} MB"),
+        ("input", f"{info['input'].get('path')} ({info['options'].get('format')})"),
+        ("created", f"{info['created']} by attnx {info['attnx_version']}"),
+    ]
+    for key, value in rows:
+        click.echo(f"{key:>11}  {value}")
+
+
+def _ranges(values: list[int]) -> str:
+    if values and values == list(range(values[0], values[-1] + 1)):
+        return f"{values[0]}-{values[-1]}"
+    return ",".join(map(str, values))
+
+
+@click.command("show")
+@click.argument("store_path", metavar="STORE")
+@click.argument("record", type=int)
+@click.option("--layer", type=int, default=0, show_default=True, help="Model layer (0-based).")
+@click.option("--head", type=int, default=0, show_default=True, help="Head (0-based).")
+@click.option("--output", "-o", default=None, help="PNG to write [default: STORE-RECORD-LAYER-HEAD.png].")
+@one_line_errors
+def show_cmd(store_path: str, record: int, layer: int, head: int, output: str | None) -> None:
+    """Render one attention map as a heatmap with the wordpieces on both axes.
+
+    Example: attnx show corpus.zarr 17 --layer 3 --head 7 -o map.png
+    """
+    from attnx.render import render_map
+    from attnx.store import open_store
+
+    store = open_store(store_path)
+    if layer not in store.layers or head not in store.heads:
+        raise AttnxError(
+            f"{store_path}: layer {layer} head {head} not stored (layers {_ranges(store.layers)}, "
+            f"heads {_ranges(store.heads)})"
+        )
+    try:
+        maps = store.attention(record)
+    except IndexError as exc:
+        raise AttnxError(str(exc)) from None
+    out = output or f"{store_path.rstrip('/')}-{record}-L{layer}-H{head}.png"
+    render_map(
+        maps[store.layers.index(layer), store.heads.index(head)],
+        store.tokens(record),
+        out,
+        title=f"record {record}, layer {layer}, head {head}",
+    )
+    click.echo(out)

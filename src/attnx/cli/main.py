@@ -1,0 +1,19 @@
+"""The ``attnx`` command: a click group over thin per-topic command modules."""
+
+from __future__ import annotations
+
+import click
+
+import attnx
+from attnx.cli.extract import extract_cmd, info_cmd, show_cmd
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(attnx.__version__, prog_name="attnx")
+def main() -> None:
+    """attnx: capture, store and analyse BERT self-attention maps over whole corpora."""
+
+
+main.add_command(extract_cmd)
+main.add_command(info_cmd)
+main.add_command(show_cmd)

@@ -1,0 +1,47 @@
+"""Options shared by several commands, as decorators so their names stay the same everywhere."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import click
+
+from attnx.errors import AttnxError
+
+
+def model_option(f: Callable) -> Callable:
+    return click.option(
+        "--model",
+        "-m",
+        default="minilm",
+        show_default=True,
+        help="'minilm' (packaged real all-MiniLM-L6-v2), a local model directory with "
+        "safetensors weights, or random-bert-{tiny,small,base,large}.",
+    )(f)
+
+
+def device_option(f: Callable) -> Callable:
+    return click.option(
+        "--device", default="auto", show_default=True, help="auto (CUDA if present, else CPU), cpu, cuda, cuda:N."
+    )(f)
+
+
+def quiet_json_options(f: Callable) -> Callable:
+    f = click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")(f)
+    return click.option("--quiet", "-q", is_flag=True, help="No progress bar.")(f)
+
+
+def one_line_errors(f: Callable) -> Callable:
+    """Turn attnx's own errors into click's one-line ``Error: ...`` and a non-zero exit."""
+
+    @functools.wraps(f)
+    def wrapper(*args: object, **kwargs: object) -> object:
+        try:
+            return f(*args, **kwargs)
+        except AttnxError as exc:
+            raise click.ClickException(str(exc)) from exc
+        except KeyboardInterrupt:
+            raise click.ClickException("interrupted; run the same command again to resume") from None
+
+    return wrapper

@@ -1,0 +1,130 @@
+"""The ONNX Runtime backend: the exported graph (``attnx.engine.onnx_export``) run by onnxruntime.
+
+The graph returns the kept layers' and heads' maps padded, ``(layers_kept, batch, heads_kept, T, T)``,
+already in the store dtype; the host crops and packs them into the :class:`PackedBatch` layout
+(record b: ``(layers, heads, l_b, l_b)`` back to back) with one strided copy per record.
+
+CPU: ``CPUExecutionProvider``, intra-op threads = usable cores, all graph optimisations.
+CUDA (``onnxruntime-gpu`` and a CUDA device): ``CUDAExecutionProvider`` with IO binding, the output left
+on the device and copied to the host once per batch. The model is exported in its compute dtype (fp16 on
+CUDA by default); the softmax is float32 in the graph either way.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from attnx.engine.backends.base import Done, PackedBatch, TokenBatch, packed_offsets
+from attnx.engine.model import LoadedModel
+from attnx.engine.onnx_export import INPUT_NAMES, OUTPUT_NAME, OnnxExportError, ensure_onnx
+
+STORE_NP_DTYPES = {"float16": np.float16, "float32": np.float32, "uint8": np.uint8}
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def pack_padded(attn: np.ndarray, lengths: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Crop and pack padded maps.
+
+    ``attn`` (layers, batch, heads, T, T); ``lengths`` (batch,) real lengths. Returns the flat packed
+    buffer: record b's ``(layers, heads, l_b, l_b)`` back to back, in ``attn``'s dtype (or ``out``'s).
+    """
+    n_layers, _, n_heads = attn.shape[:3]
+    offsets = packed_offsets(lengths, n_layers, n_heads)
+    if out is None:
+        out = np.empty(int(offsets[-1]), attn.dtype)
+    for b, length in enumerate(lengths.tolist()):
+        dst = out[offsets[b] : offsets[b + 1]].reshape(n_layers, n_heads, length, length)
+        dst[...] = attn[:, b, :, :length, :length]
+    return out
+
+
+class OnnxBackend:
+    """Runs :class:`TokenBatch`es through onnxruntime; same :class:`PackedBatch` contract as ``TorchBackend``.
+
+    ``layers``/``heads``: model layer and head indices to keep (sorted). The export is made (or found in
+    the cache) at construction; ``export_path`` and ``export_cached`` say which.
+    """
+
+    name = "onnx"
+
+    def __init__(
+        self, loaded: LoadedModel, layers: list[int], heads: list[int], store_dtype: str, threads: int | None = None
+    ) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise OnnxExportError("--backend onnx needs onnxruntime (pip install 'attnx[onnx]')") from exc
+        import torch
+
+        self.ort = ort
+        self.store_dtype = STORE_NP_DTYPES[store_dtype]
+        self.n_layers, self.n_heads = len(layers), len(heads)
+        cuda = loaded.device.type == "cuda"
+        if cuda and "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise OnnxExportError(
+                f"--backend onnx on {loaded.device}: this onnxruntime has no CUDA provider "
+                "(install onnxruntime-gpu, or use --device cpu)"
+            )
+        if loaded.dtype == torch.bfloat16:
+            raise OnnxExportError(
+                "--backend onnx: bfloat16 compute is not supported by onnxruntime; "
+                "use --compute-dtype float32 (CPU) or float16 (CUDA), or --backend torch"
+            )
+        self.export_path, self.export_cached = ensure_onnx(loaded, layers, heads, store_dtype)
+
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.intra_op_num_threads = threads or usable_cores()
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.log_severity_level = 3
+        if cuda:
+            index = loaded.device.index or 0
+            providers: list = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+            self.device_id = index
+        else:
+            providers = ["CPUExecutionProvider"]
+            self.device_id = -1
+        try:
+            self.session = ort.InferenceSession(str(self.export_path), sess_options=opts, providers=providers)
+        except Exception as exc:
+            raise OnnxExportError(
+                f"{self.export_path}: onnxruntime cannot load the export "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                "delete the file to re-export"
+            ) from exc
+        self.cuda = cuda
+
+    def _run_cpu(self, batch: TokenBatch) -> np.ndarray:
+        feeds = {
+            "input_ids": batch.input_ids,
+            "attention_mask": batch.attention_mask,
+            "token_type_ids": batch.token_type_ids,
+        }
+        return self.session.run([OUTPUT_NAME], feeds)[0]
+
+    def _run_cuda(self, batch: TokenBatch) -> np.ndarray:
+        binding = self.session.io_binding()
+        arrays = (batch.input_ids, batch.attention_mask, batch.token_type_ids)
+        for name, array in zip(INPUT_NAMES, arrays, strict=True):
+            value = self.ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array), "cuda", self.device_id)
+            binding.bind_ortvalue_input(name, value)
+        binding.bind_output(OUTPUT_NAME, "cuda", self.device_id)  # onnxruntime allocates it on the device
+        self.session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()[0]  # the one device -> host copy of the batch
+
+    def submit(self, batch: TokenBatch) -> Done:
+        attn = self._run_cuda(batch) if self.cuda else self._run_cpu(batch)  # (layers, B, heads, T, T)
+        packed = pack_padded(attn.astype(self.store_dtype, copy=False), batch.lengths)
+        return Done(PackedBatch(attn=packed, lengths=batch.lengths))
+
+    def close(self) -> None:
+        self.session = None

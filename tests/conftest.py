@@ -1,0 +1,40 @@
+"""Shared fixtures: the real packaged MiniLM, a tiny random BERT, corpora in tmp dirs, ../shared/data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+SAMPLE = ROOT / "src" / "attnx" / "data"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def shared_file(rel: str) -> Path:
+    """A file of ../shared/data, or a clear skip when the folder is absent (tests must pass without it)."""
+    path = SHARED_DATA / rel
+    if not path.is_file():
+        pytest.skip(f"../shared/data absent: {path} not found (real-corpus test skipped)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def minilm():
+    from attnx.engine.model import load_model
+
+    return load_model("minilm")
+
+
+@pytest.fixture(scope="session")
+def eager_minilm():
+    """transformers' own eager attention, fp32: the reference every backend is checked against."""
+    from transformers import AutoModel
+
+    from attnx.engine.model import minilm_path
+
+    return AutoModel.from_pretrained(str(minilm_path()), attn_implementation="eager").eval()

@@ -1,0 +1,84 @@
+"""Every stored map must equal transformers' own eager attention (fp32, output_attentions=True).
+
+Each reference sentence runs alone (no padding); the engine runs them length-sorted and padded inside
+large batches, so these tests also prove that padding never leaks into the maps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import SAMPLE, shared_file
+
+from attnx.engine.extract import ExtractOptions, extract
+from attnx.store import open_store
+
+TOL = {"float32": 1e-5, "float16": 5e-4, "uint8": 1 / 510 + 1e-6}
+
+
+def reference_maps(model, tokenizer, a: str, b: str | None) -> np.ndarray:
+    enc = tokenizer(a, b, return_tensors="pt", truncation=True, max_length=512)
+    with torch.no_grad():
+        out = model(**enc, output_attentions=True)
+    return torch.stack(out.attentions)[:, 0].numpy()  # (layers, heads, l, l)
+
+
+def check_store(store_path, records, model, tokenizer, dtype):
+    store = open_store(store_path)
+    assert len(store) == len(records)
+    worst = 0.0
+    for i, (a, b) in enumerate(records):
+        ref = reference_maps(model, tokenizer, a, b)
+        got = store.attention(i)
+        assert got.shape == ref.shape, i
+        worst = max(worst, float(np.abs(got - ref).max()))
+    assert worst <= TOL[dtype], f"{dtype}: max abs error {worst:.3g} > {TOL[dtype]}"
+    return worst
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "uint8"])
+def test_minilm_singles_and_pairs(tmp_path, dtype, minilm, eager_minilm):
+    singles = (SAMPLE / "sample.txt").read_text(encoding="utf-8").splitlines()[:40]
+    pairs = [tuple(x.split("\t")) for x in (SAMPLE / "sample_pairs.tsv").read_text(encoding="utf-8").splitlines()[:20]]
+    (tmp_path / "s.txt").write_text("\n".join(singles) + "\n", encoding="utf-8")
+    (tmp_path / "p.tsv").write_text("\n".join("\t".join(p) for p in pairs) + "\n", encoding="utf-8")
+    for name, records in (("s.txt", [(s, None) for s in singles]), ("p.tsv", pairs)):
+        out = tmp_path / f"{name}.{dtype}.zarr"
+        extract(ExtractOptions(input=str(tmp_path / name), output=str(out), dtype=dtype, device="cpu"))
+        check_store(out, records, eager_minilm, minilm.tokenizer, dtype)
+
+
+def test_random_tiny_bert(tmp_path):
+    from transformers import BertModel
+
+    from attnx.engine.model import load_model
+
+    loaded = load_model("random-bert-tiny", seed=0)
+    eager = BertModel(
+        loaded.model.config.__class__(**{**loaded.model.config.to_dict(), "_attn_implementation": "eager"})
+    )
+    eager.config._attn_implementation = "eager"
+    eager.load_state_dict(loaded.model.state_dict())
+    eager.eval()
+    pairs = [tuple(x.split("\t")) for x in (SAMPLE / "sample_pairs.tsv").read_text(encoding="utf-8").splitlines()[:30]]
+    (tmp_path / "p.tsv").write_text("\n".join("\t".join(p) for p in pairs) + "\n", encoding="utf-8")
+    extract(
+        ExtractOptions(
+            input=str(tmp_path / "p.tsv"),
+            output=str(tmp_path / "t.zarr"),
+            model="random-bert-tiny",
+            dtype="float32",
+            device="cpu",
+        )
+    )
+    check_store(tmp_path / "t.zarr", pairs, eager, loaded.tokenizer, "float32")
+
+
+def test_real_ewt_sentences(tmp_path, minilm, eager_minilm):
+    lines = shared_file("ud_english_ewt/dev/sentences.txt").read_text(encoding="utf-8").splitlines()[:60]
+    (tmp_path / "ewt.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    extract(
+        ExtractOptions(input=str(tmp_path / "ewt.txt"), output=str(tmp_path / "e.zarr"), dtype="float16", device="cpu")
+    )
+    check_store(tmp_path / "e.zarr", [(x.strip(), None) for x in lines], eager_minilm, minilm.tokenizer, "float16")

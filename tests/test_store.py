@@ -1,0 +1,237 @@
+"""The store on its own: round trips, ragged layout, commits and resume, checksums, block streaming."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from attnx.errors import StoreError
+from attnx.store import StoredBatch, StoreWriter, open_store
+
+LAYERS, HEADS = 2, 3
+
+
+def make_batches(seed: int, n_batches: int, per_batch: int, dtype: str, conllu: bool = False) -> list[StoredBatch]:
+    """Random row-stochastic maps of mixed lengths (2..17), with tokens and, optionally, words."""
+    rng = np.random.default_rng(seed)
+    out, next_id = [], 0
+    for _ in range(n_batches):
+        lengths = np.sort(rng.integers(2, 18, per_batch)).astype(np.int32)
+        maps = []
+        for l in lengths:
+            x = rng.random((LAYERS, HEADS, l, l))
+            p = x / x.sum(-1, keepdims=True)
+            maps.append((np.round(p * 255).astype(np.uint8) if dtype == "uint8" else p.astype(dtype)).ravel())
+        t = int(lengths.sum())
+        words = counts = None
+        if conllu:
+            counts = np.maximum(lengths.astype(np.int64) - 2, 0)
+            w = int(counts.sum())
+            words = {
+                "head": rng.integers(-1, 3, w).astype(np.int32),
+                "deprel": np.array(rng.choice(["nsubj", "obj", "root", "amod"], w), dtype=object),
+            }
+        out.append(
+            StoredBatch(
+                attn=np.concatenate(maps),
+                input_id=np.arange(next_id, next_id + per_batch)[rng.permutation(per_batch)],
+                length=lengths,
+                len_a=lengths.copy(),
+                line=np.arange(next_id, next_id + per_batch) + 1,
+                truncated=rng.random(per_batch) < 0.1,
+                tokens={
+                    "ids": rng.integers(0, 50, t).astype(np.int32),
+                    "segment": np.zeros(t, np.int8),
+                    "special": rng.random(t) < 0.2,
+                    "punct": rng.random(t) < 0.1,
+                    "word": rng.integers(-1, 9, t).astype(np.int32),
+                },
+                words=words,
+                word_count=counts,
+            )
+        )
+        next_id += per_batch
+    return out
+
+
+META = {"layers": list(range(LAYERS)), "heads": list(range(HEADS)), "model": {"name": "synthetic"}}
+
+
+def create(path: Path, dtype: str, conllu: bool = False, chunk: int = 997) -> StoreWriter:
+    return StoreWriter.create(
+        path,
+        META,
+        [f"t{i}" for i in range(50)],
+        dtype,
+        "blosc-zstd",
+        attn_chunk_elems=chunk,
+        record_chunk=7,
+        token_chunk=13,
+        conllu=conllu,
+    )
+
+
+def expected(batches: list[StoredBatch]) -> dict[int, np.ndarray]:
+    """input id -> its flat stored values."""
+    out = {}
+    for b in batches:
+        sizes = LAYERS * HEADS * b.length.astype(np.int64) ** 2
+        offs = np.concatenate([[0], np.cumsum(sizes)])
+        for k, rid in enumerate(b.input_id):
+            out[int(rid)] = b.attn[offs[k] : offs[k + 1]]
+    return out
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "uint8"])
+def test_round_trip_every_dtype(tmp_path, dtype):
+    batches = make_batches(0, 6, 9, dtype)
+    w = create(tmp_path / "s.zarr", dtype)
+    for b in batches:
+        w.append(b)
+    w.finish()
+    store = open_store(tmp_path / "s.zarr")
+    assert len(store) == 54 and store.complete
+    want = expected(batches)
+    scale = 1 / 255 if dtype == "uint8" else 1.0
+    for rid, flat in want.items():
+        got = store.attention(rid)
+        l = got.shape[-1]
+        assert got.shape == (LAYERS, HEADS, l, l) and got.dtype == np.float32
+        np.testing.assert_array_equal(got.ravel(), flat.astype(np.float32) * np.float32(scale))
+    assert store.lengths.tolist() == [int(np.sqrt(len(want[i]) // (LAYERS * HEADS))) for i in range(54)]
+
+
+def test_blocks_cover_every_record_once_in_physical_order(tmp_path):
+    batches = make_batches(1, 5, 11, "float16")
+    w = create(tmp_path / "s.zarr", "float16")
+    for b in batches:
+        w.append(b)
+    w.finish()
+    store = open_store(tmp_path / "s.zarr")
+    want = expected(batches)
+    seen = []
+    for block in store.blocks(max_bytes=3000):
+        for k, rid in enumerate(block.record_ids):
+            flat = block.attn[block.attn_offsets[k] : block.attn_offsets[k + 1]]
+            np.testing.assert_array_equal(flat, want[int(rid)])
+            toks = block.token_ids[block.tok_offsets[k] : block.tok_offsets[k + 1]]
+            np.testing.assert_array_equal(toks, store.token_ids(int(rid)))
+        seen.extend(block.record_ids.tolist())
+    assert seen == np.concatenate([b.input_id for b in batches]).tolist()
+    subset = [3, 40, 41, 7]
+    got = [int(r) for blk in store.blocks(max_bytes=3000, records=subset) for r in blk.record_ids]
+    assert sorted(got) == sorted(subset)
+
+
+def test_tokens_and_words_round_trip(tmp_path):
+    batches = make_batches(2, 4, 6, "float16", conllu=True)
+    w = create(tmp_path / "s.zarr", "float16", conllu=True)
+    for b in batches:
+        w.append(b)
+    w.finish()
+    store = open_store(tmp_path / "s.zarr")
+    b0 = batches[0]
+    rid = int(b0.input_id[2])
+    t0 = int(b0.length[:2].sum())
+    l = int(b0.length[2])
+    assert store.token_ids(rid).tolist() == b0.tokens["ids"][t0 : t0 + l].tolist()
+    assert store.tokens(rid) == [f"t{i}" for i in b0.tokens["ids"][t0 : t0 + l]]
+    w0 = int(b0.word_count[:2].sum())
+    heads, deprels = store.words(rid)
+    assert heads.tolist() == b0.words["head"][w0 : w0 + int(b0.word_count[2])].tolist()
+    assert [store.deprels[d] for d in deprels] == list(b0.words["deprel"][w0 : w0 + int(b0.word_count[2])])
+
+
+def test_interrupted_writer_resumes_to_identical_store(tmp_path):
+    batches = make_batches(3, 8, 10, "float16", conllu=True)
+    ref = create(tmp_path / "ref.zarr", "float16", conllu=True)
+    for b in batches:
+        ref.append(b)
+    ref.finish()
+
+    w = create(tmp_path / "cut.zarr", "float16", conllu=True)
+    for b in batches[:5]:
+        w.append(b)
+    committed = w.commit.records
+    assert 0 < committed < 50  # the tail past the commit was never written: a crash loses only that
+    del w
+    partial = open_store(tmp_path / "cut.zarr")
+    assert len(partial) == committed and not partial.complete
+
+    w = StoreWriter.resume(tmp_path / "cut.zarr")
+    flat = {
+        k: np.concatenate([getattr(b, k) for b in batches])
+        for k in ("input_id", "length", "len_a", "line", "truncated")
+    }
+    # replay from the first uncommitted record, exactly as the engine does
+    rest = _slice_records(batches, committed)
+    w.append(rest)
+    w.finish()
+    a, b = zarr.open_group(str(tmp_path / "ref.zarr")), zarr.open_group(str(tmp_path / "cut.zarr"))
+    for name in [
+        "attn",
+        "rec/input_id",
+        "rec/attn_start",
+        "rec/length",
+        "rec/tok_start",
+        "rec/word_start",
+        "tok/ids",
+        "tok/word",
+        "words/head",
+        "words/deprel",
+        "index/position",
+    ]:
+        np.testing.assert_array_equal(a[name][:], b[name][:], err_msg=name)
+    assert a.attrs["attnx"]["deprels"] == b.attrs["attnx"]["deprels"]
+    assert len(flat["input_id"]) == 80
+
+
+def _slice_records(batches: list[StoredBatch], start: int) -> StoredBatch:
+    """All records from physical position ``start`` on, as one batch."""
+    cat = lambda key: np.concatenate([getattr(b, key) for b in batches])  # noqa: E731
+    lengths = cat("length")
+    sizes = LAYERS * HEADS * lengths.astype(np.int64) ** 2
+    t0 = int(lengths[:start].sum())
+    counts = cat("word_count")
+    w0 = int(counts[:start].sum())
+    return StoredBatch(
+        attn=cat("attn")[int(sizes[:start].sum()) :],
+        input_id=cat("input_id")[start:],
+        length=lengths[start:],
+        len_a=cat("len_a")[start:],
+        line=cat("line")[start:],
+        truncated=cat("truncated")[start:],
+        tokens={k: np.concatenate([b.tokens[k] for b in batches])[t0:] for k in batches[0].tokens},
+        words={k: np.concatenate([b.words[k] for b in batches])[w0:] for k in batches[0].words},
+        word_count=counts[start:],
+    )
+
+
+def test_corrupt_chunk_is_detected(tmp_path):
+    batches = make_batches(4, 3, 8, "float16")
+    w = create(tmp_path / "s.zarr", "float16")
+    for b in batches:
+        w.append(b)
+    w.finish()
+    chunk = sorted((tmp_path / "s.zarr" / "attn" / "c").rglob("*"))[-1]
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    chunk.write_bytes(bytes(data))
+    store = open_store(tmp_path / "s.zarr")
+    with pytest.raises(Exception, match="(?i)checksum|crc|decompress|corrupt|error"):
+        list(store.blocks())
+
+
+def test_open_errors(tmp_path):
+    with pytest.raises(StoreError, match="no attnx store here"):
+        open_store(tmp_path / "nothing.zarr")
+    zarr.open_group(str(tmp_path / "plain.zarr"), mode="w")
+    with pytest.raises(StoreError, match="not an attnx store"):
+        open_store(tmp_path / "plain.zarr")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("mine")
+    with pytest.raises(StoreError, match="refusing to overwrite"):
+        create(tmp_path / "full", "float16")
