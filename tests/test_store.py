@@ -235,3 +235,23 @@ def test_open_errors(tmp_path):
     (tmp_path / "full" / "x").write_text("mine")
     with pytest.raises(StoreError, match="refusing to overwrite"):
         create(tmp_path / "full", "float16")
+
+
+def test_derived_results_round_trip(tmp_path):
+    batches = make_batches(5, 3, 7, "float32")
+    w = create(tmp_path / "s.zarr", "float32")
+    for b in batches:
+        w.append(b)
+    w.finish()
+    store = open_store(tmp_path / "s.zarr")
+    dw = store.derived_writer("mean_map", "float32")
+    for block in store.blocks(max_bytes=2000):
+        maps = [block.record_maps(k, LAYERS, HEADS).mean(axis=(0, 1)) for k in range(len(block))]
+        dw.append(np.concatenate([m.ravel() for m in maps]), block.lengths.astype(np.int64) ** 2)
+    dw.finish({"definition": "mean over layers and heads"})
+    store = open_store(tmp_path / "s.zarr")
+    assert store.derived_names() == ["mean_map"]
+    for i in (0, 9, 20):
+        np.testing.assert_allclose(store.derived("mean_map", i), store.attention(i).mean(axis=(0, 1)), rtol=1e-6)
+    with pytest.raises(StoreError, match="no complete derived result"):
+        store.derived("other", 0)

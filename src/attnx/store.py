@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import queue
+import shutil
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -48,7 +49,20 @@ from attnx.errors import StoreError
 FORMAT = "attnx-store/1"
 DTYPES = {"float16": np.float16, "float32": np.float32, "uint8": np.uint8}
 UINT8_SCALE = 255.0
-CODECS = ("zstd", "blosc-zstd", "blosc-lz4", "none")
+CODECS = ("auto", "blosc-lz4", "blosc-zstd", "zstd", "none")
+
+
+def resolve_codec(codec: str, dtype: str) -> str:
+    """``auto``: blosc-lz4 with bit-shuffle for float maps, zstd for uint8 (measured: benchmarks/bench_codecs.py).
+
+    float16 probabilities have about 10 noisy mantissa bits, so no lossless codec gets past ~1.2x; lz4 with
+    bit-shuffle comes within 1% of the best ratio at several times zstd's speed. uint8 maps are mostly small
+    integers, where zstd's entropy coding wins (about 1.9x against lz4's 1.4x).
+    """
+    if codec == "auto":
+        return "zstd" if dtype == "uint8" else "blosc-lz4"
+    return codec
+
 
 # name -> (dtype, unit): unit says which counter sizes the stream
 _REC_ARRAYS = {
@@ -108,9 +122,9 @@ def _codecs(codec: str, dtype: np.dtype, level: int) -> dict:
     if codec == "zstd":
         comp = [ZstdCodec(level=level)]
     elif codec == "blosc-zstd":
-        comp = [BloscCodec(cname="zstd", clevel=level, shuffle="shuffle", typesize=itemsize)]
+        comp = [BloscCodec(cname="zstd", clevel=level, shuffle="bitshuffle", typesize=itemsize)]
     elif codec == "blosc-lz4":
-        comp = [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle", typesize=itemsize)]
+        comp = [BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle", typesize=itemsize)]
     elif codec == "none":
         comp = []
     else:
@@ -167,7 +181,7 @@ class _Stream:
 def _store_attrs(group: zarr.Group) -> dict:
     attrs = group.attrs.asdict().get("attnx")
     if not isinstance(attrs, dict) or attrs.get("format") != FORMAT:
-        raise StoreError(f"{group.store}: not an attnx store (no {FORMAT!r} attributes)")
+        raise StoreError(f"{str(group.store).removeprefix('file://')}: not an attnx store (no {FORMAT!r} attributes)")
     return attrs
 
 
@@ -219,8 +233,15 @@ class StoreWriter:
         path = Path(path)
         if path.exists() and any(path.iterdir()):
             raise StoreError(f"{path}: exists and is not an attnx store; refusing to overwrite it")
+        codec = resolve_codec(codec, dtype)
+        if codec not in CODECS or dtype not in DTYPES:
+            raise StoreError(f"unknown codec {codec!r} or dtype {dtype!r}")
+        # built under a temporary name and renamed into place, so a crash never leaves a half-made store
+        staging = path.with_name(f".{path.name}.creating")
         try:
-            group = zarr.open_group(str(path), mode="w", zarr_format=3)
+            if staging.exists():
+                shutil.rmtree(staging)
+            group = zarr.open_group(str(staging), mode="w", zarr_format=3)
         except OSError as exc:
             raise StoreError(f"{path}: cannot create store ({exc.strerror or exc})") from exc
         np_dtype = DTYPES[dtype]
@@ -249,6 +270,10 @@ class StoreWriter:
             "commit": Commit().to_json(),
         }
         group.attrs["attnx"] = attrs
+        if path.exists():
+            path.rmdir()  # an empty directory (checked above)
+        staging.rename(path)
+        group = zarr.open_group(str(path), mode="r+", zarr_format=3)
         return cls(path, group, attrs, Commit())
 
     @classmethod
@@ -366,6 +391,59 @@ class StoreWriter:
     def update_attrs(self, **extra: object) -> None:
         self.attrs = {**self.attrs, **extra}
         self.group.attrs["attnx"] = self.attrs
+
+
+class DerivedWriter:
+    """Per-record ragged results written back into a complete store under ``derived/<name>``.
+
+    Append each record's flat values in physical order (the order :meth:`AttentionStore.blocks` yields);
+    ``finish`` writes ``derived/<name>/offsets`` ((n+1,) int64) and marks the array complete. ``shape`` tells
+    readers how to view one record, e.g. ``"l,l"`` for an ``(l, l)`` map per record.
+    """
+
+    def __init__(self, store: AttentionStore, name: str, dtype: str, shape: str, chunk_elems: int = 4 << 20) -> None:
+        if not store.complete:
+            raise StoreError(f"{store.path}: derive results only from a complete store (resume it first)")
+        if not name.isidentifier():
+            raise StoreError(f"derived name {name!r}: use letters, digits and underscores")
+        self.store, self.name, self.shape = store, name, shape
+        group = zarr.open_group(str(store.path), mode="r+", zarr_format=3)
+        if f"derived/{name}" in group:
+            del group[f"derived/{name}"]
+        np_dtype = np.dtype(dtype)
+        values = group.create_array(
+            f"derived/{name}/values",
+            shape=(0,),
+            chunks=(chunk_elems,),
+            dtype=np_dtype,
+            fill_value=0,
+            **_codecs("blosc-lz4", np_dtype, 1),
+        )
+        self.group = group
+        self.values = _Stream(values, 0, True)
+        self.counts: list[int] = []
+
+    def append(self, flat: np.ndarray, counts: np.ndarray) -> None:
+        """``flat``: values of the next ``len(counts)`` records back to back; ``counts``: elements per record."""
+        if int(np.sum(counts)) != len(flat):
+            raise StoreError(f"derived {self.name}: {len(flat)} values for {int(np.sum(counts))} expected")
+        self.values.append(flat)
+        self.values.flush(partial=False)
+        self.counts.extend(np.asarray(counts, np.int64).tolist())
+
+    def finish(self, attrs: dict | None = None) -> None:
+        if len(self.counts) != len(self.store):
+            raise StoreError(f"derived {self.name}: {len(self.counts)} records written, store has {len(self.store)}")
+        self.values.flush(partial=True)
+        self.values.truncate_shape()
+        offsets = np.concatenate([[0], np.cumsum(self.counts, dtype=np.int64)])
+        self.group.create_array(
+            f"derived/{self.name}/offsets",
+            data=offsets,
+            chunks=(max(1, min(len(offsets), 1 << 20)),),
+            **_codecs("zstd", np.int64, 3),
+        )
+        self.group[f"derived/{self.name}"].attrs.update({"shape": self.shape, "complete": True, **(attrs or {})})
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -664,6 +742,28 @@ class AttentionStore:
                     out.get(timeout=0.05)
                 except queue.Empty:
                     pass
+
+    # -- derived results ---------------------------------------------------------------------------------------
+    def derived_writer(self, name: str, dtype: str, shape: str = "l,l") -> DerivedWriter:
+        """Write per-record results (e.g. attention rollout) back into this store; see :class:`DerivedWriter`."""
+        return DerivedWriter(self, name, dtype, shape)
+
+    def derived_names(self) -> list[str]:
+        return sorted(self.group["derived"].group_keys()) if "derived" in self.group else []
+
+    def derived(self, name: str, i: int) -> np.ndarray:
+        """Input record ``i``'s values of ``derived/<name>``, viewed as ``(l, l)`` when stored with shape "l,l"."""
+        key = f"derived/{name}"
+        if key not in self.group or not self.group[key].attrs.get("complete"):
+            raise StoreError(f"{self.path}: no complete derived result {name!r}")
+        p = self._pos(i)
+        off = self.group[f"{key}/offsets"]
+        start, stop = (int(x) for x in off[p : p + 2])
+        values = np.asarray(self.group[f"{key}/values"][start:stop])
+        if self.group[key].attrs.get("shape") == "l,l":
+            l = int(self._physical["length"][p])
+            return values.reshape(l, l)
+        return values
 
     # -- summary -----------------------------------------------------------------------------------------------
     def nbytes_stored(self) -> int:

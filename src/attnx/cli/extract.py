@@ -80,10 +80,10 @@ def _count_lines(path: str) -> int | None:
 @click.option("--pair-field", default="text_b", show_default=True, help="JSONL: optional field with segment B.")
 @click.option(
     "--codec",
-    type=click.Choice(["blosc-zstd", "zstd", "blosc-lz4", "none"]),
-    default="blosc-zstd",
+    type=click.Choice(["auto", "blosc-lz4", "blosc-zstd", "zstd", "none"]),
+    default="auto",
     show_default=True,
-    help="Chunk compressor (every chunk is also crc32c-checksummed).",
+    help="Chunk compressor; auto = blosc-lz4+bitshuffle for float16/32, zstd for uint8 (all crc32c-checksummed).",
 )
 @click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True)
 @click.option(
@@ -248,3 +248,37 @@ def show_cmd(store_path: str, record: int, layer: int, head: int, output: str | 
         title=f"record {record}, layer {layer}, head {head}",
     )
     click.echo(out)
+
+
+@click.command("demo")
+@click.option("--output", "-o", default="attnx-demo", show_default=True, help="Folder for the demo stores.")
+@device_option
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@one_line_errors
+def demo_cmd(output: str, device: str, quiet: bool) -> None:
+    """Run the main job on the embedded defaults: the packaged all-MiniLM-L6-v2 over the bundled sample
+    corpus (300 sentences) and sample pairs (80), then print where the stores are.
+
+    Example: attnx demo -o attnx-demo
+    """
+    from pathlib import Path
+
+    from attnx.engine.extract import ExtractOptions, extract
+    from attnx.store import open_store
+
+    data = Path(__file__).resolve().parents[1] / "data"
+    Path(output).mkdir(parents=True, exist_ok=True)
+    for name, store_name in (("sample.txt", "sample.zarr"), ("sample_pairs.tsv", "pairs.zarr")):
+        out = Path(output) / store_name
+        progress = _Progress(not quiet, _count_lines(str(data / name)))
+        try:
+            summary = extract(ExtractOptions(input=str(data / name), output=str(out), device=device), progress=progress)
+        finally:
+            progress.close()
+        info = open_store(out).info()
+        click.echo(
+            f"{out}: {info['records']} records, {info['tokens']:,} tokens, {summary.status}"
+            + (f", {summary.sentences_per_s:,.1f} sent/s" if summary.status == "complete" else "")
+            + f", {info['store_bytes_disk'] / 1e6:,.1f} MB on disk"
+        )
+    click.echo(f"done: stores in {Path(output).resolve()} (try: attnx info {Path(output) / 'sample.zarr'})")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 import attnx
-from attnx.cli.extract import extract_cmd, info_cmd, show_cmd
+from attnx.cli.extract import demo_cmd, extract_cmd, info_cmd, show_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -17,3 +17,4 @@ def main() -> None:
 main.add_command(extract_cmd)
 main.add_command(info_cmd)
 main.add_command(show_cmd)
+main.add_command(demo_cmd)

@@ -25,7 +25,7 @@ from attnx.engine.sources import Source, input_fingerprint
 from attnx.engine.tokenize import TokenizedWindow, WindowTokenizer, tokenize_in_background
 from attnx.engine.writer import AsyncWriter
 from attnx.errors import AttnxError, InputError, StoreError
-from attnx.store import FORMAT, AttentionStore, StoredBatch, StoreWriter
+from attnx.store import FORMAT, AttentionStore, StoredBatch, StoreWriter, resolve_codec
 
 COMPUTE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -47,7 +47,7 @@ class ExtractOptions:
     format: str | None = None
     text_field: str = "text"
     pair_field: str | None = "text_b"
-    codec: str = "blosc-zstd"
+    codec: str = "auto"  # see attnx.store.resolve_codec
     backend: str = "torch"
     budget_bytes: int | None = None  # attention bytes per batch; default from Config / device memory
     max_batch_tokens: int | None = None
@@ -273,7 +273,7 @@ def extract(
     if existing is not None:
         if existing.attrs.get("format") != FORMAT:
             raise StoreError(f"{out}: not an attnx store")
-        _check_resumable(existing, meta, opts.dtype, opts.codec)
+        _check_resumable(existing, meta, opts.dtype, resolve_codec(opts.codec, opts.dtype))
         if existing.complete:
             return Summary(
                 store=str(out), status="already complete", records=len(existing), store_bytes=existing.nbytes_stored()
