@@ -65,11 +65,17 @@ def to_store_dtype(values: torch.Tensor, store_dtype: torch.dtype) -> torch.Tens
     return values.to(store_dtype)
 
 
+class CaptureComplete(Exception):
+    """Raised after the last kept layer's maps are captured: the rest of the forward pass (that layer's
+    value product and feed-forward block, the pooler) cannot change them, so it is skipped."""
+
+
 class _Collector:
     """Receives each layer's probabilities and scatters the kept part into ``out``."""
 
     def __init__(self, layer_pos: dict[int, int], index: PackingIndex, out: torch.Tensor) -> None:
         self.layer_pos, self.index, self.out = layer_pos, index, out
+        self.last = max(layer_pos)
 
     def __call__(self, layer_idx: int, probs: torch.Tensor) -> None:
         k = self.layer_pos.get(layer_idx)
@@ -78,6 +84,8 @@ class _Collector:
         values = probs.reshape(-1).index_select(0, self.index.src)
         dst = self.index.dst + k * self.index.layer_stride if k else self.index.dst
         self.out.index_copy_(0, dst, to_store_dtype(values, self.out.dtype))
+        if layer_idx == self.last:
+            raise CaptureComplete
 
 
 class _CudaPending:
@@ -161,8 +169,11 @@ class TorchBackend:
             lengths, total_layer, batch.input_ids.shape[1], self.heads, self.loaded.num_heads, self.n_layers_kept
         )
         out = torch.empty(index.total, dtype=self.store_dtype, device=self.device)
-        with capturing(_Collector(self.layer_pos, index, out)):
-            self.loaded.model(**inputs)
+        try:
+            with capturing(_Collector(self.layer_pos, index, out)):
+                self.loaded.model(**inputs)
+        except CaptureComplete:
+            pass
         if self.transfer is None:
             return Done(PackedBatch(attn=out.numpy(), lengths=batch.lengths))
         return self.transfer.start(out, batch.lengths)
