@@ -16,12 +16,18 @@ import re
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from attnx.bench import ceilings, derive, length_stats, machine_info, markdown_table, run_in_subprocess, tempdir
+from attnx.bench import run_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 EWT = ROOT.parent / "shared" / "data" / "ud_english_ewt" / "train" / "sentences.txt"
+
+
+def parse_limits(spec: str) -> dict[str, int]:
+    limits = {}
+    for part in spec.split(","):
+        key, _, value = part.rpartition("=")
+        limits[key or "*"] = int(value)
+    return limits
 
 
 def main() -> int:
@@ -36,6 +42,8 @@ def main() -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--compute", default=None, help="attnx compute dtype (default: fp32 on CPU, fp16 on CUDA)")
     ap.add_argument("--extra-compute", default="", help="also run attnx with these compute dtypes, e.g. bfloat16")
+    ap.add_argument("--dtypes", default="float16,uint8", help="stored dtypes to run")
+    ap.add_argument("--backends", default="torch", help="attnx backends to run: torch,onnx")
     ap.add_argument(
         "--memory-repeat", type=int, default=10, help="rerun attnx on the corpus repeated N times (0: skip)"
     )
@@ -43,94 +51,35 @@ def main() -> int:
     ap.add_argument("--skip-baseline", action="store_true")
     ap.add_argument("--tag", default="cpu", help="results file suffix and RESULTS.md section name")
     ap.add_argument("--results", default=str(ROOT / "benchmarks" / "RESULTS.md"))
+    ap.add_argument("--json-out", default=str(ROOT / "benchmarks" / "results"), help="folder for extract-TAG.json")
     args = ap.parse_args()
     if not Path(args.input).is_file():
         print(f"input {args.input} not found (../shared/data absent?)", file=sys.stderr)
         return 2
-    limits = {}
-    for part in args.limit.split(","):
-        if "=" in part:
-            k, v = part.split("=")
-            limits[k] = int(v)
-        else:
-            limits["*"] = int(part)
-    work = tempdir()
-    machine = machine_info()
-    print(f"machine: {machine}", flush=True)
-    rows: list[dict] = []
-
-    def record(model: str, kind: str, label: str, **spec) -> dict:
-        spec = {
-            "kind": kind,
-            "model": model,
-            "input": args.input,
-            "device": args.device,
-            "workdir": str(work / model),
-            "label": label,
-            **spec,
-        }
-        Path(spec["workdir"]).mkdir(parents=True, exist_ok=True)
-        row = derive({**run_in_subprocess(spec), "model": model, "kind": kind, "label": label})
-        rows.append(row)
-        print(
-            f"  {model:18s} {label:28s} {row['sent_per_s']:9.1f} sent/s  {row['peak_rss_mb']:7.0f} MB RSS", flush=True
-        )
-        return row
-
-    gpu = args.device.startswith("cuda")
-    for model in args.models.split(","):
-        limit = limits.get(model, limits.get("*", 1000))
-        print(f"{model}: {limit} sentences", flush=True)
-        if not args.skip_baseline:
-            record(
-                model, "baseline", "naive transformers (batch 32)", limit=limit, compute="float16" if gpu else "float32"
-            )
-        compute = args.compute or ("float16" if gpu else "float32")
-        record(model, "forward", f"bare forward, sorted ({compute})", limit=limit, compute=compute)
-        record(model, "attnx", f"attnx {compute} -> float16", limit=limit, compute=compute, dtype="float16")
-        record(model, "attnx", f"attnx {compute} -> uint8", limit=limit, compute=compute, dtype="uint8")
-        for extra in filter(None, args.extra_compute.split(",")):
-            record(model, "attnx", f"attnx {extra} -> float16", limit=limit, compute=extra, dtype="float16")
-    memory = None
-    if args.memory_repeat:
-        model = args.models.split(",")[0]
-        one = record(
-            model,
-            "attnx",
-            f"attnx, {args.memory_base} sentences",
-            limit=args.memory_base,
-            dtype="float16",
-            workdir=str(work / "mem1"),
-        )
-        many = record(
-            model,
-            "attnx",
-            f"attnx, same x{args.memory_repeat}",
-            limit=args.memory_base,
-            repeat=args.memory_repeat,
-            dtype="float16",
-            workdir=str(work / "mem10"),
-        )
-        memory = {
-            "model": model,
-            "base_sentences": one["sentences"],
-            "repeated_sentences": many["sentences"],
-            "peak_rss_mb": [one["peak_rss_mb"], many["peak_rss_mb"]],
-        }
-    sample_file = next((work / args.models.split(",")[0]).glob("sample-attnx*float16.npy"), None)
-    sample = np.load(sample_file) if sample_file else np.zeros(1 << 20, np.float16)
-    ceil = ceilings(sample, "blosc-lz4", work)
-    stats = length_stats(args.input, max(limits.values()))
-    table = markdown_table(rows)
-    print("\n" + table)
-    print(f"\nceilings: {json.dumps({k: round(v, 2) for k, v in ceil.items()})}")
-    if memory:
-        print(f"memory: {json.dumps(memory)}")
-    out = {"machine": machine, "input": args.input, "lengths": stats, "rows": rows, "ceilings": ceil, "memory": memory}
-    results = ROOT / "benchmarks" / "results"
-    results.mkdir(parents=True, exist_ok=True)
-    (results / f"extract-{args.tag}.json").write_text(json.dumps(out, indent=2))
-    write_section(Path(args.results), args.tag, machine, stats, table, ceil, memory)
+    out = run_suite(
+        args.input,
+        args.models.split(","),
+        parse_limits(args.limit),
+        device=args.device,
+        compute=args.compute,
+        extra_compute=[x for x in args.extra_compute.split(",") if x],
+        dtypes=args.dtypes.split(","),
+        backends=args.backends.split(","),
+        memory_repeat=args.memory_repeat,
+        memory_base=args.memory_base,
+        skip_baseline=args.skip_baseline,
+        log=lambda m: print(m, flush=True),
+    )
+    print("\n" + out["table"])
+    print(f"\nceilings: {json.dumps({k: round(v, 2) for k, v in out['ceilings'].items()})}")
+    if out["memory"]:
+        print(f"memory: {json.dumps(out['memory'])}")
+    folder = Path(args.json_out)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"extract-{args.tag}.json").write_text(json.dumps(out, indent=2))
+    write_section(
+        Path(args.results), args.tag, out["machine"], out["lengths"], out["table"], out["ceilings"], out["memory"]
+    )
     return 0
 
 

@@ -239,6 +239,9 @@ def worker_attnx(spec: dict) -> dict:
     )
     s = extract(opts)
     sample = np.asarray(__import__("zarr").open_array(str(out / "attn"), mode="r")[: 4 << 20])
+    import torch
+
+    device_peak = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
     np.save(Path(spec["workdir"]) / f"sample-{spec['label']}.npy", sample)
     return {
         "sentences": s.records,
@@ -275,28 +278,152 @@ def derive(row: dict) -> dict:
     row["sent_per_s"] = row["sentences"] / s
     row["tok_per_s"] = row["tokens"] / s
     row["bytes_per_sentence"] = row["bytes_stored"] / row["sentences"] if row.get("bytes_stored") else None
+    row["attn_MBps_produced"] = row.get("attention_bytes", 0) / s / 1e6
+    row["MBps_written"] = row.get("bytes_stored", 0) / s / 1e6
     return row
+
+
+def bound(row: dict, forward: dict | None, ceil: dict) -> str:
+    """Which measured ceiling is closest to limiting an attnx row: each ceiling as sentences/s."""
+    limits = {}
+    if forward:
+        limits["forward pass"] = forward["sent_per_s"]
+    per_sent_raw = row.get("attention_bytes", 0) / row["sentences"]
+    per_sent_disk = (row.get("bytes_stored") or 0) / row["sentences"]
+    if per_sent_raw and ceil.get("compress_MBps"):
+        limits["compression"] = ceil["compress_MBps"] * 1e6 / per_sent_raw
+    if per_sent_raw and ceil.get("d2h_GBps"):
+        limits["device-to-host copy"] = ceil["d2h_GBps"] * 1e9 / per_sent_raw
+    if per_sent_disk and ceil.get("disk_write_MBps"):
+        limits["disk write"] = ceil["disk_write_MBps"] * 1e6 / per_sent_disk
+    if not limits:
+        return "-"
+    name = min(limits, key=limits.get)
+    return f"{name} ({limits[name]:,.0f} sent/s)"
+
+
+def run_suite(
+    input_path: str,
+    models: list[str],
+    limits: dict[str, int],
+    device: str = "cpu",
+    compute: str | None = None,
+    extra_compute: list[str] = (),
+    dtypes: list[str] = ("float16", "uint8"),
+    backends: list[str] = ("torch",),
+    memory_repeat: int = 0,
+    memory_base: int = 300,
+    skip_baseline: bool = False,
+    log=print,  # noqa: ANN001
+) -> dict:
+    """Baseline, bare forward and every attnx setting, each in its own process, on one machine; see module doc."""
+    work = tempdir()
+    machine = machine_info()
+    log(f"machine: {machine}")
+    rows: list[dict] = []
+    gpu = device.startswith("cuda")
+    compute = compute or ("float16" if gpu else "float32")
+
+    def record(model: str, kind: str, label: str, **spec) -> dict:
+        spec = {
+            "kind": kind,
+            "model": model,
+            "input": input_path,
+            "device": device,
+            "workdir": str(work / model),
+            "label": label,
+            **spec,
+        }
+        Path(spec["workdir"]).mkdir(parents=True, exist_ok=True)
+        row = derive({**run_in_subprocess(spec), "model": model, "kind": kind, "label": label})
+        rows.append(row)
+        log(f"  {model:18s} {label:34s} {row['sent_per_s']:9.1f} sent/s  {row['peak_rss_mb']:7.0f} MB RSS")
+        return row
+
+    forward: dict[str, dict] = {}
+    for model in models:
+        limit = limits.get(model, limits.get("*", 1000))
+        log(f"{model}: {limit} sentences")
+        if not skip_baseline:
+            record(
+                model, "baseline", "naive transformers (batch 32)", limit=limit, compute=compute if gpu else "float32"
+            )
+        forward[model] = record(model, "forward", f"bare forward, sorted ({compute})", limit=limit, compute=compute)
+        for backend in backends:
+            for dtype in dtypes:
+                record(
+                    model,
+                    "attnx",
+                    f"attnx {backend} {compute} -> {dtype}",
+                    limit=limit,
+                    compute=compute,
+                    dtype=dtype,
+                    backend=backend,
+                )
+        for extra in extra_compute:
+            record(model, "attnx", f"attnx torch {extra} -> float16", limit=limit, compute=extra, dtype="float16")
+    memory = None
+    if memory_repeat:
+        model = models[0]
+        one = record(
+            model,
+            "attnx",
+            f"attnx, {memory_base} sentences",
+            limit=memory_base,
+            dtype="float16",
+            workdir=str(work / "mem1"),
+        )
+        many = record(
+            model,
+            "attnx",
+            f"attnx, same x{memory_repeat}",
+            limit=memory_base,
+            repeat=memory_repeat,
+            dtype="float16",
+            workdir=str(work / "mem10"),
+        )
+        memory = {
+            "model": model,
+            "base_sentences": one["sentences"],
+            "repeated_sentences": many["sentences"],
+            "peak_rss_mb": [one["peak_rss_mb"], many["peak_rss_mb"]],
+        }
+    sample_file = next(iter(sorted((work / models[0]).glob("sample-*float16.npy"))), None)
+    sample = np.load(sample_file) if sample_file else np.zeros(1 << 20, np.float16)
+    ceil = ceilings(sample, "blosc-lz4", work)
+    for row in rows:
+        row["bound"] = bound(row, forward.get(row["model"]), ceil) if row["kind"] == "attnx" else "-"
+    stats = length_stats(input_path, max(limits.values()))
+    shutil.rmtree(work, ignore_errors=True)
+    return {
+        "machine": machine,
+        "input": input_path,
+        "lengths": stats,
+        "rows": rows,
+        "ceilings": ceil,
+        "memory": memory,
+        "table": markdown_table(rows),
+    }
 
 
 def markdown_table(rows: list[dict], baseline_key: str = "baseline") -> str:
     """One line per measurement, with ratios to the baseline of the same model."""
     base = {r["model"]: r for r in rows if r["kind"] == baseline_key}
-    head = (
-        "| model | run | sentences | sent/s | tokens/s | x baseline | bytes/sentence | x fewer bytes | "
-        "peak RSS MB |\n|---|---|---:|---:|---:|---:|---:|---:|---:|"
-    )
-    lines = [head]
+    lines = [
+        "| model | run | sentences | sent/s | tokens/s | x baseline | attn MB/s | bytes/sentence | x fewer bytes "
+        "| peak RSS MB | bound by |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for r in rows:
         b = base.get(r["model"])
         speed = f"{r['sent_per_s'] / b['sent_per_s']:.2f}" if b else "-"
         bps = r.get("bytes_per_sentence")
         fewer = f"{b['bytes_per_sentence'] / bps:.1f}" if b and bps and b.get("bytes_per_sentence") else "-"
+        size = f"{bps / 1e3:.1f} kB" if bps else "-"
+        mbps = f"{r['attn_MBps_produced']:.1f}" if r.get("attn_MBps_produced") else "-"
         lines.append(
-            f"| {r['model']} | {r['label']} | {r['sentences']} | {r['sent_per_s']:.1f} | {r['tok_per_s']:.0f} | {speed} | "
-            f"{bps / 1e3:.1f} kB | {fewer} | {r['peak_rss_mb']:.0f} |"
-            if bps
-            else f"| {r['model']} | {r['label']} | {r['sentences']} | {r['sent_per_s']:.1f} | {r['tok_per_s']:.0f} | {speed} | "
-            f"- | - | {r['peak_rss_mb']:.0f} |"
+            f"| {r['model']} | {r['label']} | {r['sentences']} | {r['sent_per_s']:.1f} | {r['tok_per_s']:.0f} | "
+            f"{speed} | {mbps} | {size} | {fewer} | {r['peak_rss_mb']:.0f} | {r.get('bound', '-')} |"
         )
     return "\n".join(lines)
 

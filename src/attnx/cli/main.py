@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 import attnx
+from attnx.cli.bench import bench_cmd
 from attnx.cli.extract import demo_cmd, extract_cmd, info_cmd, show_cmd
 
 
@@ -18,3 +19,4 @@ main.add_command(extract_cmd)
 main.add_command(info_cmd)
 main.add_command(show_cmd)
 main.add_command(demo_cmd)
+main.add_command(bench_cmd)

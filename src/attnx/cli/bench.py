@@ -1,0 +1,75 @@
+"""``attnx bench``: how many sentences per second does this machine dump? A thin wrapper over attnx.bench."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from attnx.cli.options import device_option, one_line_errors
+from attnx.errors import AttnxError
+
+
+@click.command("bench")
+@click.argument("input_path", metavar="INPUT")
+@click.option(
+    "--model",
+    "models",
+    default="random-bert-base",
+    show_default=True,
+    help="Comma-separated models: minilm, a directory, random-bert-{base,large}.",
+)
+@click.option("--limit", default=1000, show_default=True, help="Sentences of INPUT to use.")
+@device_option
+@click.option("--compute-dtype", "compute", default=None, help="fp16 on CUDA, fp32 on CPU by default.")
+@click.option("--extra-compute", default="", help="Also run these compute dtypes, e.g. bfloat16.")
+@click.option("--dtypes", default="float16,uint8", show_default=True, help="Stored dtypes to run.")
+@click.option("--backends", default="torch", show_default=True, help="torch and/or onnx.")
+@click.option("--skip-baseline", is_flag=True, help="Do not run the naive transformers baseline.")
+@click.option(
+    "--output", "-o", default="attnx-bench", show_default=True, help="Folder for results.json and results.md."
+)
+@one_line_errors
+def bench_cmd(
+    input_path: str,
+    models: str,
+    limit: int,
+    device: str,
+    compute: str | None,
+    extra_compute: str,
+    dtypes: str,
+    backends: str,
+    skip_baseline: bool,
+    output: str,
+) -> None:
+    """Measure the naive transformers baseline and each attnx setting on INPUT (one sentence per line) in one
+    run, each in its own process: sentences/s, tokens/s, attention MB/s, bytes per sentence, peak memory,
+    ratios to the baseline, and the machine's ceilings (copy, compression, disk) with the one that binds.
+
+    Example: attnx bench sentences.txt --model random-bert-base --device cuda --limit 20000
+    """
+    from attnx.bench import run_suite
+
+    if not Path(input_path).is_file():
+        raise AttnxError(f"{input_path}: no such file")
+    out = run_suite(
+        input_path,
+        models.split(","),
+        {"*": limit},
+        device=device if device != "auto" else ("cuda" if __import__("torch").cuda.is_available() else "cpu"),
+        compute=compute,
+        extra_compute=[x for x in extra_compute.split(",") if x],
+        dtypes=dtypes.split(","),
+        backends=backends.split(","),
+        skip_baseline=skip_baseline,
+        log=lambda m: click.echo(m, err=True),
+    )
+    folder = Path(output)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "results.json").write_text(json.dumps(out, indent=2))
+    ceil = ", ".join(f"{k} {v:,.1f}" for k, v in out["ceilings"].items())
+    hw = out["machine"].get("gpu") or f"{out['machine']['cpu']}, {out['machine']['cores']} cores"
+    (folder / "results.md").write_text(f"# attnx bench: {hw}\n\n{out['table']}\n\nCeilings: {ceil}\n")
+    click.echo(out["table"])
+    click.echo(f"\nceilings: {ceil}\nresults: {folder / 'results.json'}, {folder / 'results.md'}")
