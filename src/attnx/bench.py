@@ -249,6 +249,7 @@ def worker_attnx(spec: dict) -> dict:
         "seconds": s.seconds,
         "bytes_stored": s.store_bytes,
         "attention_bytes": s.attention_bytes,
+        "peak_device_mb": device_peak,
     }
 
 
