@@ -1,0 +1,296 @@
+"""``attnx ablate``, ``attnx importance`` and ``attnx rollout``: thin wrappers over attnx.ablation and
+attnx.kernels.rollout."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import click
+
+from attnx.cli.options import device_option, model_option, one_line_errors
+
+
+def _data_options(f: Callable) -> Callable:
+    f = click.option(
+        "--limit", type=int, default=None, help="Use a seeded random sample of this many examples."
+    )(f)
+    f = click.option(
+        "--max-length", type=int, default=128, show_default=True, help="Wordpieces per example."
+    )(f)
+    f = click.option(
+        "--seed", type=int, default=0, show_default=True, help="Split, probe and bootstrap seed."
+    )(f)
+    f = click.option(
+        "--train-frac",
+        type=float,
+        default=0.5,
+        show_default=True,
+        help="With --probe: fraction of the data the probe is fitted on; the rest is evaluated.",
+    )(f)
+    f = click.option(
+        "--pool",
+        type=click.Choice(["mean", "cls", "pooler"]),
+        default="mean",
+        show_default=True,
+        help="With --probe: features the probe reads (mean over real tokens, [CLS], or BERT's pooler).",
+    )(f)
+    f = click.option(
+        "--probe",
+        type=click.Choice(["logistic"]),
+        default=None,
+        help="Fit a linear probe on the frozen unablated encoder (for models without a task head).",
+    )(f)
+    f = click.option(
+        "--task",
+        type=click.Choice(["auto", "classification", "regression"]),
+        default="auto",
+        show_default=True,
+        help="Label type (auto: regression when labels are non-integer numbers).",
+    )(f)
+    f = click.option(
+        "--metric",
+        type=click.Choice(["accuracy", "f1", "mcc", "pearson", "spearman"]),
+        default=None,
+        help="Score (default: accuracy, or pearson for regression).",
+    )(f)
+    f = click.option(
+        "--no-header", is_flag=True, help="TSV without a header row (needs --text-col/--label-col)."
+    )(f)
+    f = click.option("--label-col", default=None, help="Label column name or 0-based number.")(f)
+    f = click.option(
+        "--text-col",
+        "text_cols",
+        multiple=True,
+        help="Text column name or 0-based number (twice for pairs); default: GLUE names.",
+    )(f)
+    f = click.option(
+        "--data",
+        "-d",
+        "data_path",
+        required=True,
+        type=click.Path(dir_okay=False),
+        help="Labelled data: GLUE-style TSV (with header) or JSONL.",
+    )(f)
+    return f
+
+
+def _prepare(
+    model,
+    device,
+    data_path,
+    text_cols,
+    label_col,
+    no_header,
+    task,
+    probe,
+    pool,
+    train_frac,
+    seed,
+    max_length,
+    limit,
+):  # noqa: ANN001, ANN202
+    from attnx.ablation.data import read_labelled
+    from attnx.ablation.run import load_task_model, prepare, resolve_device
+
+    if not 0.0 < train_frac < 1.0:
+        raise click.BadParameter("must be between 0 and 1", param_hint="--train-frac")
+    dev, dtype = resolve_device(device)
+    data = read_labelled(data_path, tuple(text_cols) or None, label_col, header=not no_header)
+    tm = load_task_model(model, probe, dev, dtype, pooling=pool, seed=seed, max_length=max_length)
+    return prepare(tm, data, task, train_frac, seed, limit)
+
+
+@click.command("ablate")
+@model_option
+@_data_options
+@device_option
+@click.option(
+    "--mode",
+    type=click.Choice(["uniform", "zero"]),
+    default="uniform",
+    show_default=True,
+    help="uniform: the head attends uniformly to real tokens (Kovaleva et al.); "
+    "zero: the head's output is removed (Michel et al.).",
+)
+@click.option(
+    "--heads",
+    "head_sets",
+    multiple=True,
+    help="Also ablate this set of heads together, as layer:head pairs (0-based), e.g. 3:7,5:1; "
+    "repeat for several sets.",
+)
+@click.option(
+    "--no-grid", is_flag=True, help="Skip the single-head and whole-layer grid (only --heads sets)."
+)
+@click.option("--bootstrap", type=int, default=1000, show_default=True, help="Bootstrap resamples (0: none).")
+@click.option("--output", "-o", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@one_line_errors
+def ablate_cmd(
+    model,
+    data_path,
+    text_cols,
+    label_col,
+    no_header,
+    metric,
+    task,
+    probe,
+    pool,
+    train_frac,
+    seed,
+    max_length,
+    limit,
+    device,
+    mode,
+    head_sets,
+    no_grid,
+    bootstrap,
+    output,
+) -> None:  # noqa: ANN001
+    """Score a classifier with every single head and every whole layer switched off, in one batched pass.
+
+    Writes heads.csv, layers.csv, summary.json and heads.png (layers x heads, centred on the unablated
+    score; framed cells beat it beyond their bootstrap interval).
+
+    \b
+    Example:
+      attnx ablate --model path/to/finetuned-bert --data sst2_dev.tsv --mode uniform -o sst2_ablation/
+      attnx ablate --model minilm --data qnli_dev.tsv --probe logistic --mode zero -o out/
+    """
+    from attnx.ablation.analysis import run_ablation, write_ablation
+    from attnx.ablation.run import n_heads_shape, parse_head_set
+
+    if no_grid and not head_sets:
+        raise click.UsageError("--no-grid needs at least one --heads set")
+    prep = _prepare(
+        model,
+        device,
+        data_path,
+        text_cols,
+        label_col,
+        no_header,
+        task,
+        probe,
+        pool,
+        train_frac,
+        seed,
+        max_length,
+        limit,
+    )
+    layers, heads = n_heads_shape(prep.tm)
+    sets = [parse_head_set(s, layers, heads) for s in head_sets]
+    result = run_ablation(prep, mode, metric, grid=not no_grid, head_sets=sets, n_boot=bootstrap)
+    summary = write_ablation(
+        result,
+        output,
+        extra={"model": model, "data": str(data_path), "probe": probe, "device": str(prep.tm.lm.device)},
+    )
+    click.echo(
+        f"{result.metric} unablated {summary['unablated_score']:.4f} ({result.n_eval} examples, "
+        f"{len(result.configs)} configurations, {result.seconds:.1f} s); "
+        f"{summary['improving_heads_count']} heads improve it when removed "
+        f"({summary['improving_beyond_interval_count']} beyond the interval) -> {output}"
+    )
+
+
+@click.command("importance")
+@model_option
+@_data_options
+@device_option
+@click.option(
+    "--normalise/--no-normalise",
+    default=True,
+    show_default=True,
+    help="Divide each layer's importance scores by their l2 norm (Michel et al.).",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["zero", "uniform"]),
+    default="zero",
+    show_default=True,
+    help="How pruned heads are switched off for the pruning curve.",
+)
+@click.option("--output", "-o", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@one_line_errors
+def importance_cmd(
+    model,
+    data_path,
+    text_cols,
+    label_col,
+    no_header,
+    metric,
+    task,
+    probe,
+    pool,
+    train_frac,
+    seed,
+    max_length,
+    limit,
+    device,
+    normalise,
+    mode,
+    output,
+) -> None:  # noqa: ANN001
+    """Head importance |dL/dxi_h| (Michel et al. 2019) and the score when heads are pruned in that order.
+
+    Writes importance.csv, importance.png, pruning.csv (10% steps), pruning.png and importance.json.
+
+    \b
+    Example:
+      attnx importance --model minilm --data sst2_dev.tsv --probe logistic -o imp/
+    """
+    from attnx.ablation.importance import write_importance
+
+    prep = _prepare(
+        model,
+        device,
+        data_path,
+        text_cols,
+        label_col,
+        no_header,
+        task,
+        probe,
+        pool,
+        train_frac,
+        seed,
+        max_length,
+        limit,
+    )
+    summary = write_importance(prep, output, normalise, metric, mode)
+    curve = ", ".join(f"{p['fraction']:.0%}: {p['score']:.3f}" for p in summary["pruning"])
+    click.echo(f"{summary['metric']} after pruning {curve} -> {output}")
+
+
+@click.command("rollout")
+@click.argument("store_path", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Output folder (values.npy, offsets.npy, lengths.npy; default: <store>.rollout).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@one_line_errors
+def rollout_cmd(store_path, output, as_json) -> None:  # noqa: ANN001
+    """Attention rollout (Abnar & Zuidema 2020): heads averaged, 0.5 A + 0.5 I, multiplied over layers.
+
+    One l x l matrix per record, ragged, saved in input order (read back with
+    attnx.kernels.rollout.load_rollout).
+
+    \b
+    Example:
+      attnx rollout corpus.zarr -o corpus.rollout
+    """
+    from attnx.kernels.rollout import store_rollout
+
+    summary = store_rollout(store_path, output)
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        click.echo(
+            f"rollout of {summary['records']} records ({summary['seconds']:.2f} s) -> {summary['output']}"
+        )
+
+
+__all__ = ["ablate_cmd", "importance_cmd", "rollout_cmd"]
