@@ -54,13 +54,15 @@ def test_store_rollout_and_cli(tmp_path):
     rng = np.random.default_rng(1)
     recs = synth_records(rng, 40, 2, 3, dtype="float16", lmin=2, lmax=12)
     path = write_store(tmp_path / "s.zarr", recs, 2, 3, dtype="float16", batch=16)
-    summary = store_rollout(path, tmp_path / "roll", max_bytes=4096)
+    summary = store_rollout(path, max_bytes=4096)
     assert summary["records"] == 40
     store = open_store(path)
+    assert store.derived_names() == ["rollout"]
     for i in (0, 7, 39):
         ref = rollout_reference(store.attention(i))
-        np.testing.assert_allclose(load_rollout(tmp_path / "roll", i), ref, rtol=1e-5, atol=1e-6)
-    result = CliRunner().invoke(rollout_cmd, [str(path), "-o", str(tmp_path / "roll2"), "--json"])
+        np.testing.assert_allclose(load_rollout(path, i), ref, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(store.derived("rollout", i), ref, rtol=1e-5, atol=1e-6)
+    result = CliRunner().invoke(rollout_cmd, [str(path), "--json"])
     assert result.exit_code == 0, result.output
     assert '"records": 40' in result.output
     bad = CliRunner().invoke(rollout_cmd, [str(tmp_path)])

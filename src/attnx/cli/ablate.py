@@ -12,15 +12,9 @@ from attnx.cli.options import device_option, model_option, one_line_errors
 
 
 def _data_options(f: Callable) -> Callable:
-    f = click.option(
-        "--limit", type=int, default=None, help="Use a seeded random sample of this many examples."
-    )(f)
-    f = click.option(
-        "--max-length", type=int, default=128, show_default=True, help="Wordpieces per example."
-    )(f)
-    f = click.option(
-        "--seed", type=int, default=0, show_default=True, help="Split, probe and bootstrap seed."
-    )(f)
+    f = click.option("--limit", type=int, default=None, help="Use a seeded random sample of this many examples.")(f)
+    f = click.option("--max-length", type=int, default=128, show_default=True, help="Wordpieces per example.")(f)
+    f = click.option("--seed", type=int, default=0, show_default=True, help="Split, probe and bootstrap seed.")(f)
     f = click.option(
         "--train-frac",
         type=float,
@@ -54,9 +48,7 @@ def _data_options(f: Callable) -> Callable:
         default=None,
         help="Score (default: accuracy, or pearson for regression).",
     )(f)
-    f = click.option(
-        "--no-header", is_flag=True, help="TSV without a header row (needs --text-col/--label-col)."
-    )(f)
+    f = click.option("--no-header", is_flag=True, help="TSV without a header row (needs --text-col/--label-col).")(f)
     f = click.option("--label-col", default=None, help="Label column name or 0-based number.")(f)
     f = click.option(
         "--text-col",
@@ -120,9 +112,7 @@ def _prepare(
     help="Also ablate this set of heads together, as layer:head pairs (0-based), e.g. 3:7,5:1; "
     "repeat for several sets.",
 )
-@click.option(
-    "--no-grid", is_flag=True, help="Skip the single-head and whole-layer grid (only --heads sets)."
-)
+@click.option("--no-grid", is_flag=True, help="Skip the single-head and whole-layer grid (only --heads sets).")
 @click.option("--bootstrap", type=int, default=1000, show_default=True, help="Bootstrap resamples (0: none).")
 @click.option("--output", "-o", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @one_line_errors
@@ -263,34 +253,25 @@ def importance_cmd(
 
 @click.command("rollout")
 @click.argument("store_path", type=click.Path(exists=True, file_okay=False))
-@click.option(
-    "--output",
-    "-o",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Output folder (values.npy, offsets.npy, lengths.npy; default: <store>.rollout).",
-)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @one_line_errors
-def rollout_cmd(store_path, output, as_json) -> None:  # noqa: ANN001
+def rollout_cmd(store_path, as_json) -> None:  # noqa: ANN001
     """Attention rollout (Abnar & Zuidema 2020): heads averaged, 0.5 A + 0.5 I, multiplied over layers.
 
-    One l x l matrix per record, ragged, saved in input order (read back with
-    attnx.kernels.rollout.load_rollout).
+    One l x l matrix per record, stored back into the store as derived/rollout (read it with
+    attnx.open_store(path).derived("rollout", i)).
 
     \b
     Example:
-      attnx rollout corpus.zarr -o corpus.rollout
+      attnx rollout corpus.zarr
     """
     from attnx.kernels.rollout import store_rollout
 
-    summary = store_rollout(store_path, output)
+    summary = store_rollout(store_path)
     if as_json:
         click.echo(json.dumps(summary))
     else:
-        click.echo(
-            f"rollout of {summary['records']} records ({summary['seconds']:.2f} s) -> {summary['output']}"
-        )
+        click.echo(f"rollout of {summary['records']} records ({summary['seconds']:.2f} s) -> {summary['output']}")
 
 
 __all__ = ["ablate_cmd", "importance_cmd", "rollout_cmd"]

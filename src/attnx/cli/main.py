@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 import attnx
+from attnx.cli.ablate import ablate_cmd, importance_cmd, rollout_cmd
 from attnx.cli.bench import bench_cmd
 from attnx.cli.extract import demo_cmd, extract_cmd, info_cmd, show_cmd
 
@@ -20,3 +21,6 @@ main.add_command(info_cmd)
 main.add_command(show_cmd)
 main.add_command(demo_cmd)
 main.add_command(bench_cmd)
+main.add_command(ablate_cmd)
+main.add_command(importance_cmd)
+main.add_command(rollout_cmd)

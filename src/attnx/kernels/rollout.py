@@ -82,9 +82,7 @@ def _rollout_parallel(raw, lut, attn_offsets, lengths, layers, heads, out_offset
         r = np.empty(lmax * lmax, np.float64)
         tmp = np.empty(lmax * lmax, np.float64)
         for i in range(bounds[t], bounds[t + 1]):
-            record_rollout(
-                raw, lut, attn_offsets[i], lengths[i], layers, heads, out, out_offsets[i], a, r, tmp
-            )
+            record_rollout(raw, lut, attn_offsets[i], lengths[i], layers, heads, out, out_offsets[i], a, r, tmp)
 
 
 def rollout_flat(
@@ -116,51 +114,39 @@ def rollout_flat(
     return out, out_offsets
 
 
-def store_rollout(
-    store_path: str | Path, output: str | Path | None = None, max_bytes: int = 64 << 20
-) -> dict:
-    """Rollout of every record of a store, written in input order to folder ``output``
-    (default ``<store>.rollout``): ``values.npy`` float32 ``(sum l^2,)``, ``offsets.npy`` int64 ``(N+1,)``,
-    ``lengths.npy`` int32 ``(N,)`` (records not stored have length 0). Streams blocks; ``values.npy`` is
-    written through a memory map, so memory stays bounded. Read back with :func:`load_rollout`.
+def store_rollout(store_path: str | Path, max_bytes: int = 64 << 20) -> dict:
+    """Rollout of every record of a complete store, written back into it as ``derived/rollout`` (float32,
+    one ``(l, l)`` matrix per record; see :meth:`attnx.store.AttentionStore.derived`). Streams blocks, so
+    memory stays bounded by the block size.
     """
     from attnx.store import open_store
 
     t0 = time.perf_counter()
     store = open_store(store_path)
-    out_dir = Path(output) if output is not None else Path(str(Path(store_path)).rstrip("/") + ".rollout")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    lengths = np.asarray(store.lengths, np.int64)  # (N,) input order
-    offsets = np.zeros(len(lengths) + 1, np.int64)
-    np.cumsum(lengths * lengths, out=offsets[1:])
-    values = np.lib.format.open_memmap(
-        out_dir / "values.npy", mode="w+", dtype=np.float32, shape=(max(int(offsets[-1]), 0),)
-    )
+    writer = store.derived_writer("rollout", "float32", shape="l,l")
     done = 0
     for block in store.blocks(max_bytes=max_bytes):
-        vals, offs = rollout_flat(
+        vals, _ = rollout_flat(
             block.attn, block.attn_offsets, block.lengths, store.n_layers, store.n_heads, block.scale
         )
-        for k, rid in enumerate(block.record_ids):
-            values[offsets[rid] : offsets[rid + 1]] = vals[offs[k] : offs[k + 1]]
+        writer.append(vals, block.lengths.astype(np.int64) ** 2)
         done += len(block)
-    values.flush()
-    del values
-    np.save(out_dir / "offsets.npy", offsets)
-    np.save(out_dir / "lengths.npy", lengths.astype(np.int32))
+    writer.finish(
+        {
+            "definition": "Abnar & Zuidema 2020: heads averaged, 0.5*A + 0.5*I, product over the stored layers",
+            "layers": store.layers,
+        }
+    )
     return {
         "records": done,
-        "output": str(out_dir),
+        "output": f"{store_path}/derived/rollout",
         "layers": store.n_layers,
         "seconds": time.perf_counter() - t0,
     }
 
 
-def load_rollout(path: str | Path, i: int) -> np.ndarray:
-    """Rollout of input record ``i`` from a :func:`store_rollout` folder, float32 ``(l, l)``."""
-    path = Path(path)
-    offsets = np.load(path / "offsets.npy", mmap_mode="r")
-    lengths = np.load(path / "lengths.npy", mmap_mode="r")
-    values = np.load(path / "values.npy", mmap_mode="r")
-    l = int(lengths[i])
-    return np.array(values[offsets[i] : offsets[i + 1]]).reshape(l, l)
+def load_rollout(store_path: str | Path, i: int) -> np.ndarray:
+    """Rollout of input record ``i`` stored by :func:`store_rollout`, float32 ``(l, l)``."""
+    from attnx.store import open_store
+
+    return open_store(store_path).derived("rollout", i)
