@@ -33,6 +33,8 @@ class Config:
     # torch intra-op threads on CPU (0: torch's default)
     cpu_threads: int = 0
     zstd_level: int = field(default=1)
+    # sentences of the bundled sample on which reduced-precision compute is compared with fp32 (0: skip)
+    precision_check_records: int = 32
 
 
 def _coerce(value: str, kind: type) -> object:

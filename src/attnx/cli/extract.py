@@ -194,7 +194,7 @@ def info_cmd(store_path: str, as_json: bool) -> None:
         ),
         ("kept", f"layers {_ranges(info['layers'])}, heads {_ranges(info['heads'])}"),
         ("dtype", f"{info['dtype']} (computed in {info['options'].get('compute_dtype')})"),
-        ("precision", json.dumps(info.get("precision"))),
+        ("precision", _precision_line(info.get("precision") or {})),
         ("codec", f"{info['codec']} + crc32c"),
         (
             "attention",
@@ -207,6 +207,19 @@ def info_cmd(store_path: str, as_json: bool) -> None:
     ]
     for key, value in rows:
         click.echo(f"{key:>11}  {value}")
+
+
+def _precision_line(p: dict) -> str:
+    """The stated error of the stored maps against fp32 eager attention."""
+    line = f"storage {p.get('storage_dtype')}: max abs error <= {p.get('storage_max_abs_error', 0):.2g}"
+    measured = p.get("measured_vs_float32")
+    if measured:
+        line += (
+            f"; {measured['compute_dtype']} compute vs float32 on {measured['records']} sample sentences: "
+            f"max {measured['max_abs_error']:.3g}, mean {measured['mean_abs_error']:.2g}, "
+            f"99.9% {measured['p999_abs_error']:.3g}"
+        )
+    return line
 
 
 def _ranges(values: list[int]) -> str:

@@ -349,10 +349,18 @@ def extract(
             pass
         raise
     seconds = time.perf_counter() - t0
+    precision = _precision_note(opts.dtype, compute)
+    if compute != "float32" and cfg.precision_check_records and resumed_from == 0:
+        from attnx.engine.precision import measure_precision
+
+        report = measure_precision(
+            opts.model, compute, device=str(device), reference_device=str(device), limit=cfg.precision_check_records
+        )
+        precision["measured_vs_float32"] = report.to_attrs()
     writer.finish(
         {
             "input": {**meta["input"], "sha256": source.sha256} if resumed_from == 0 else meta["input"],
-            "precision": _precision_note(opts.dtype, compute),
+            "precision": precision,
         }
     )
     store_bytes = AttentionStore(out).nbytes_stored()
