@@ -49,6 +49,9 @@ def main() -> int:
     )
     ap.add_argument("--memory-base", type=int, default=300, help="sentences repeated for the memory check")
     ap.add_argument("--skip-baseline", action="store_true")
+    ap.add_argument("--baseline-limit", type=int, default=None, help="sentences for the baseline (default: same)")
+    ap.add_argument("--repeat", type=int, default=1, help="run attnx and the forward pass on the input N times over")
+    ap.add_argument("--stats-only", action="store_true", help="also run attnx extract --stats-only")
     ap.add_argument("--tag", default="cpu", help="results file suffix and RESULTS.md section name")
     ap.add_argument("--results", default=str(ROOT / "benchmarks" / "RESULTS.md"))
     ap.add_argument("--json-out", default=str(ROOT / "benchmarks" / "results"), help="folder for extract-TAG.json")
@@ -68,6 +71,9 @@ def main() -> int:
         memory_repeat=args.memory_repeat,
         memory_base=args.memory_base,
         skip_baseline=args.skip_baseline,
+        baseline_limit=args.baseline_limit,
+        repeat=args.repeat,
+        stats_only=args.stats_only,
         log=lambda m: print(m, flush=True),
     )
     print("\n" + out["table"])

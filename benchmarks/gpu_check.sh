@@ -4,7 +4,6 @@
 # 1. fp16 attention parity on CUDA vs float32 (bundled MiniLM + seeded random BERT-base), max abs <= 2e-3
 # 2. the engine throughput benchmark (benchmarks/bench_extract.py, if present) on the BERT-base shape
 # Writes logs and tables to $OUT when set. Total budget ~8 minutes; every step has its own timeout.
-# Extra flags for bench_extract.py can be forced with BENCH_ARGS="..." (replaces the guessed ones).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DRY=0
@@ -60,34 +59,17 @@ else
     --sentences "$BUNDLE/sentences.txt" --limit 200 --models minilm random-bert-base ${OUT:+--out "$OUT"}
 fi
 
-BENCH=benchmarks/bench_extract.py
-if [[ -f "$BENCH" ]]; then
-  HELP=$(timeout 60 python3 "$BENCH" --help 2>&1 || true)
-  has() { grep -q -- "$1" <<<"$HELP"; }
-  if [[ -n "${BENCH_ARGS:-}" ]]; then
-    read -r -a ARGS <<<"$BENCH_ARGS"
-  else  # each flag only if this version of bench_extract.py has it
-    ARGS=()
-    has "--input" && ARGS+=(--input "$BUNDLE/sentences.txt")
-    has "--models" && ARGS+=(--models random-bert-base,minilm)
-    if (( DRY )); then
-      has "--device" && ARGS+=(--device cpu)
-      has "--limit" && ARGS+=(--limit minilm=50,random-bert-base=30)
-    else
-      has "--device" && ARGS+=(--device cuda)
-      has "--limit" && ARGS+=(--limit minilm=2000,random-bert-base=2000)
-    fi
-    has "--memory-repeat" && ARGS+=(--memory-repeat 0)
-    has "--tag" && ARGS+=(--tag "$( (( DRY )) && echo cpu-dry-run || echo gpu)")
-    if [[ -n "$OUT" ]]; then has "--results" && ARGS+=(--results "$OUT/RESULTS_gpu.md"); fi
-  fi
-  step 240 "bench_extract ${ARGS[*]}" python3 "$BENCH" "${ARGS[@]}"
-  if has "--stats-only"; then
-    step 90 "bench_extract --stats-only" python3 "$BENCH" "${ARGS[@]}" --stats-only
-  fi
+# 2. throughput: naive baseline (2,000 sentences: it writes padded fp32 maps with np.save), the bare forward
+#    pass, attnx full dumps (fp16, uint8) and --stats-only, BERT-base shape, EWT sentences x4 (~50k)
+if (( DRY )); then
+  BARGS=(--input "$BUNDLE/sentences.txt" --device cpu --models random-bert-tiny --limit 60 --memory-repeat 0
+         --tag cpu-dry-run --stats-only)
 else
-  say "skip: $BENCH not found"
+  BARGS=(--input "$BUNDLE/sentences.txt" --device cuda --models random-bert-base --limit 12544 --repeat 4
+         --baseline-limit 2000 --memory-repeat 0 --tag gpu --stats-only)
 fi
+if [[ -n "$OUT" ]]; then BARGS+=(--results "$OUT/RESULTS_gpu.md" --json-out "$OUT"); fi
+step 330 "bench_extract ${BARGS[*]}" python3 benchmarks/bench_extract.py "${BARGS[@]}"
 
 say "done in $((SECONDS - T0))s; failed: ${FAILED[*]:-none}"
 (( ${#FAILED[@]} == 0 ))

