@@ -5,7 +5,7 @@ Layout (one Zarr v3 group; physical order = processing order, i.e. length-sorted
     attn              (E,)  float16|float32|uint8  every record's maps back to back, each record
                                                    (layers, heads, l, l) C-order; uint8 = round(p * 255)
     rec/input_id      (n,)  int64   input-order id of the record at each physical position
-    rec/attn_start    (n,)  int64   element offset of the record in ``attn``
+    rec/attn_start    (n,)  int64   element offset of the record in ``attn`` (or ``features``)
     rec/length        (n,)  int32   l: wordpieces including [CLS]/[SEP]
     rec/len_a         (n,)  int32   tokens up to and including the first [SEP] (= l for single sentences)
     rec/tok_start     (n,)  int64   offset of the record's tokens in ``tok/*``
@@ -21,6 +21,9 @@ Layout (one Zarr v3 group; physical order = processing order, i.e. length-sorted
     words/deprel      (W,)  int16   CoNLL-U: index into ``words`` attrs ``deprels``
     index/position    (N,)  int64   input id -> physical position (-1: not stored); written at the end
     derived/<name>    (D,)  any     per-record ragged results (e.g. rollout, l x l each), physical order
+
+A ``--stats-only`` store has ``features`` instead of ``attn``: per record ``(layers, heads, F)`` float32 row
+sums of the map features of :mod:`attnx.kernels.features` (attribute ``payload`` = "features").
 
 Crash safety: ``attn`` is written in whole chunks only (the tail waits in memory), the small arrays are
 rewritten up to the newest record at each commit, and the group attribute ``attnx.commit`` (written
@@ -116,6 +119,17 @@ class Commit:
         return {"records": self.records, "attn": self.attn, "tokens": self.tokens, "words": self.words}
 
 
+PAYLOAD_ARRAY = {"maps": "attn", "features": "features"}
+
+
+def record_sizes(lengths: np.ndarray, layers: int, heads: int, n_features: int | None) -> np.ndarray:
+    """(n,) int64 payload elements per record: ``layers*heads*l^2`` for maps, ``layers*heads*F`` for features."""
+    lengths = np.asarray(lengths, np.int64)
+    if n_features is None:
+        return layers * heads * lengths * lengths
+    return np.full(len(lengths), layers * heads * n_features, np.int64)
+
+
 def _codecs(codec: str, dtype: np.dtype, level: int) -> dict:
     """Zarr v3 codec pipeline: bytes -> compressor -> crc32c (so corrupt chunks fail on read)."""
     itemsize = np.dtype(dtype).itemsize
@@ -197,7 +211,9 @@ class StoreWriter:
         self.attrs = attrs
         self.commit = commit
         self.has_words = bool(attrs.get("conllu"))
-        self.streams: dict[str, _Stream] = {"attn": _Stream(group["attn"], commit.attn, True)}
+        self.key = PAYLOAD_ARRAY[attrs.get("payload", "maps")]
+        self.n_features = len(attrs["features"]) if attrs.get("payload") == "features" else None
+        self.streams: dict[str, _Stream] = {self.key: _Stream(group[self.key], commit.attn, True)}
         for name in _REC_ARRAYS:
             self.streams[name] = _Stream(group[name], commit.records, False)
         for name in _TOK_ARRAYS:
@@ -228,9 +244,15 @@ class StoreWriter:
         token_chunk: int,
         zstd_level: int = 1,
         conllu: bool = False,
+        features: list[str] | None = None,
     ) -> StoreWriter:
-        """Create an empty store at ``path`` (which must not exist or be an empty directory)."""
+        """Create an empty store at ``path`` (which must not exist or be an empty directory).
+
+        ``features``: make a --stats-only store holding these per-map features (float32) instead of maps.
+        """
         path = Path(path)
+        if features:
+            dtype = "float32"
         if path.exists() and any(path.iterdir()):
             raise StoreError(f"{path}: exists and is not an attnx store; refusing to overwrite it")
         codec = resolve_codec(codec, dtype)
@@ -246,7 +268,7 @@ class StoreWriter:
             raise StoreError(f"{path}: cannot create store ({exc.strerror or exc})") from exc
         np_dtype = DTYPES[dtype]
         group.create_array(
-            "attn",
+            PAYLOAD_ARRAY["features" if features else "maps"],
             shape=(0,),
             chunks=(attn_chunk_elems,),
             dtype=np_dtype,
@@ -265,6 +287,8 @@ class StoreWriter:
             "codec": codec,
             "zstd_level": zstd_level,
             "conllu": conllu,
+            "payload": "features" if features else "maps",
+            **({"features": list(features)} if features else {}),
             "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "complete": False,
             "commit": Commit().to_json(),
@@ -289,13 +313,13 @@ class StoreWriter:
         b = len(batch.input_id)
         lengths = batch.length.astype(np.int64)
         layers, heads = len(self.attrs["layers"]), len(self.attrs["heads"])
-        sizes = layers * heads * lengths * lengths
+        sizes = record_sizes(lengths, layers, heads, self.n_features)
         if int(sizes.sum()) != len(batch.attn):
             raise StoreError(f"batch attention has {len(batch.attn)} elements, lengths say {int(sizes.sum())}")
-        attn_start = self.streams["attn"].total + np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        attn_start = self.streams[self.key].total + np.concatenate([[0], np.cumsum(sizes)[:-1]])
         tok_start = self.streams["tok/ids"].total + np.concatenate([[0], np.cumsum(lengths)[:-1]])
         s = self.streams
-        s["attn"].append(batch.attn)
+        s[self.key].append(batch.attn)
         s["rec/input_id"].append(batch.input_id)
         s["rec/attn_start"].append(attn_start)
         s["rec/length"].append(batch.length)
@@ -327,10 +351,10 @@ class StoreWriter:
         self._attn_end.extend(ends)
         self.records += b
         self.bytes_appended += batch.attn.nbytes
-        before = s["attn"].written
-        s["attn"].flush(partial=False)
-        if s["attn"].written > before:
-            self._commit_up_to(s["attn"].written)
+        before = s[self.key].written
+        s[self.key].flush(partial=False)
+        if s[self.key].written > before:
+            self._commit_up_to(s[self.key].written)
 
     def _deprel_ids(self, names: np.ndarray, record: np.ndarray) -> np.ndarray:
         ids = np.empty(len(names), np.int16)
@@ -349,7 +373,7 @@ class StoreWriter:
             return
         last = done[-1]
         for name, stream in self.streams.items():
-            if name != "attn":
+            if name != self.key:
                 stream.flush(partial=True)
         self._attn_end = self._attn_end[len(done) :]
         self._set_commit(Commit(records=last[0], attn=last[1], tokens=last[2], words=last[3]))
@@ -366,7 +390,7 @@ class StoreWriter:
             stream.flush(partial=True)
         final = Commit(
             records=self.records,
-            attn=self.streams["attn"].total,
+            attn=self.streams[self.key].total,
             tokens=self.streams["tok/ids"].total,
             words=self._words,
         )
@@ -513,7 +537,10 @@ class AttentionStore:
         self.layers: list[int] = list(self.attrs["layers"])
         self.heads: list[int] = list(self.attrs["heads"])
         self.n_layers, self.n_heads = len(self.layers), len(self.heads)
-        self._attn = self.group["attn"]
+        self.payload = self.attrs.get("payload", "maps")
+        self.features: list[str] = list(self.attrs.get("features", []))
+        self._n_features = len(self.features) if self.payload == "features" else None
+        self._attn = self.group[PAYLOAD_ARRAY[self.payload]]
         self._chunk = int(self._attn.chunks[0])
         self._cache: dict[int, np.ndarray] = {}
 
@@ -585,12 +612,23 @@ class AttentionStore:
 
     def attention(self, i: int) -> np.ndarray:
         """Maps of input record ``i`` as float32 probabilities, shape ``(layers, heads, l, l)`` (query, key)."""
+        if self.payload != "maps":
+            raise StoreError(f"{self.path}: a --stats-only store holds features, not maps (see record_features)")
         p = self._pos(i)
         l = int(self._physical["length"][p])
         start = int(self._physical["attn_start"][p])
         flat = self._read_attn(start, start + self.n_layers * self.n_heads * l * l)
         out = flat.astype(np.float32) * np.float32(self.scale) if self.dtype == "uint8" else flat.astype(np.float32)
         return out.reshape(self.n_layers, self.n_heads, l, l)
+
+    def record_features(self, i: int) -> np.ndarray:
+        """--stats-only stores: record ``i``'s feature row sums, float32 ``(layers, heads, F)`` (see ``features``)."""
+        if self.payload != "features":
+            raise StoreError(f"{self.path}: holds maps, not precomputed features")
+        p = self._pos(i)
+        start = int(self._physical["attn_start"][p])
+        n = self.n_layers * self.n_heads * len(self.features)
+        return np.asarray(self._attn[start : start + n]).reshape(self.n_layers, self.n_heads, len(self.features))
 
     # -- tokens ------------------------------------------------------------------------------------------------
     @cached_property
@@ -640,7 +678,7 @@ class AttentionStore:
         """Physical ranges ``[p0, p1)`` of at most ``max_elems`` attention elements each (a record larger
         than that is a block of its own). ``records``: sorted physical positions to restrict to."""
         starts = self._physical["attn_start"]
-        sizes = self.n_layers * self.n_heads * self._physical["length"].astype(np.int64) ** 2
+        sizes = record_sizes(self._physical["length"], self.n_layers, self.n_heads, self._n_features)
         ends = starts + sizes
         positions = np.arange(len(self)) if records is None else np.asarray(records)
         plan: list[tuple[int, int]] = []
@@ -661,7 +699,7 @@ class AttentionStore:
         ph = self._physical
         a0 = int(ph["attn_start"][p0])
         lengths = ph["length"][p0:p1]
-        sizes = self.n_layers * self.n_heads * lengths.astype(np.int64) ** 2
+        sizes = record_sizes(lengths, self.n_layers, self.n_heads, self._n_features)
         attn_offsets = np.concatenate([[0], np.cumsum(sizes)])
         t0 = int(ph["tok_start"][p0])
         tok_offsets = np.concatenate([[0], np.cumsum(lengths.astype(np.int64))])
@@ -774,7 +812,7 @@ class AttentionStore:
         """A JSON-able summary: sizes, model, dtype, codec, compression ratio."""
         itemsize = np.dtype(DTYPES[self.dtype]).itemsize
         raw = self.commit.attn * itemsize
-        attn_disk = sum(f.stat().st_size for f in (self.path / "attn").rglob("*") if f.is_file())
+        attn_disk = sum(f.stat().st_size for f in (self.path / PAYLOAD_ARRAY[self.payload]).rglob("*") if f.is_file())
         lengths = self._physical["length"]
         return {
             "path": str(self.path),
@@ -787,6 +825,7 @@ class AttentionStore:
             "layers": self.layers,
             "heads": self.heads,
             "dtype": self.dtype,
+            "payload": self.payload,
             "codec": self.attrs["codec"],
             "attention_elements": self.commit.attn,
             "attention_bytes_raw": raw,

@@ -92,6 +92,12 @@ def _count_lines(path: str) -> int | None:
     default=None,
     help="Attention produced per batch, in MB of fp32 (batch x layers x heads x L^2 x 4).",
 )
+@click.option(
+    "--stats-only",
+    is_flag=True,
+    help="Store only each map's features (those of attnx analyze), computed while the maps are on the "
+    "device, not the maps.",
+)
 @quiet_json_options
 @one_line_errors
 def extract_cmd(
@@ -111,6 +117,7 @@ def extract_cmd(
     codec: str,
     backend: str,
     budget_mb: float | None,
+    stats_only: bool,
     quiet: bool,
     as_json: bool,
 ) -> None:
@@ -147,6 +154,7 @@ def extract_cmd(
         codec=codec,
         backend=backend,
         budget_bytes=int(budget_mb * 1e6) if budget_mb else None,
+        stats_only=stats_only,
     )
     progress = _Progress(not quiet and not as_json, _count_lines(input_path))
     try:
@@ -197,7 +205,7 @@ def info_cmd(store_path: str, as_json: bool) -> None:
         ("precision", _precision_line(info.get("precision") or {})),
         ("codec", f"{info['codec']} + crc32c"),
         (
-            "attention",
+            "attention" if info["payload"] == "maps" else "features",
             f"{info['attention_bytes_raw'] / 1e6:,.1f} MB raw, {info['attention_bytes_disk'] / 1e6:,.1f} MB "
             f"on disk" + (f", ratio {ratio:.2f}x" if ratio else ""),
         ),

@@ -18,14 +18,15 @@ import torch
 
 import attnx
 from attnx.config import Config, load_config
-from attnx.engine.backends.base import PackedBatch, collate, packed_offsets
+from attnx.engine.backends.base import PackedBatch, collate
 from attnx.engine.batching import plan_batches
 from attnx.engine.model import DEFAULT_MODEL, LoadedModel, load_model
 from attnx.engine.sources import Source, input_fingerprint
 from attnx.engine.tokenize import TokenizedWindow, WindowTokenizer, tokenize_in_background
 from attnx.engine.writer import AsyncWriter
 from attnx.errors import AttnxError, InputError, StoreError
-from attnx.store import FORMAT, AttentionStore, StoredBatch, StoreWriter, resolve_codec
+from attnx.kernels.features import MAP_FEATURES
+from attnx.store import FORMAT, AttentionStore, StoredBatch, StoreWriter, record_sizes, resolve_codec
 
 COMPUTE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -51,6 +52,7 @@ class ExtractOptions:
     backend: str = "torch"
     budget_bytes: int | None = None  # attention bytes per batch; default from Config / device memory
     max_batch_tokens: int | None = None
+    stats_only: bool = False  # store per-map features computed on the device instead of the maps
 
 
 @dataclass
@@ -139,6 +141,7 @@ def _store_meta(opts: ExtractOptions, loaded: LoadedModel, layers: list[int], he
             "text_field": opts.text_field,
             "pair_field": opts.pair_field,
             "backend": opts.backend,
+            "stats_only": opts.stats_only,
         },
     }
 
@@ -170,11 +173,16 @@ def _check_resumable(store: AttentionStore, meta: dict, dtype: str, codec: str) 
 
 
 def _stored_batch(
-    window: TokenizedWindow, idx: np.ndarray, packed: PackedBatch, keep_from: int, n_lh: int
+    window: TokenizedWindow,
+    idx: np.ndarray,
+    packed: PackedBatch,
+    keep_from: int,
+    n_lh: int,
+    n_features: int | None = None,
 ) -> StoredBatch:
     """The writer's view of records ``idx`` (window-local, physical order), dropping the first ``keep_from``."""
     if keep_from:
-        offsets = packed_offsets(packed.lengths, n_lh, 1)
+        offsets = np.concatenate([[0], np.cumsum(record_sizes(packed.lengths, n_lh, 1, n_features))])
         attn = packed.attn[offsets[keep_from] :]
         idx = idx[keep_from:]
     else:
@@ -214,8 +222,10 @@ def _make_backend(opts: ExtractOptions, loaded: LoadedModel, layers: list[int], 
     if opts.backend == "torch":
         from attnx.engine.backends.torch_backend import TorchBackend
 
-        return TorchBackend(loaded, layers, heads, opts.dtype, ring=cfg.queue_depth * 2 + 3)
+        return TorchBackend(loaded, layers, heads, opts.dtype, ring=cfg.queue_depth * 2 + 3, stats_only=opts.stats_only)
     if opts.backend == "onnx":
+        if opts.stats_only:
+            raise AttnxError("--stats-only runs on the torch backend only (the features are computed on the device)")
         from attnx.engine.backends.onnx_backend import OnnxBackend
 
         return OnnxBackend(loaded, layers, heads, opts.dtype)
@@ -294,6 +304,7 @@ def extract(
             cfg.token_chunk,
             cfg.zstd_level,
             conllu=source.format == "conllu",
+            features=list(MAP_FEATURES) if opts.stats_only else None,
         )
     budget, max_tokens = _budget(opts, device, cfg)
     resumed_from = writer.commit.records
@@ -303,6 +314,7 @@ def extract(
     backend = _make_backend(opts, loaded, layers, heads, cfg)
     async_writer = AsyncWriter(writer, cfg.queue_depth)
     n_lh = len(layers) * len(heads)
+    n_features = len(MAP_FEATURES) if opts.stats_only else None
     pad_id = loaded.tokenizer.pad_token_id or 0
     records = tokens = nbytes = batches = 0
     in_flight: collections.deque = collections.deque()
@@ -311,7 +323,7 @@ def extract(
     def process(item: tuple) -> None:
         nonlocal records, tokens, nbytes
         window, idx, pending, keep_from = item
-        stored = _stored_batch(window, idx, pending.result(), keep_from, n_lh)
+        stored = _stored_batch(window, idx, pending.result(), keep_from, n_lh, n_features)
         async_writer.put(stored)
         records += len(stored.input_id)
         tokens += int(stored.length.sum())
@@ -329,7 +341,14 @@ def extract(
                 if hi <= done_here:
                     continue  # committed before the interruption
                 idx = plan.batch(j)
-                batch = collate(window.ids, window.offsets, window.segment, idx, pad_id)
+                batch = collate(
+                    window.ids,
+                    window.offsets,
+                    window.segment,
+                    idx,
+                    pad_id,
+                    *((window.special, window.punct, window.len_a) if opts.stats_only else ()),
+                )
                 in_flight.append((window, idx, backend.submit(batch), max(0, done_here - lo)))
                 batches += 1
                 while len(in_flight) >= cfg.queue_depth:
@@ -349,7 +368,7 @@ def extract(
             pass
         raise
     seconds = time.perf_counter() - t0
-    precision = _precision_note(opts.dtype, compute)
+    precision = _precision_note("float32" if opts.stats_only else opts.dtype, compute)
     if compute != "float32" and cfg.precision_check_records and resumed_from == 0:
         from attnx.engine.precision import measure_precision
 

@@ -16,6 +16,9 @@ class TokenBatch:
     attention_mask: np.ndarray  # (B, T) int64, 1 for real tokens
     token_type_ids: np.ndarray  # (B, T) int64
     lengths: np.ndarray  # (B,) int32 real lengths
+    len_a: np.ndarray | None = None  # (B,) int32 tokens of segment A (for --stats-only)
+    sep: np.ndarray | None = None  # (B, T) bool special tokens after position 0 (for --stats-only)
+    punct: np.ndarray | None = None  # (B, T) bool punctuation that is not special (for --stats-only)
 
 
 @dataclass(frozen=True)
@@ -50,8 +53,20 @@ class Done:
         return self.packed
 
 
-def collate(ids: np.ndarray, offsets: np.ndarray, segment: np.ndarray, index: np.ndarray, pad_id: int) -> TokenBatch:
-    """Gather records ``index`` of a window's flat token arrays into a padded :class:`TokenBatch`."""
+def collate(
+    ids: np.ndarray,
+    offsets: np.ndarray,
+    segment: np.ndarray,
+    index: np.ndarray,
+    pad_id: int,
+    special: np.ndarray | None = None,
+    punct: np.ndarray | None = None,
+    len_a: np.ndarray | None = None,
+) -> TokenBatch:
+    """Gather records ``index`` of a window's flat token arrays into a padded :class:`TokenBatch`.
+
+    With ``special``, ``punct`` and ``len_a`` (window arrays) it also fills the masks --stats-only needs.
+    """
     starts = offsets[index]
     lengths = (offsets[index + 1] - starts).astype(np.int32)
     b, t = len(index), int(lengths.max())
@@ -62,7 +77,14 @@ def collate(ids: np.ndarray, offsets: np.ndarray, segment: np.ndarray, index: np
     input_ids[real] = ids[src]
     token_type = np.zeros((b, t), np.int64)
     token_type[real] = segment[src]
-    return TokenBatch(input_ids, real.astype(np.int64), token_type, lengths)
+    extra = {}
+    if special is not None and punct is not None and len_a is not None:
+        sp = np.zeros((b, t), bool)
+        sp[real] = special[src]
+        pu = np.zeros((b, t), bool)
+        pu[real] = punct[src]
+        extra = dict(len_a=len_a[index].astype(np.int32), sep=sp & (pos[None, :] > 0), punct=pu & ~sp)
+    return TokenBatch(input_ids, real.astype(np.int64), token_type, lengths, **extra)
 
 
 def packed_offsets(lengths: np.ndarray, layers: int, heads: int) -> np.ndarray:

@@ -88,6 +88,24 @@ class _Collector:
             raise CaptureComplete
 
 
+class _FeatureCollector:
+    """--stats-only: per kept layer, the map features of the kept heads into ``out`` (B, layers, heads, F)."""
+
+    def __init__(self, layer_pos: dict[int, int], heads: torch.Tensor, batch: dict, out: torch.Tensor) -> None:
+        self.layer_pos, self.heads, self.batch, self.out = layer_pos, heads, batch, out
+        self.last = max(layer_pos)
+
+    def __call__(self, layer_idx: int, probs: torch.Tensor) -> None:
+        from attnx.engine.stats import batch_features
+
+        k = self.layer_pos.get(layer_idx)
+        if k is None:
+            return
+        self.out[:, k] = batch_features(probs.index_select(1, self.heads), **self.batch)
+        if layer_idx == self.last:
+            raise CaptureComplete
+
+
 class _CudaPending:
     def __init__(self, host: torch.Tensor, n: int, lengths: np.ndarray, event: torch.cuda.Event, keep: object) -> None:
         self.host, self.n, self.lengths, self.event, self._keep = host, n, lengths, event, keep
@@ -139,14 +157,21 @@ class TorchBackend:
     name = "torch"
 
     def __init__(
-        self, loaded: LoadedModel, layers: list[int], heads: list[int], store_dtype: str, ring: int = 8
+        self,
+        loaded: LoadedModel,
+        layers: list[int],
+        heads: list[int],
+        store_dtype: str,
+        ring: int = 8,
+        stats_only: bool = False,
     ) -> None:
         self.loaded = loaded
         self.device = loaded.device
         self.layer_pos = {layer: k for k, layer in enumerate(layers)}
         self.n_layers_kept = len(layers)
         self.heads = torch.as_tensor(heads, dtype=torch.int64, device=self.device)
-        self.store_dtype = STORE_TORCH_DTYPES[store_dtype]
+        self.store_dtype = STORE_TORCH_DTYPES["float32" if stats_only else store_dtype]
+        self.stats_only = stats_only
         self.cuda = self.device.type == "cuda"
         self.transfer = _CudaTransfer(ring) if self.cuda else None
 
@@ -163,6 +188,8 @@ class TorchBackend:
     @torch.inference_mode()
     def submit(self, batch: TokenBatch) -> Done | _CudaPending:
         inputs = self._inputs(batch)
+        if self.stats_only:
+            return self._submit_stats(batch, inputs)
         lengths = torch.from_numpy(batch.lengths.astype(np.int64)).to(self.device, non_blocking=self.cuda)
         total_layer = int(self.heads.numel() * (batch.lengths.astype(np.int64) ** 2).sum())
         index = packing_index(
@@ -177,6 +204,29 @@ class TorchBackend:
         if self.transfer is None:
             return Done(PackedBatch(attn=out.numpy(), lengths=batch.lengths))
         return self.transfer.start(out, batch.lengths)
+
+    def _submit_stats(self, batch: TokenBatch, inputs: dict[str, torch.Tensor]) -> Done | _CudaPending:
+        from attnx.engine.stats import NF
+
+        dev = self.device
+        masks = {
+            "lengths": torch.from_numpy(batch.lengths.astype(np.int64)).to(dev),
+            "len_a": torch.from_numpy(batch.len_a.astype(np.int64)).to(dev),
+            "sep": torch.from_numpy(batch.sep).to(dev),
+            "punct": torch.from_numpy(batch.punct).to(dev),
+        }
+        out = torch.empty(
+            len(batch.lengths), self.n_layers_kept, self.heads.numel(), NF, dtype=torch.float32, device=dev
+        )
+        try:
+            with capturing(_FeatureCollector(self.layer_pos, self.heads, masks, out)):
+                self.loaded.model(**inputs)
+        except CaptureComplete:
+            pass
+        flat = out.reshape(-1)
+        if self.transfer is None:
+            return Done(PackedBatch(attn=flat.numpy(), lengths=batch.lengths))
+        return self.transfer.start(flat, batch.lengths)
 
     def close(self) -> None:
         if self.cuda:

@@ -1,0 +1,101 @@
+"""--stats-only: features computed on the device equal the kernels' reference on a full float32 dump."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from attnx.engine.extract import ExtractOptions, extract
+from attnx.engine.stats import batch_features
+from attnx.kernels.features import MAP_FEATURES
+from attnx.kernels.reference import map_features_ref
+from attnx.store import open_store
+from conftest import SAMPLE
+
+
+def test_batch_features_match_reference_on_padded_batch():
+    rng = np.random.default_rng(0)
+    b, h, t = 6, 3, 9
+    lengths = np.array([9, 2, 5, 7, 3, 1 + 1])
+    len_a = np.array([4, 2, 5, 3, 3, 2])
+    probs = np.zeros((b, h, t, t), np.float32)
+    special = np.zeros((b, t), bool)
+    punct = np.zeros((b, t), bool)
+    for k, l in enumerate(lengths):
+        x = rng.random((h, l, l)) ** 4
+        probs[k, :, :l, :l] = x / x.sum(-1, keepdims=True)
+        probs[k, :, l:, :] = 1.0 / t  # junk in padded query rows must not count
+        special[k, [0, len_a[k] - 1, l - 1]] = True
+        punct[k, 1 : l - 1] = rng.random(l - 2) < 0.3
+    sep = special & (np.arange(t) > 0)
+    got = batch_features(
+        torch.from_numpy(probs),
+        torch.from_numpy(lengths),
+        torch.from_numpy(len_a),
+        torch.from_numpy(sep),
+        torch.from_numpy(punct & ~special),
+    ).numpy()
+    flat = np.concatenate([probs[k, :, :l, :l].ravel() for k, l in enumerate(lengths)])
+    offsets = np.concatenate([[0], np.cumsum(h * lengths**2)])
+    tok = np.concatenate([[0], np.cumsum(lengths)])
+    ref = map_features_ref(
+        flat,
+        1.0,
+        offsets,
+        lengths,
+        len_a,
+        tok,
+        np.concatenate([special[k, :l] for k, l in enumerate(lengths)]),
+        np.concatenate([punct[k, :l] for k, l in enumerate(lengths)]),
+        1,
+        h,
+    )[:, 0]
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("source", ["sample.txt", "sample_pairs.tsv"])
+def test_stats_only_store_equals_features_of_full_dump(tmp_path, source):
+    lines = (SAMPLE / source).read_text(encoding="utf-8").splitlines()[:40]
+    src = tmp_path / source
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    extract(
+        ExtractOptions(
+            input=str(src),
+            output=str(tmp_path / "full.zarr"),
+            dtype="float32",
+            device="cpu",
+            layers=(0, 3, 5),
+            heads=(1, 4, 11),
+        )
+    )
+    extract(
+        ExtractOptions(
+            input=str(src),
+            output=str(tmp_path / "stats.zarr"),
+            device="cpu",
+            stats_only=True,
+            layers=(0, 3, 5),
+            heads=(1, 4, 11),
+        )
+    )
+    full, stats = open_store(tmp_path / "full.zarr"), open_store(tmp_path / "stats.zarr")
+    assert stats.payload == "features" and stats.features == list(MAP_FEATURES)
+    with pytest.raises(Exception, match="holds features, not maps"):
+        stats.attention(0)
+    for block in full.blocks():
+        ref = map_features_ref(
+            block.attn,
+            block.scale,
+            block.attn_offsets,
+            block.lengths,
+            block.len_a,
+            block.tok_offsets,
+            block.special,
+            block.punct,
+            full.n_layers,
+            full.n_heads,
+        )
+        for k, rid in enumerate(block.record_ids):
+            np.testing.assert_allclose(stats.record_features(int(rid)), ref[k], rtol=1e-4, atol=1e-4)
+    assert stats.nbytes_stored() < full.nbytes_stored()
