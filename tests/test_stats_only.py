@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import SAMPLE
 
 from attnx.engine.extract import ExtractOptions, extract
 from attnx.engine.stats import batch_features
 from attnx.kernels.features import MAP_FEATURES
 from attnx.kernels.reference import map_features_ref
 from attnx.store import open_store
-from conftest import SAMPLE
 
 
 def test_batch_features_match_reference_on_padded_batch():
