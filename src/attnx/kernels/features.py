@@ -1,0 +1,206 @@
+"""Per-map attention features (Kovaleva et al. 2019, §4.1-4.3; Clark et al. 2019, §3) as a numba kernel.
+
+For every record and every (layer, head) map ``P`` of shape ``(l, l)`` (rows = queries, summing to 1;
+columns = keys) the kernel returns *row sums* of each feature, so that means are formed later as
+``sum over maps / number of rows`` (every query row of every record weighted equally) and partial
+results merge by addition. Row-sum features, in the order of :data:`MAP_FEATURES`:
+
+=============  ========================================================================================
+cls            sum_i P[i, 0]                         mass on [CLS]
+sep            sum_i sum_{s in SEP} P[i, s]          mass on all [SEP]s (special tokens at position > 0)
+sep_max        sum_i max_{s in SEP} P[i, s]          mass on the row's most-attended [SEP]
+punct          sum_i sum_{j punct} P[i, j]           mass on punctuation wordpieces
+self           sum_i P[i, i]
+prev           sum_{i>0} P[i, i-1]                   (the first row has no previous token: adds 0)
+next           sum_{i<l-1} P[i, i+1]                 (the last row has no next token: adds 0)
+distance       sum_i sum_j P[i, j] |i - j|           in tokens
+entropy        sum_i -sum_j P[i, j] ln P[i, j]       nats, 0 ln 0 = 0
+cls_entropy    -sum_j P[0, j] ln P[0, j]             the [CLS] row only (one row per map)
+max_weight     sum_i max_j P[i, j]                   "confidence" (Voita et al. 2019)
+own_segment    sum_i sum_{j: seg(j) = seg(i)} P      seg = A for j < len_a, else B; = row mass for singles
+col_max        max_j sum_i P[i, j]                   mass of the most-attended key column (vertical stripes)
+col_top3       sum of the 3 largest column sums      mass of the 3 most-attended key columns (multi-stripe)
+=============  ========================================================================================
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from attnx.kernels.common import (
+    KernelInput,
+    balanced_bounds,
+    decode,
+    decode_value,
+    plogp,
+    punct_positions,
+    sep_positions,
+)
+
+MAP_FEATURES: tuple[str, ...] = (
+    "cls", "sep", "sep_max", "punct", "self", "prev", "next", "distance",
+    "entropy", "cls_entropy", "max_weight", "own_segment", "col_max", "col_top3",
+)
+NF = len(MAP_FEATURES)
+F = {name: k for k, name in enumerate(MAP_FEATURES)}
+
+
+@njit(cache=True, nogil=True)
+def record_weights(l, la, w, same):  # noqa: ANN001, ANN201
+    """Per-record flat weights: ``w[i*l+j] = |i - j|``, ``same[i*l+j] = 1`` if i and j share a segment."""
+    for i in range(l):
+        for j in range(l):
+            w[i * l + j] = abs(i - j)
+            same[i * l + j] = 1.0 if (i < la) == (j < la) else 0.0
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def record_features(raw, lut, table, a0, l, la, seps, puncts, n_maps, out, w, same):  # noqa: ANN001, ANN201
+    """Features of one record: ``n_maps`` maps of ``l x l`` starting at element ``a0`` of ``raw``.
+
+    ``out``: (n_maps, NF) float64 row sums, written. ``w``, ``same``: the
+    record's weights from :func:`record_weights`. ``la``: tokens of segment A (= l for single sentences).
+    Two passes per map: a flat pass over the ``l^2`` weights (entropy through the ``p ln p`` table, distance,
+    own segment: long, vectorizable loops) and a row pass (row max on raw codes, which order like the
+    probabilities, and column sums), plus O(l) reads per row for the fixed positions.
+    """
+    ll = l * l
+    nsep = len(seps)
+    npun = len(puncts)
+    col = np.empty(l, np.float32)  # local: provably unaliased
+    for m in range(n_maps):
+        # slices index from 0: LLVM then drops numba's negative-index wraparound and vectorizes
+        mp = raw[a0 + m * ll:a0 + (m + 1) * ll]
+        h = np.float32(0.0)
+        d = np.float32(0.0)
+        own = np.float32(0.0)
+        for k in range(ll):  # flat pass
+            p = decode(mp, k, lut)
+            h -= plogp(mp, k, p, table)
+            d += p * w[k]
+            own += p * same[k]
+        h0 = np.float32(0.0)
+        for j in range(l):  # the [CLS] row's entropy
+            h0 -= plogp(mp, j, decode(mp, j, lut), table)
+        for j in range(l):
+            col[j] = 0.0
+        f_cls = 0.0
+        f_sep = 0.0
+        f_sepmax = 0.0
+        f_pun = 0.0
+        f_self = 0.0
+        f_prev = 0.0
+        f_next = 0.0
+        f_max = 0.0
+        for i in range(l):  # row pass
+            row = mp[i * l:(i + 1) * l]
+            mx = row[0]
+            for j in range(l):
+                mx = max(mx, row[j])
+                col[j] += decode(row, j, lut)
+            f_max += decode_value(mx, lut)
+            f_cls += decode(row, 0, lut)
+            f_self += decode(row, i, lut)
+            if i > 0:
+                f_prev += decode(row, i - 1, lut)
+            if i < l - 1:
+                f_next += decode(row, i + 1, lut)
+            smx = np.float32(0.0)
+            for s in range(nsep):
+                p = decode(row, seps[s], lut)
+                f_sep += p
+                smx = max(smx, p)
+            f_sepmax += smx
+            for s in range(npun):
+                f_pun += decode(row, puncts[s], lut)
+        c1 = np.float32(0.0)  # three largest column sums, c1 >= c2 >= c3
+        c2 = np.float32(0.0)
+        c3 = np.float32(0.0)
+        for j in range(l):
+            c = col[j]
+            if c > c3:
+                if c > c1:
+                    c3 = c2
+                    c2 = c1
+                    c1 = c
+                elif c > c2:
+                    c3 = c2
+                    c2 = c
+                else:
+                    c3 = c
+        o = out[m]
+        o[0] = f_cls
+        o[1] = f_sep
+        o[2] = f_sepmax
+        o[3] = f_pun
+        o[4] = f_self
+        o[5] = f_prev
+        o[6] = f_next
+        o[7] = d
+        o[8] = h
+        o[9] = h0
+        o[10] = f_max
+        o[11] = own
+        o[12] = c1
+        o[13] = c1 + c2 + c3
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def _features_parallel(raw, lut, table, attn_offsets, lengths, len_a, tok_offsets, special, punct,  # noqa: ANN001, ANN202
+                       n_maps, bounds):
+    b = len(lengths)
+    out = np.zeros((b, n_maps, NF), np.float64)
+    maxl = 1
+    for r in range(b):
+        maxl = max(maxl, lengths[r])
+    for t in prange(len(bounds) - 1):
+        w = np.empty(maxl * maxl, np.float32)
+        same = np.empty(maxl * maxl, np.float32)
+        for r in range(bounds[t], bounds[t + 1]):
+            l = lengths[r]
+            t0 = tok_offsets[r]
+            seps = sep_positions(special, t0, l)
+            puncts = punct_positions(special, punct, t0, l)
+            record_weights(l, len_a[r], w, same)
+            record_features(raw, lut, table, attn_offsets[r], l, len_a[r], seps, puncts, n_maps, out[r], w, same)
+    return out
+
+
+def map_features(
+    inp: KernelInput,
+    attn_offsets: np.ndarray,
+    lengths: np.ndarray,
+    len_a: np.ndarray,
+    tok_offsets: np.ndarray,
+    special: np.ndarray,
+    punct: np.ndarray,
+    n_layers: int,
+    n_heads: int,
+) -> np.ndarray:
+    """Row-sum features of every map of a block: ``(b, layers, heads, NF)`` float64 (see module docstring).
+
+    ``inp``: the block's attention from :func:`attnx.kernels.common.kernel_input`; the other arrays as in
+    :class:`attnx.store.AttentionBlock` (``lengths`` (b,), ``len_a`` (b,), offsets (b+1,), masks (T,)).
+    Divide by ``lengths`` (or 1 for ``cls_entropy``) for per-map means.
+    """
+    lengths = np.ascontiguousarray(lengths, np.int64)
+    bounds = balanced_bounds(lengths)
+    n_maps = n_layers * n_heads
+    out = _features_parallel(
+        inp.raw, inp.lut, inp.plogp, np.ascontiguousarray(attn_offsets, np.int64), lengths,
+        np.ascontiguousarray(np.minimum(len_a, lengths), np.int64), np.ascontiguousarray(tok_offsets, np.int64),
+        np.ascontiguousarray(special, np.bool_), np.ascontiguousarray(punct, np.bool_), n_maps, bounds,
+    )
+    return out.reshape(len(lengths), n_layers, n_heads, NF)
+
+
+def per_map_means(sums: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Row sums ``(b, L, H, NF)`` -> per-map means (each row of the map weighted equally).
+
+    ``col_max`` becomes the mean per-row mass on the most-attended column; ``cls_entropy`` is unchanged.
+    """
+    l = np.asarray(lengths, np.float64).reshape(-1, 1, 1, 1)
+    means = sums / l
+    means[..., F["cls_entropy"]] = sums[..., F["cls_entropy"]]
+    return means
