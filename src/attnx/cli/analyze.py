@@ -24,7 +24,7 @@ class _Progress:
     def __init__(self, total_bytes: int, maps_per_record: int, enabled: bool, desc: str) -> None:
         from tqdm import tqdm
 
-        self.bar = tqdm(total=round(total_bytes / 1e6, 1), unit="MB", desc=desc, disable=not enabled,
+        self.bar = tqdm(total=total_bytes / 1e6 + 1e-6, unit="MB", desc=desc, disable=not enabled,
                         dynamic_ncols=True,
                         bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} MB [{elapsed}<{remaining}{postfix}]")
         self.maps_per_record = maps_per_record

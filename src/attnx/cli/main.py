@@ -6,6 +6,9 @@ import click
 
 import attnx
 from attnx.cli.ablate import ablate_cmd, importance_cmd, rollout_cmd
+from attnx.cli.analyze import analyze as analyze_cmd
+from attnx.cli.analyze import compare as compare_cmd
+from attnx.cli.analyze import report as report_cmd
 from attnx.cli.bench import bench_cmd
 from attnx.cli.extract import demo_cmd, extract_cmd, info_cmd, show_cmd
 
@@ -21,6 +24,9 @@ main.add_command(info_cmd)
 main.add_command(show_cmd)
 main.add_command(demo_cmd)
 main.add_command(bench_cmd)
+main.add_command(analyze_cmd)
+main.add_command(compare_cmd)
+main.add_command(report_cmd)
 main.add_command(ablate_cmd)
 main.add_command(importance_cmd)
 main.add_command(rollout_cmd)
