@@ -99,3 +99,21 @@ def test_stats_only_store_equals_features_of_full_dump(tmp_path, source):
         for k, rid in enumerate(block.record_ids):
             np.testing.assert_allclose(stats.record_features(int(rid)), ref[k], rtol=1e-4, atol=1e-4)
     assert stats.nbytes_stored() < full.nbytes_stored()
+
+
+def test_analyze_on_stats_only_store_equals_analyze_on_full_dump(tmp_path):
+    """The issue's contract: `extract --stats-only` + analyze == analyze of a full dump (features, patterns)."""
+    from attnx.analysis import api
+
+    lines = (SAMPLE / "sample_pairs.tsv").read_text(encoding="utf-8").splitlines()[:30]
+    lines += [x + "\t" for x in (SAMPLE / "sample.txt").read_text(encoding="utf-8").splitlines()[:30]]
+    src = tmp_path / "mixed.tsv"
+    src.write_text("\n".join(x.rstrip("\t") for x in lines) + "\n", encoding="utf-8")
+    extract(ExtractOptions(input=str(src), output=str(tmp_path / "full.zarr"), dtype="float32", device="cpu"))
+    extract(ExtractOptions(input=str(src), output=str(tmp_path / "stats.zarr"), device="cpu", stats_only=True))
+    full = api.features(tmp_path / "full.zarr")
+    stats = api.features(tmp_path / "stats.zarr")
+    assert set(full) == set(stats)
+    for name in full:
+        np.testing.assert_allclose(stats[name], full[name], rtol=2e-4, atol=2e-5, err_msg=name)
+    np.testing.assert_allclose(api.patterns(tmp_path / "stats.zarr"), api.patterns(tmp_path / "full.zarr"), atol=0.02)

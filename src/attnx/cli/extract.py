@@ -278,7 +278,8 @@ def show_cmd(store_path: str, record: int, layer: int, head: int, output: str | 
 @one_line_errors
 def demo_cmd(output: str, device: str, quiet: bool) -> None:
     """Run the main job on the embedded defaults: the packaged all-MiniLM-L6-v2 over the bundled sample
-    corpus (300 sentences) and sample pairs (80), then print where the stores are.
+    corpus (300 sentences) and sample pairs (80), analyse both stores (features, pattern types, head
+    similarity) and render their reports, then print where everything is.
 
     Example: attnx demo -o attnx-demo
     """
@@ -302,4 +303,14 @@ def demo_cmd(output: str, device: str, quiet: bool) -> None:
             + (f", {summary.sentences_per_s:,.1f} sent/s" if summary.status == "complete" else "")
             + f", {info['store_bytes_disk'] / 1e6:,.1f} MB on disk"
         )
-    click.echo(f"done: stores in {Path(output).resolve()} (try: attnx info {Path(output) / 'sample.zarr'})")
+    from attnx.cli.analyze import analyze, report
+
+    ctx = click.get_current_context()
+    for store_name in ("sample.zarr", "pairs.zarr"):
+        out = Path(output) / store_name
+        ctx.invoke(analyze, store=out, progress=not quiet)
+        ctx.invoke(report, source=out, output=Path(output) / f"report-{store_name.removesuffix('.zarr')}")
+    click.echo(
+        f"done: stores, analyses and reports in {Path(output).resolve()} "
+        f"(try: attnx info {Path(output) / 'sample.zarr'})"
+    )

@@ -51,10 +51,14 @@ def capture_attention_forward(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     if scaling is None:
         scaling = query.size(-1) ** -0.5
-    scores = torch.matmul(query, key.transpose(2, 3)).float() * scaling  # (batch, heads, T, T) fp32
+    # in place where possible: every (batch, heads, T, T) temporary is a large allocation
+    scores = torch.matmul(query, key.transpose(2, 3))  # (batch, heads, T, T)
+    scores = scores.float() if scores.dtype != torch.float32 else scores
+    scores.mul_(scaling)
     if attention_mask is not None:
-        scores = scores + attention_mask.float()
+        scores.add_(attention_mask)
     probs = torch.softmax(scores, dim=-1)  # fp32 softmax even for fp16/bf16 models
+    del scores
     collector = getattr(_local, "collector", None)
     if collector is not None:
         collector(module.layer_idx, probs)

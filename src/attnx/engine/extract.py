@@ -26,6 +26,7 @@ from attnx.engine.tokenize import TokenizedWindow, WindowTokenizer, tokenize_in_
 from attnx.engine.writer import AsyncWriter
 from attnx.errors import AttnxError, InputError, StoreError
 from attnx.kernels.features import MAP_FEATURES
+from attnx.memory import heap_trimmer
 from attnx.store import FORMAT, AttentionStore, StoredBatch, StoreWriter, record_sizes, resolve_codec
 
 COMPUTE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -318,6 +319,7 @@ def extract(
     pad_id = loaded.tokenizer.pad_token_id or 0
     records = tokens = nbytes = batches = 0
     in_flight: collections.deque = collections.deque()
+    trim = heap_trimmer()
     t0 = time.perf_counter()
 
     def process(item: tuple) -> None:
@@ -328,6 +330,7 @@ def extract(
         records += len(stored.input_id)
         tokens += int(stored.length.sum())
         nbytes += stored.attn.nbytes
+        trim()
         if progress:
             progress(records, tokens, nbytes)
 
