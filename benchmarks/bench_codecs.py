@@ -46,9 +46,8 @@ def main() -> None:
             t = time.perf_counter()
             codec.decode(enc)
             td = time.perf_counter() - t
-            print(
-                f"| {name} | {raw.nbytes / len(enc):.3f} | {raw.nbytes / te / 1e6:,.0f} | {raw.nbytes / td / 1e6:,.0f} |"
-            )
+            ratio, enc_mbs, dec_mbs = raw.nbytes / len(enc), raw.nbytes / te / 1e6, raw.nbytes / td / 1e6
+            print(f"| {name} | {ratio:.3f} | {enc_mbs:,.0f} | {dec_mbs:,.0f} |")
 
 
 if __name__ == "__main__":
