@@ -106,8 +106,10 @@ def write_section(
     ]
     if memory:
         body.append(
-            f"Memory: peak RSS {memory['peak_rss_mb'][0]:.0f} MB on {memory['base_sentences']} sentences, "
-            f"{memory['peak_rss_mb'][1]:.0f} MB on the same repeated to {memory['repeated_sentences']}."
+            f"Memory (windows of {memory['window_records']} records in both runs): peak RSS "
+            f"{memory['peak_rss_mb'][0]:.0f} MB on {memory['base_sentences']} sentences, "
+            f"{memory['peak_rss_mb'][1]:.0f} MB on the same repeated to {memory['repeated_sentences']}; RSS at "
+            f"10/25/50/75/100% of each run: {memory['rss_profile_mb'][0]} and {memory['rss_profile_mb'][1]} MB."
         )
     section = "\n".join(body)
     start, end = f"<!-- bench_extract:{tag} -->", f"<!-- /bench_extract:{tag} -->"

@@ -260,7 +260,8 @@ WORKERS = {"baseline": worker_baseline, "forward": worker_forward, "attnx": work
 def run_in_subprocess(spec: dict, timeout: float = 3600) -> dict:
     """Run one worker in a fresh interpreter; adds ``peak_rss_mb`` (the child's max resident set)."""
     cmd = [sys.executable, "-m", "attnx.bench", "worker", json.dumps(spec)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {**os.environ, **{k: str(v) for k, v in spec.get("env", {}).items()}}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -351,21 +352,27 @@ def run_suite(
         log(f"{model}: {limit} sentences x {repeat}")
         if not skip_baseline:
             base_n = baseline_limit or limit
-            record(model, "baseline", f"naive transformers (batch 32, {compute if gpu else 'float32'})",
-                   limit=base_n, repeat=1 if baseline_limit else repeat, compute=compute if gpu else "float32")
+            record(
+                model,
+                "baseline",
+                f"naive transformers (batch 32, {compute if gpu else 'float32'})",
+                limit=base_n,
+                repeat=1 if baseline_limit else repeat,
+                compute=compute if gpu else "float32",
+            )
         run = {"limit": limit, "repeat": repeat, "compute": compute}
         forward[model] = record(model, "forward", f"bare forward, sorted ({compute})", **run)
         for backend in backends:
             for dtype in dtypes:
                 record(model, "attnx", f"attnx {backend} {compute} -> {dtype}", dtype=dtype, backend=backend, **run)
         for extra in extra_compute:
-            record(model, "attnx", f"attnx torch {extra} -> float16", dtype="float16",
-                   **{**run, "compute": extra})
+            record(model, "attnx", f"attnx torch {extra} -> float16", dtype="float16", **{**run, "compute": extra})
         if stats_only:
             record(model, "attnx", f"attnx --stats-only ({compute})", dtype="float16", stats_only=True, **run)
     memory = None
     if memory_repeat:
         model = models[0]
+        env = {"ATTNX_WINDOW_RECORDS": str(min(1024, memory_base))}  # several full windows in both runs
         one = record(
             model,
             "attnx",
@@ -373,6 +380,7 @@ def run_suite(
             limit=memory_base,
             dtype="float16",
             workdir=str(work / "mem1"),
+            env=env,
         )
         many = record(
             model,
@@ -382,12 +390,15 @@ def run_suite(
             repeat=memory_repeat,
             dtype="float16",
             workdir=str(work / "mem10"),
+            env=env,
         )
         memory = {
             "model": model,
             "base_sentences": one["sentences"],
             "repeated_sentences": many["sentences"],
+            "window_records": int(env["ATTNX_WINDOW_RECORDS"]),
             "peak_rss_mb": [one["peak_rss_mb"], many["peak_rss_mb"]],
+            "rss_profile_mb": [one.get("rss_profile_mb"), many.get("rss_profile_mb")],
         }
     sample_file = next(iter(sorted((work / models[0]).glob("sample-*float16.npy"))), None)
     sample = np.load(sample_file) if sample_file else np.zeros(1 << 20, np.float16)
@@ -451,9 +462,27 @@ def tempdir(prefix: str = "attnx-bench-") -> Path:
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "worker":
+        import threading
+
+        import psutil
+
         spec = json.loads(sys.argv[2])
+        samples: list[float] = []
+        done = threading.Event()
+
+        def sample_rss() -> None:  # RSS over the run, to tell a plateau from growth
+            me = psutil.Process()
+            while not done.wait(0.2):
+                samples.append(me.memory_info().rss / 2**20)
+
+        threading.Thread(target=sample_rss, daemon=True).start()
         result = WORKERS[spec["kind"]](spec)
+        done.set()
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        if samples:
+            result["rss_profile_mb"] = [
+                round(samples[min(len(samples) - 1, int(q * len(samples)))]) for q in (0.1, 0.25, 0.5, 0.75, 0.999)
+            ]
         print(json.dumps(result))
     else:
         sys.exit("usage: python -m attnx.bench worker SPEC_JSON")
