@@ -35,9 +35,7 @@ single writer thread owns every chunk.
 from __future__ import annotations
 
 import datetime as _dt
-import queue
 import shutil
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -48,6 +46,7 @@ import zarr
 from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ZstdCodec
 
 from attnx.errors import StoreError
+from attnx.threads import read_ahead as _read_ahead
 
 FORMAT = "attnx-store/1"
 DTYPES = {"float16": np.float16, "float32": np.float32, "uint8": np.uint8}
@@ -750,36 +749,11 @@ class AttentionStore:
         if positions is not None:
             keep = np.zeros(len(self) + 1, bool)
             keep[positions] = True
-        out: queue.Queue = queue.Queue(maxsize=max(1, read_ahead))
-        stop = threading.Event()
-
-        def reader() -> None:
-            try:
-                for p0, p1 in plan:
-                    if stop.is_set():
-                        return
-                    out.put(self.read_block(p0, p1))
-                out.put(None)
-            except BaseException as exc:  # handed to the consumer, which re-raises it
-                out.put(exc)
-
-        thread = threading.Thread(target=reader, name="attnx-block-reader", daemon=True)
-        thread.start()
+        blocks = _read_ahead(lambda: (self.read_block(p0, p1) for p0, p1 in plan), read_ahead, "attnx-block-reader")
         try:
-            while True:
-                item = out.get()
-                if item is None:
-                    return
-                if isinstance(item, BaseException):
-                    raise StoreError(f"{self.path}: cannot read attention ({item})") from item
-                yield item
-        finally:
-            stop.set()
-            while thread.is_alive():
-                try:
-                    out.get(timeout=0.05)
-                except queue.Empty:
-                    pass
+            yield from blocks
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise StoreError(f"{self.path}: cannot read attention ({exc})") from exc
 
     # -- derived results ---------------------------------------------------------------------------------------
     def derived_writer(self, name: str, dtype: str, shape: str = "l,l") -> DerivedWriter:

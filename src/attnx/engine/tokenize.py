@@ -6,8 +6,6 @@ A window is ``n`` consecutive input records. Its tokens are kept flat (``T`` wor
 
 from __future__ import annotations
 
-import queue
-import threading
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -17,6 +15,7 @@ import numpy as np
 
 from attnx.engine.sources import Record
 from attnx.errors import InputError
+from attnx.threads import read_ahead
 
 
 @dataclass(frozen=True)
@@ -177,36 +176,10 @@ def tokenize_in_background(
     The first ``skip_windows`` windows are read (to advance the input) but not tokenized: resume.
     Errors raised while reading or tokenizing are re-raised in the consumer.
     """
-    out: queue.Queue = queue.Queue(maxsize=max(1, ahead))
-    stop = threading.Event()
-    done = object()
 
-    def work() -> None:
-        try:
-            for k, chunk in enumerate(windows(records, size)):
-                if stop.is_set():
-                    return
-                if k < skip_windows:
-                    continue
-                out.put(tokenizer(chunk))
-            out.put(done)
-        except BaseException as exc:
-            out.put(exc)
+    def produce() -> Iterator[TokenizedWindow]:
+        for k, chunk in enumerate(windows(records, size)):
+            if k >= skip_windows:
+                yield tokenizer(chunk)
 
-    thread = threading.Thread(target=work, name="attnx-tokenizer", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = out.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():
-            try:
-                out.get(timeout=0.05)
-            except queue.Empty:
-                pass
+    return read_ahead(produce, ahead, "attnx-tokenizer")
