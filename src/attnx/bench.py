@@ -240,11 +240,12 @@ def worker_attnx(spec: dict) -> dict:
         **({"stats_only": True} if spec.get("stats_only") else {}),
     )
     s = extract(opts)
-    sample = np.asarray(__import__("zarr").open_array(str(out / "attn"), mode="r")[: 4 << 20])
+    if (out / "attn").is_dir():  # a --stats-only store has no maps to sample
+        sample = np.asarray(__import__("zarr").open_array(str(out / "attn"), mode="r")[: 4 << 20])
+        np.save(Path(spec["workdir"]) / f"sample-{spec['label']}.npy", sample)
     import torch
 
     device_peak = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
-    np.save(Path(spec["workdir"]) / f"sample-{spec['label']}.npy", sample)
     return {
         "sentences": s.records,
         "tokens": s.tokens_this_run,
