@@ -99,6 +99,17 @@ def test_stats_only_store_equals_features_of_full_dump(tmp_path, source):
         for k, rid in enumerate(block.record_ids):
             np.testing.assert_allclose(stats.record_features(int(rid)), ref[k], rtol=1e-4, atol=1e-4)
     assert stats.nbytes_stored() < full.nbytes_stored()
+    again = extract(
+        ExtractOptions(
+            input=str(src),
+            output=str(tmp_path / "stats.zarr"),
+            device="cpu",
+            stats_only=True,
+            layers=(0, 3, 5),
+            heads=(1, 4, 11),
+        )
+    )
+    assert again.status == "already complete"
 
 
 def test_analyze_on_stats_only_store_equals_analyze_on_full_dump(tmp_path):

@@ -284,7 +284,8 @@ def extract(
     if existing is not None:
         if existing.attrs.get("format") != FORMAT:
             raise StoreError(f"{out}: not an attnx store")
-        _check_resumable(existing, meta, opts.dtype, resolve_codec(opts.codec, opts.dtype))
+        dtype = "float32" if opts.stats_only else opts.dtype  # features are always stored as float32
+        _check_resumable(existing, meta, dtype, resolve_codec(opts.codec, dtype))
         if existing.complete:
             return Summary(
                 store=str(out), status="already complete", records=len(existing), store_bytes=existing.nbytes_stored()
