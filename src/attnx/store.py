@@ -148,10 +148,9 @@ def _codecs(codec: str, dtype: np.dtype, level: int) -> dict:
 class _Stream:
     """An append-only 1-D array whose unwritten tail stays in memory, starting at a chunk boundary."""
 
-    def __init__(self, array: zarr.Array, committed: int, whole_chunks_only: bool) -> None:
+    def __init__(self, array: zarr.Array, committed: int) -> None:
         self.array = array
         self.chunk = int(array.chunks[0])
-        self.whole_chunks_only = whole_chunks_only
         self.base = committed - committed % self.chunk  # first element held in ``tail``
         tail = np.asarray(array[self.base : committed]) if committed > self.base else np.empty(0, array.dtype)
         self._parts: list[np.ndarray] = [tail]
@@ -212,14 +211,14 @@ class StoreWriter:
         self.has_words = bool(attrs.get("conllu"))
         self.key = PAYLOAD_ARRAY[attrs.get("payload", "maps")]
         self.n_features = len(attrs["features"]) if attrs.get("payload") == "features" else None
-        self.streams: dict[str, _Stream] = {self.key: _Stream(group[self.key], commit.attn, True)}
+        self.streams: dict[str, _Stream] = {self.key: _Stream(group[self.key], commit.attn)}
         for name in _REC_ARRAYS:
-            self.streams[name] = _Stream(group[name], commit.records, False)
+            self.streams[name] = _Stream(group[name], commit.records)
         for name in _TOK_ARRAYS:
-            self.streams[name] = _Stream(group[name], commit.tokens, False)
+            self.streams[name] = _Stream(group[name], commit.tokens)
         if self.has_words:
             for name in _WORD_ARRAYS:
-                self.streams[name] = _Stream(group[name], commit.words, False)
+                self.streams[name] = _Stream(group[name], commit.words)
         self.records = commit.records
         self._attn_end: list[tuple[int, int, int, int]] = []  # (records, attn, tokens, words) per record
         self._words = commit.words
@@ -411,10 +410,6 @@ class StoreWriter:
         )
         self._set_commit(final, complete=True, **(extra_attrs or {}))
 
-    def update_attrs(self, **extra: object) -> None:
-        self.attrs = {**self.attrs, **extra}
-        self.group.attrs["attnx"] = self.attrs
-
 
 class DerivedWriter:
     """Per-record ragged results written back into a complete store under ``derived/<name>``.
@@ -443,7 +438,7 @@ class DerivedWriter:
             **_codecs("blosc-lz4", np_dtype, 1),
         )
         self.group = group
-        self.values = _Stream(values, 0, True)
+        self.values = _Stream(values, 0)
         self.counts: list[int] = []
 
     def append(self, flat: np.ndarray, counts: np.ndarray) -> None:

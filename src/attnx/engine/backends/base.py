@@ -89,5 +89,6 @@ def collate(
 
 def packed_offsets(lengths: np.ndarray, layers: int, heads: int) -> np.ndarray:
     """(B+1,) int64 element offsets of each record in a :class:`PackedBatch`."""
-    sizes = layers * heads * lengths.astype(np.int64) ** 2
-    return np.concatenate([[0], np.cumsum(sizes)])
+    from attnx.store import record_sizes
+
+    return np.concatenate([[0], np.cumsum(record_sizes(lengths, layers, heads, None))])
