@@ -26,6 +26,8 @@ import torch
 from transformers import AttentionInterface
 from transformers.masking_utils import AttentionMaskInterface, eager_mask
 
+from attnx.engine.capture import attention_output, attention_probs
+
 ATTN_ABLATE = "attnx_ablate"
 MODES = ("uniform", "zero")
 
@@ -92,17 +94,9 @@ def ablate_attention_forward(
 
     Returns ``(out, None)`` with ``out`` ``(batch, T, heads, head_dim)`` in ``value``'s dtype.
     """
-    if scaling is None:
-        scaling = query.size(-1) ** -0.5
     batch, heads, t_q, _ = query.shape
     t_k = key.shape[2]
-    scores = torch.matmul(query, key.transpose(2, 3)).float() * scaling  # (batch, heads, T, T) fp32
-    if attention_mask is not None:
-        if attention_mask.dtype == torch.bool:
-            scores = scores.masked_fill(~attention_mask, float("-inf"))
-        else:
-            scores = scores + attention_mask.float()
-    probs = torch.softmax(scores, dim=-1)  # (batch, heads, T, T)
+    probs = attention_probs(query, key, attention_mask, scaling)  # (batch, heads, T, T) fp32
     state = current_state()
     layer = module.layer_idx
     if state is not None and state.row_masks is not None:
@@ -119,10 +113,7 @@ def ablate_attention_forward(
             probs = torch.where(off4, uniform.expand_as(probs), probs)
         else:  # zero: the head's output softmax(QK^T)V is removed
             probs = probs.masked_fill(off4, 0.0)
-    weights = probs.to(value.dtype)
-    if dropout and module.training:
-        weights = torch.nn.functional.dropout(weights, p=dropout)
-    out = torch.matmul(weights, value)  # (batch, heads, T, head_dim)
+    out = attention_output(module, probs, value, dropout)  # (batch, heads, T, head_dim)
     if state is not None and state.gates is not None:
         out = out * state.gates[:, layer].to(out.dtype)[:, :, None, None]  # gates (batch, heads)
     return out.transpose(1, 2).contiguous(), None  # (batch, T, heads, head_dim)

@@ -39,6 +39,35 @@ class capturing:
         _local.collector = self._previous
 
 
+def attention_probs(
+    query: torch.Tensor,  # (batch, heads, T, head_dim)
+    key: torch.Tensor,  # (batch, heads, T, head_dim)
+    attention_mask: torch.Tensor | None,  # additive (or boolean keep-mask), broadcastable to (batch, heads, T, T)
+    scaling: float | None,
+) -> torch.Tensor:
+    """Eager attention probabilities ``(batch, heads, T, T)``, float32 whatever the model dtype."""
+    if scaling is None:
+        scaling = query.size(-1) ** -0.5
+    # in place where possible: every (batch, heads, T, T) temporary is a large allocation
+    scores = torch.matmul(query, key.transpose(2, 3))  # (batch, heads, T, T)
+    scores = scores.float() if scores.dtype != torch.float32 else scores
+    scores.mul_(scaling)
+    if attention_mask is not None:
+        if attention_mask.dtype == torch.bool:
+            scores.masked_fill_(~attention_mask, float("-inf"))
+        else:
+            scores.add_(attention_mask)
+    return torch.softmax(scores, dim=-1)
+
+
+def attention_output(module: torch.nn.Module, probs: torch.Tensor, value: torch.Tensor, dropout: float) -> torch.Tensor:
+    """``probs @ value`` in the model dtype: ``(batch, heads, T, head_dim)``."""
+    weights = probs.to(value.dtype)
+    if dropout and module.training:
+        weights = torch.nn.functional.dropout(weights, p=dropout)
+    return torch.matmul(weights, value)
+
+
 def capture_attention_forward(
     module: torch.nn.Module,
     query: torch.Tensor,  # (batch, heads, T, head_dim)
@@ -49,24 +78,12 @@ def capture_attention_forward(
     dropout: float = 0.0,
     **kwargs: object,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    if scaling is None:
-        scaling = query.size(-1) ** -0.5
-    # in place where possible: every (batch, heads, T, T) temporary is a large allocation
-    scores = torch.matmul(query, key.transpose(2, 3))  # (batch, heads, T, T)
-    scores = scores.float() if scores.dtype != torch.float32 else scores
-    scores.mul_(scaling)
-    if attention_mask is not None:
-        scores.add_(attention_mask)
-    probs = torch.softmax(scores, dim=-1)  # fp32 softmax even for fp16/bf16 models
-    del scores
+    probs = attention_probs(query, key, attention_mask, scaling)  # fp32 softmax even for fp16/bf16 models
     collector = getattr(_local, "collector", None)
     if collector is not None:
         collector(module.layer_idx, probs)
-    weights = probs.to(value.dtype)
-    if dropout and module.training:
-        weights = torch.nn.functional.dropout(weights, p=dropout)
-    out = torch.matmul(weights, value).transpose(1, 2).contiguous()  # (batch, T, heads, head_dim)
-    return out, None
+    out = attention_output(module, probs, value, dropout)
+    return out.transpose(1, 2).contiguous(), None  # (batch, T, heads, head_dim)
 
 
 AttentionInterface.register(ATTN_IMPLEMENTATION, capture_attention_forward)
