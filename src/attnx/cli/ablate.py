@@ -70,7 +70,7 @@ def _data_options(f: Callable) -> Callable:
 def _prepare(
     model,
     device,
-    data_path,
+    data_path,  # the options of _data_options except --metric, in any order (passed by name)
     text_cols,
     label_col,
     no_header,
@@ -116,27 +116,7 @@ def _prepare(
 @click.option("--bootstrap", type=int, default=1000, show_default=True, help="Bootstrap resamples (0: none).")
 @click.option("--output", "-o", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @one_line_errors
-def ablate_cmd(
-    model,
-    data_path,
-    text_cols,
-    label_col,
-    no_header,
-    metric,
-    task,
-    probe,
-    pool,
-    train_frac,
-    seed,
-    max_length,
-    limit,
-    device,
-    mode,
-    head_sets,
-    no_grid,
-    bootstrap,
-    output,
-) -> None:  # noqa: ANN001
+def ablate_cmd(model, device, metric, mode, head_sets, no_grid, bootstrap, output, **data) -> None:  # noqa: ANN001, ANN003
     """Score a classifier with every single head and every whole layer switched off, in one batched pass.
 
     Writes heads.csv, layers.csv, summary.json and heads.png (layers x heads, centred on the unablated
@@ -152,28 +132,19 @@ def ablate_cmd(
 
     if no_grid and not head_sets:
         raise click.UsageError("--no-grid needs at least one --heads set")
-    prep = _prepare(
-        model,
-        device,
-        data_path,
-        text_cols,
-        label_col,
-        no_header,
-        task,
-        probe,
-        pool,
-        train_frac,
-        seed,
-        max_length,
-        limit,
-    )
+    prep = _prepare(model, device, **data)
     layers, heads = n_heads_shape(prep.tm)
     sets = [parse_head_set(s, layers, heads) for s in head_sets]
     result = run_ablation(prep, mode, metric, grid=not no_grid, head_sets=sets, n_boot=bootstrap)
     summary = write_ablation(
         result,
         output,
-        extra={"model": model, "data": str(data_path), "probe": probe, "device": str(prep.tm.lm.device)},
+        extra={
+            "model": model,
+            "data": str(data["data_path"]),
+            "probe": data["probe"],
+            "device": str(prep.tm.lm.device),
+        },
     )
     click.echo(
         f"{result.metric} unablated {summary['unablated_score']:.4f} ({result.n_eval} examples, "
@@ -202,25 +173,7 @@ def ablate_cmd(
 )
 @click.option("--output", "-o", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @one_line_errors
-def importance_cmd(
-    model,
-    data_path,
-    text_cols,
-    label_col,
-    no_header,
-    metric,
-    task,
-    probe,
-    pool,
-    train_frac,
-    seed,
-    max_length,
-    limit,
-    device,
-    normalise,
-    mode,
-    output,
-) -> None:  # noqa: ANN001
+def importance_cmd(model, device, metric, normalise, mode, output, **data) -> None:  # noqa: ANN001, ANN003
     """Head importance |dL/dxi_h| (Michel et al. 2019) and the score when heads are pruned in that order.
 
     Writes importance.csv, importance.png, pruning.csv (10% steps), pruning.png and importance.json.
@@ -231,21 +184,7 @@ def importance_cmd(
     """
     from attnx.ablation.importance import write_importance
 
-    prep = _prepare(
-        model,
-        device,
-        data_path,
-        text_cols,
-        label_col,
-        no_header,
-        task,
-        probe,
-        pool,
-        train_frac,
-        seed,
-        max_length,
-        limit,
-    )
+    prep = _prepare(model, device, **data)
     summary = write_importance(prep, output, normalise, metric, mode)
     curve = ", ".join(f"{p['fraction']:.0%}: {p['score']:.3f}" for p in summary["pruning"])
     click.echo(f"{summary['metric']} after pruning {curve} -> {output}")
