@@ -132,14 +132,12 @@ def _sentences(path: str, limit: int, repeat: int) -> list[str]:
     return lines * repeat
 
 
-def _timed_model(spec: dict):
-    import torch
-
+def _eager_model(spec: dict):  # noqa: ANN202
+    """The baseline's model: transformers' eager attention, as a typical user loads it."""
+    from attnx.engine.extract import COMPUTE_DTYPES
     from attnx.engine.model import load_model
 
-    dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[
-        spec.get("compute", "float32")
-    ]
+    dtype = COMPUTE_DTYPES[spec.get("compute", "float32")]
     return load_model(spec["model"], device=spec.get("device", "cpu"), dtype=dtype, attn_implementation="eager")
 
 
@@ -154,7 +152,7 @@ def worker_baseline(spec: dict) -> dict:
     """transformers eager + output_attentions, batch 32 in corpus order, padded, float32 kept, np.save."""
     import torch
 
-    loaded = _timed_model(spec)
+    loaded = _eager_model(spec)
     model, tok, device = loaded.model, loaded.tokenizer, spec.get("device", "cpu")
     sentences = _sentences(spec["input"], spec["limit"], spec.get("repeat", 1))
     out = Path(spec["workdir"]) / "baseline"
@@ -182,12 +180,11 @@ def worker_forward(spec: dict) -> dict:
     from attnx.config import load_config
     from attnx.engine.backends.base import collate
     from attnx.engine.batching import plan_batches
+    from attnx.engine.extract import COMPUTE_DTYPES
     from attnx.engine.model import load_model
     from attnx.engine.tokenize import WindowTokenizer, windows
 
-    dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[
-        spec.get("compute", "float32")
-    ]
+    dtype = COMPUTE_DTYPES[spec.get("compute", "float32")]
     device = spec.get("device", "cpu")
     loaded = load_model(spec["model"], device=device, dtype=dtype, attn_implementation="sdpa")
     cfg = load_config()
@@ -442,7 +439,8 @@ def markdown_table(rows: list[dict], baseline_key: str = "baseline") -> str:
     return "\n".join(lines)
 
 
-def length_stats(path: str, limit: int, model: str = "minilm") -> dict:
+def length_stats(path: str, limit: int) -> dict:
+    """Wordpieces per sentence (MiniLM's uncased tokenizer) of the first ``limit`` lines of ``path``."""
     from transformers import AutoTokenizer
 
     from attnx.engine.model import minilm_path
