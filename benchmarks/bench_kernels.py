@@ -89,7 +89,8 @@ def synthetic_store(path: Path, n: int, layers: int, heads: int, seed: int = 0, 
     [CLS] sink and a previous-token diagonal, written through :class:`StoreWriter` in batches."""
     rng = np.random.default_rng(seed)
     w = StoreWriter.create(path, meta={"layers": list(range(layers)), "heads": list(range(heads)),
-                                       "model": {"name": f"synthetic-{layers}x{heads}"}},
+                                       "model": {"name": f"synthetic-{layers}x{heads}", "layers": layers,
+                                                 "heads": heads}},
                            vocab=[f"t{k}" for k in range(100)], dtype="float16", codec="blosc-lz4",
                            attn_chunk_elems=4 << 20, record_chunk=1 << 16, token_chunk=1 << 20, conllu=conllu)
     deprels = np.array(["nsubj", "obj", "det", "amod", "punct"], dtype=object)

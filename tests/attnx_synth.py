@@ -86,7 +86,7 @@ def write_store(path: Path, recs, layers: int, heads: int, dtype: str = "float16
     """Write ``recs`` (from :func:`synth_records`) as a store through the public writer API."""
     rng = np.random.default_rng(seed)
     w = StoreWriter.create(path, meta={"layers": list(range(layers)), "heads": list(range(heads)),
-                                       "model": {"name": "synthetic"}},
+                                       "model": {"name": "synthetic", "layers": layers, "heads": heads}},
                            vocab=[f"t{k}" for k in range(2000)], dtype=dtype, codec="zstd",
                            attn_chunk_elems=attn_chunk_elems, record_chunk=1024, token_chunk=1 << 14, conllu=conllu)
     deprels = np.array(["nsubj", "obj", "det", "amod"], dtype=object)

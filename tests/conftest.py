@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import icechunk
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -13,6 +14,8 @@ SAMPLE = ROOT / "src" / "attnx" / "data"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# attnx holds a lock for every local writer; Icechunk's warning about unlocked local commits is noise here
+icechunk.set_logs_filter("icechunk=error")
 
 
 def shared_file(rel: str) -> Path:

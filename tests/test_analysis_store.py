@@ -147,16 +147,17 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
 def test_stats_only_store_gives_the_same_features_and_patterns(store: Path, tmp_path: Path) -> None:
     """A --stats-only store (per-map feature row sums instead of maps) analyses like the maps it came from."""
     from attnx.kernels.features import MAP_FEATURES
-    from attnx.store import StoredBatch, StoreWriter
+    from attnx.store import Payload, StoredBatch, StoreWriter
 
     st = attnx.open_store(store)
     blk = st.read_block(0, len(st))
     sums = map_features_ref(blk.attn, blk.scale, blk.attn_offsets, blk.lengths, blk.len_a, blk.tok_offsets,
                             blk.special, blk.punct, L, H)
     names = list(MAP_FEATURES)[::-1]  # stored in another order: matched by name
-    w = StoreWriter.create(tmp_path / "stats.zarr", meta={"layers": st.layers, "heads": st.heads}, vocab=["x"],
+    meta = {"layers": st.layers, "heads": st.heads, "model": {"name": "synthetic", "layers": L, "heads": H}}
+    w = StoreWriter.create(tmp_path / "stats.zarr", meta=meta, vocab=[f"t{k}" for k in range(2000)],
                            dtype="float32", codec="zstd", attn_chunk_elems=4096, record_chunk=64, token_chunk=1024,
-                           features=names)
+                           payload=Payload.stats(names))
     w.append(StoredBatch(attn=sums[..., ::-1].astype(np.float32).reshape(-1), input_id=blk.record_ids,
                          length=blk.lengths, len_a=blk.len_a, line=blk.record_ids + 1,
                          truncated=np.zeros(len(blk), bool),

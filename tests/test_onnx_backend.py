@@ -142,6 +142,23 @@ def test_cache_location(tiny, tmp_path):
     assert a != b and a.suffix == ".onnx"
 
 
+def test_tampered_cached_export_is_exported_again(tiny):
+    """The cache is keyed by the settings and verified by the exported file's sha256: a changed file is
+    never used (once, a tampered export ran silently, 1.0 away from the torch maps)."""
+    from attnx.engine.onnx_export import ensure_onnx
+
+    loaded, _ = tiny
+    path, _ = ensure_onnx(loaded, [0], [0, 1], "float32")
+    good = path.read_bytes()
+    assert ensure_onnx(loaded, [0], [0, 1], "float32") == (path, True)
+    tampered = good[:-64] + bytes(64)
+    path.write_bytes(tampered)  # same name, other bytes
+    assert ensure_onnx(loaded, [0], [0, 1], "float32") == (path, False)  # detected, exported again
+    assert path.read_bytes() != tampered and ensure_onnx(loaded, [0], [0, 1], "float32") == (path, True)
+    path.with_suffix(".json").unlink()  # no record of what the file is: not trusted either
+    assert ensure_onnx(loaded, [0], [0, 1], "float32")[1] is False
+
+
 def test_cli_onnx_store_equals_torch_store(tmp_path):
     singles = (SAMPLE / "sample.txt").read_text(encoding="utf-8").splitlines()[:30]
     src = tmp_path / "s.txt"

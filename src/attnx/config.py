@@ -9,6 +9,8 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 
+from attnx.errors import AttnxError
+
 
 @dataclass(frozen=True)
 class Config:
@@ -33,6 +35,12 @@ class Config:
     # torch intra-op threads on CPU (0: torch's default)
     cpu_threads: int = 0
     zstd_level: int = field(default=1)
+    # a writer commits (one Icechunk snapshot, visible to readers, the resume point) after this many bytes of
+    # stored attention or this many seconds, whichever comes first, always on a batch boundary
+    commit_bytes: int = 128 << 20
+    commit_seconds: float = 10.0
+    # whole attention chunks the writer hands zarr at once (compressed in parallel on zarr's thread pool)
+    writer_flush_chunks: int = 2
     # sentences of the bundled sample on which reduced-precision compute is compared with fp32 (0: skip)
     precision_check_records: int = 32
 
@@ -52,7 +60,7 @@ def load_config(**overrides: object) -> Config:
             kind = type(f.default)
             try:
                 values[f.name] = _coerce(env, kind)
-            except ValueError as exc:
-                raise ValueError(f"ATTNX_{f.name.upper()}={env!r}: expected {kind.__name__}") from exc
+            except ValueError:
+                raise AttnxError(f"ATTNX_{f.name.upper()}={env!r}: expected {kind.__name__}") from None
     values.update({k: v for k, v in overrides.items() if v is not None})
     return Config(**values)

@@ -49,7 +49,12 @@ def _count_lines(path: str) -> int | None:
 
 @click.command("extract")
 @click.argument("input_path", metavar="INPUT")
-@click.option("--output", "-o", required=True, help="Store directory (created, or resumed if interrupted).")
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    help="Store: a folder, s3://bucket/prefix or gs://bucket/prefix (created, or resumed if interrupted).",
+)
 @model_option
 @device_option
 @click.option(
@@ -98,6 +103,7 @@ def _count_lines(path: str) -> int | None:
     help="Store only each map's features (those of attnx analyze), computed while the maps are on the "
     "device, not the maps.",
 )
+@click.option("--overwrite", is_flag=True, help="Replace an existing store at --output instead of resuming it.")
 @quiet_json_options
 @one_line_errors
 def extract_cmd(
@@ -118,6 +124,7 @@ def extract_cmd(
     backend: str,
     budget_mb: float | None,
     stats_only: bool,
+    overwrite: bool,
     quiet: bool,
     as_json: bool,
 ) -> None:
@@ -130,7 +137,7 @@ def extract_cmd(
     from attnx.engine.model import random_config, resolve_model_dir
 
     if max_length < 2:
-        raise AttnxError(f"--max-length {max_length}: must be at least 2")
+        raise AttnxError(f"--max-length {max_length}: must be at least 2 (room for the special tokens)")
     if model.startswith("random-bert-"):
         cfg = random_config(model)
         n_layers, n_heads = cfg.num_hidden_layers, cfg.num_attention_heads
@@ -155,6 +162,7 @@ def extract_cmd(
         backend=backend,
         budget_bytes=int(budget_mb * 1e6) if budget_mb else None,
         stats_only=stats_only,
+        overwrite=overwrite,
     )
     progress = _Progress(not quiet and not as_json, _count_lines(input_path))
     try:
@@ -185,9 +193,11 @@ def info_cmd(store_path: str, as_json: bool) -> None:
     """
     from attnx.store import open_store
 
-    info = open_store(store_path).info()
+    store = open_store(store_path)
+    info = store.info()
+    history = store.history()
     if as_json:
-        click.echo(json.dumps(info, indent=2, default=str))
+        click.echo(json.dumps({**info, "history": history}, indent=2, default=str))
         return
     model = info["model"]
     ratio = info["compression_ratio"]
@@ -215,6 +225,14 @@ def info_cmd(store_path: str, as_json: bool) -> None:
     ]
     for key, value in rows:
         click.echo(f"{key:>11}  {value}")
+    commits = [h for h in history if h["records"] is not None]
+    click.echo(f"{'snapshots':>11}  {len(commits)} commits on branch main, newest {info['snapshot']}")
+    shown = commits if len(commits) <= 8 else commits[:4] + [None] + commits[-3:]
+    for h in shown:
+        if h is None:
+            click.echo(f"{'':>11}  ... {len(commits) - 7} more")
+            continue
+        click.echo(f"{'':>11}  {h['time']}  {h['records']:>10,} records (+{h['records_added']:,})  {h['snapshot']}")
 
 
 def _precision_line(p: dict) -> str:

@@ -11,16 +11,30 @@ from attnx.cli.analyze import compare as compare_cmd
 from attnx.cli.analyze import report as report_cmd
 from attnx.cli.bench import bench_cmd
 from attnx.cli.extract import demo_cmd, extract_cmd, info_cmd, show_cmd
+from attnx.cli.store_cmds import convert_cmd, verify_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(attnx.__version__, prog_name="attnx")
 def main() -> None:
     """attnx: capture, store and analyse BERT self-attention maps over whole corpora."""
+    _quiet_store_noise()
+
+
+def _quiet_store_noise() -> None:
+    """The command prints one line per error: silence Icechunk's local-storage concurrency warning (attnx
+    holds a lock for every writer) and asyncio's reports of zarr read tasks left pending by a failed read."""
+    import icechunk
+    from zarr.core.sync import _get_loop
+
+    icechunk.set_logs_filter("icechunk=error")
+    _get_loop().set_exception_handler(lambda loop, context: None)
 
 
 main.add_command(extract_cmd)
 main.add_command(info_cmd)
+main.add_command(verify_cmd)
+main.add_command(convert_cmd)
 main.add_command(show_cmd)
 main.add_command(demo_cmd)
 main.add_command(bench_cmd)

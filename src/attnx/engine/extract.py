@@ -11,7 +11,6 @@ import collections
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,13 +20,24 @@ from attnx.config import Config, load_config
 from attnx.engine.backends.base import PackedBatch, collate
 from attnx.engine.batching import plan_batches
 from attnx.engine.model import DEFAULT_MODEL, LoadedModel, load_model
-from attnx.engine.sources import Source, input_fingerprint
+from attnx.engine.sources import Source, input_fingerprint, raw_sha256
 from attnx.engine.tokenize import TokenizedWindow, WindowTokenizer, tokenize_in_background
 from attnx.engine.writer import AsyncWriter
 from attnx.errors import AttnxError, InputError, StoreError
 from attnx.kernels.features import MAP_FEATURES
 from attnx.memory import heap_trimmer
-from attnx.store import FORMAT, AttentionStore, StoredBatch, StoreWriter, record_sizes, resolve_codec
+from attnx.store import (
+    AttentionStore,
+    Payload,
+    StoredBatch,
+    StoreLocation,
+    StoreWriter,
+    WriterConfig,
+    WriterLock,
+    holds_store,
+    record_sizes,
+    resolve_codec,
+)
 
 COMPUTE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -54,6 +64,7 @@ class ExtractOptions:
     budget_bytes: int | None = None  # attention bytes per batch; default from Config / device memory
     max_batch_tokens: int | None = None
     stats_only: bool = False  # store per-map features computed on the device instead of the maps
+    overwrite: bool = False  # replace an existing store (local stores) instead of resuming it
 
 
 @dataclass
@@ -162,13 +173,12 @@ def _check_resumable(store: AttentionStore, meta: dict, dtype: str, codec: str) 
     for key, value in meta["options"].items():
         if a["options"].get(key) != value:
             problems.append(f"{key} (store: {a['options'].get(key)}, asked: {value})")
-    old_in, new_in = a.get("input", {}), meta["input"]
-    if old_in.get("path") != "-" and new_in.get("path") != "-":
-        if old_in.get("size") != new_in.get("size") or old_in.get("head_sha256") != new_in.get("head_sha256"):
-            problems.append(f"input (store was made from {old_in.get('path')})")
+    # the input itself is checked against the content digest of what was committed, as it is read again
     if problems:
         raise StoreError(
-            f"{store.path}: exists with a different " + "; ".join(problems) + " - use another output path or delete it"
+            f"{store.path}: exists with a different "
+            + "; ".join(problems)
+            + " - use another output path or --overwrite"
         )
 
 
@@ -206,6 +216,8 @@ def _stored_batch(
         )
         words = {"head": window.word_head[wsrc], "deprel": window.word_deprel[wsrc]}
     return StoredBatch(
+        input_window=window.index,
+        input_digest=window.input_digest,
         attn=attn,
         input_id=window.first_id + idx,
         length=window.length[idx],
@@ -260,12 +272,30 @@ def extract(
     if cfg.cpu_threads and device.type == "cpu":
         torch.set_num_threads(cfg.cpu_threads)
 
-    out = Path(opts.output)
-    existing = AttentionStore(out) if (out / "zarr.json").is_file() else None
-    if out.exists() and existing is None and (not out.is_dir() or any(out.iterdir())):
-        raise StoreError(f"{out}: exists and is not an attnx store; refusing to overwrite it")
-
+    location = StoreLocation.parse(opts.output)
     source = Source(opts.input, opts.format, opts.text_field, opts.pair_field)  # fails fast on a bad path
+    lock = WriterLock(location).acquire()  # held until the writer closes; refused at once if taken
+    try:
+        if opts.overwrite and (location.exists() or location.is_format_1()):
+            location.remove()
+        existing = AttentionStore(location) if holds_store(location) else None
+        return _extract_locked(opts, cfg, device, compute, location, lock, source, existing, progress)
+    finally:
+        lock.release()
+
+
+def _extract_locked(
+    opts: ExtractOptions,
+    cfg: Config,
+    device: torch.device,
+    compute: str,
+    location: StoreLocation,
+    lock: WriterLock,
+    source: Source,
+    existing: AttentionStore | None,
+    progress: Callable[[int, int, int], None] | None,
+) -> Summary:
+    out = str(location)
     loaded = load_model(
         opts.model, device=device, dtype=COMPUTE_DTYPES[compute], max_layer=max(opts.layers) if opts.layers else None
     )
@@ -276,26 +306,35 @@ def extract(
             f"{opts.model} has {loaded.num_layers} layers x {loaded.num_heads} heads; "
             f"asked for layers {layers} heads {heads}"
         )
+    positions = _max_positions(loaded.config_dict)
+    if positions and opts.max_length > positions:
+        raise AttnxError(f"--max-length {opts.max_length}: {opts.model} has {positions} positions")
     meta = _store_meta(opts, loaded, layers, heads, compute)
     meta["options"]["format"] = source.format
     window_records = cfg.window_records
+    writer_config = WriterConfig(cfg.commit_bytes, cfg.commit_seconds, cfg.writer_flush_chunks)
+    payload = Payload.stats(MAP_FEATURES) if opts.stats_only else Payload.maps()
 
     if existing is not None:
-        if existing.attrs.get("format") != FORMAT:
-            raise StoreError(f"{out}: not an attnx store")
         dtype = "float32" if opts.stats_only else opts.dtype  # features are always stored as float32
         _check_resumable(existing, meta, dtype, resolve_codec(opts.codec, dtype))
         if existing.complete:
+            made_from = existing.attrs.get("input", {})
+            if made_from.get("sha256") and raw_sha256(opts.input) != made_from["sha256"]:
+                raise StoreError(
+                    f"{out}: exists with a different input (it was made from {made_from.get('path')}) "
+                    "- use another output path or --overwrite"
+                )
             return Summary(
-                store=str(out), status="already complete", records=len(existing), store_bytes=existing.nbytes_stored()
+                store=out, status="already complete", records=len(existing), store_bytes=existing.nbytes_stored()
             )
         window_records = int(existing.attrs["batching"]["window_records"])
-        writer = StoreWriter.resume(out)
+        writer = StoreWriter.resume(location, writer_config, lock=lock)
     else:
         vocab = WindowTokenizer(loaded.tokenizer, opts.max_length).vocab
         meta["batching"] = {"window_records": window_records}
         writer = StoreWriter.create(
-            out,
+            location,
             meta,
             vocab,
             opts.dtype,
@@ -305,7 +344,9 @@ def extract(
             cfg.token_chunk,
             cfg.zstd_level,
             conllu=source.format == "conllu",
-            features=list(MAP_FEATURES) if opts.stats_only else None,
+            payload=payload,
+            config=writer_config,
+            lock=lock,
         )
     budget, max_tokens = _budget(opts, device, cfg)
     resumed_from = writer.commit.records
@@ -335,7 +376,10 @@ def extract(
             progress(records, tokens, nbytes)
 
     try:
-        windows = tokenize_in_background(source, tokenizer, window_records, cfg.tokenize_ahead, skip_windows)
+        expect = (writer.commit.input_window, writer.commit.input_digest) if resumed_from else None
+        windows = tokenize_in_background(
+            source, tokenizer, window_records, cfg.tokenize_ahead, skip_windows, expect
+        )
         for w, window in enumerate(windows):
             plan = plan_batches(window.length, budget, len(loaded.model.encoder.layer), loaded.num_heads, max_tokens)
             done_here = skip_in_window if w == 0 else 0
@@ -359,17 +403,20 @@ def extract(
         while in_flight:
             process(in_flight.popleft())
         async_writer.close()
-        backend.close()
     except BaseException as exc:
-        # bad input further on: keep the work already computed; the store stays resumable, not finished
+        # bad input further on, or ^C: commit the work already computed; the store stays resumable
         try:
             if isinstance(exc, InputError):
                 while in_flight:
                     process(in_flight.popleft())
             async_writer.close()
-        except AttnxError:
-            pass
+            if isinstance(exc, (InputError, KeyboardInterrupt)):
+                writer.commit_now()
+        except Exception as during:  # noqa: BLE001 - reported with the original error, never dropped
+            exc.add_note(f"while stopping: {during}")
         raise
+    finally:
+        backend.close()
     seconds = time.perf_counter() - t0
     precision = _precision_note("float32" if opts.stats_only else opts.dtype, compute)
     if compute != "float32" and cfg.precision_check_records and resumed_from == 0:
@@ -381,13 +428,13 @@ def extract(
         precision["measured_vs_float32"] = report.to_attrs()
     writer.finish(
         {
-            "input": {**meta["input"], "sha256": source.sha256} if resumed_from == 0 else meta["input"],
+            "input": {**meta["input"], "sha256": source.sha256, "content_sha256": source.content_digest()},
             "precision": precision,
         }
     )
-    store_bytes = AttentionStore(out).nbytes_stored()
+    store_bytes = AttentionStore(location).nbytes_stored()
     return Summary(
-        store=str(out),
+        store=out,
         status="complete",
         records=writer.records,
         records_this_run=records,
@@ -403,6 +450,16 @@ def extract(
         batches=batches,
         resumed_from=resumed_from,
     )
+
+
+def _max_positions(config: dict) -> int | None:
+    """Longest sequence the model can take (RoBERTa-style models reserve padding_idx + 1 positions)."""
+    n = config.get("max_position_embeddings")
+    if not isinstance(n, int):
+        return None
+    if config.get("model_type") in ("roberta", "xlm-roberta", "camembert"):
+        n -= int(config.get("pad_token_id") or 1) + 1
+    return n
 
 
 def _precision_note(dtype: str, compute: str) -> dict:

@@ -153,8 +153,12 @@ def export_onnx(
                 do_constant_folding=True,
             )
         key = export_key(loaded, layers, heads, store_dtype, opset)
-        path.with_suffix(".json").write_text(json.dumps(key, indent=1, sort_keys=True) + "\n")  # what it is
+        record = {**key, "onnx_sha256": _file_sha256(tmp)}  # what it is, and the bytes a reuse must find
+        side = path.with_suffix(".json")
+        side_tmp = side.with_name(f".{side.name}.{os.getpid()}.tmp")
+        side_tmp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
         os.replace(tmp, path)
+        os.replace(side_tmp, side)
     except OSError as exc:
         raise OnnxExportError(
             f"{path}: cannot write the ONNX export ({exc.strerror or exc}); set ATTNX_CACHE to a writable directory"
@@ -173,6 +177,26 @@ def ensure_onnx(
 ) -> tuple[Path, bool]:
     """The cached export for these settings, exporting it first if missing; returns (path, was_cached)."""
     path = export_path(loaded, layers, heads, store_dtype, opset)
-    if path.is_file():
+    if path.is_file() and _cached_export_intact(path, export_key(loaded, layers, heads, store_dtype, opset)):
         return path, True
     return export_onnx(loaded, layers, heads, store_dtype, path, opset), False
+
+
+def _file_sha256(path: Path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 24), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def _cached_export_intact(path: Path, key: dict) -> bool:
+    """A cached export is reused only if its sidecar names these settings and the file's bytes hash to the
+    sha256 recorded when it was exported; anything else (edited, truncated, foreign) is exported again."""
+    try:
+        record = json.loads(path.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(record, dict) or {k: record.get(k) for k in key} != key:
+        return False
+    return record.get("onnx_sha256") == _file_sha256(path)

@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import sys
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +88,19 @@ def input_fingerprint(path: str) -> dict:
     return {"path": str(p.resolve()), "size": p.stat().st_size, "head_sha256": hashlib.sha256(head).hexdigest()}
 
 
+def raw_sha256(path: str) -> str:
+    """sha256 of a file's bytes as stored (or of all of stdin for ``-``), read in 16 MiB blocks."""
+    sha = hashlib.sha256()
+    fh = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115 - closed below unless stdin
+    try:
+        for block in iter(lambda: fh.read(1 << 24), b""):
+            sha.update(block)
+    finally:
+        if path != "-":
+            fh.close()
+    return sha.hexdigest()
+
+
 class Source:
     """A streamed corpus. Iterate for records; ``sha256`` is the hash of all bytes read (after the end)."""
 
@@ -106,13 +120,22 @@ class Source:
         self.text_field = text_field
         self.pair_field = pair_field
         self._hasher: HashingReader | None = None
+        self._content = hashlib.sha256()
 
     @property
     def sha256(self) -> str | None:
+        """sha256 of the raw bytes read (the file as stored, compressed or not), once read to the end."""
         return self._hasher.sha.hexdigest() if self._hasher else None
+
+    def content_digest(self) -> str:
+        """sha256 of the (decompressed) content consumed so far, line by line: independent of buffering, so
+        a resumed run can check that the part it skips is the part the store was made from."""
+        return self._content.copy().hexdigest()
 
     def _open(self) -> BinaryIO:
         if self.path == "-":
+            if sys.stdin is None or sys.stdin.closed:
+                raise InputError("-", None, "cannot read standard input: it is closed")
             raw: BinaryIO = sys.stdin.buffer
         else:
             try:
@@ -128,16 +151,22 @@ class Source:
 
     def _lines(self) -> Iterator[tuple[int, str]]:
         """(1-based line number, decoded line without its newline)."""
-        stream = self._open()
+        self._content = hashlib.sha256()
+        try:
+            stream = self._open()
+        except (OSError, ValueError) as exc:
+            raise InputError(self.path, None, f"cannot read: {exc}") from None
         try:
             lineno = 0
             while True:
                 try:
                     raw = stream.readline()
-                except (OSError, EOFError, gzip.BadGzipFile) as exc:
-                    raise InputError(self.path, lineno + 1, f"cannot read compressed input ({exc})") from exc
+                except (OSError, EOFError, ValueError, zlib.error) as exc:
+                    problem = "corrupted compressed input" if self.path.endswith(".gz") else "cannot read input"
+                    raise InputError(self.path, lineno + 1, f"{problem} ({exc})") from None
                 if not raw:
                     return
+                self._content.update(raw)
                 lineno += 1
                 try:
                     text = raw.decode("utf-8")
@@ -188,6 +217,14 @@ class Source:
             pair = obj.get(self.pair_field) if self.pair_field else None
             if pair is not None and not isinstance(pair, str):
                 raise InputError(self.path, lineno, f"field {self.pair_field!r} is not a string")
+            for value in (text, pair or ""):
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError as exc:
+                    code = ord(value[exc.start])
+                    raise InputError(
+                        self.path, lineno, f"invalid text: lone surrogate \\u{code:04x} in a JSON string"
+                    ) from None
             yield Record(n, lineno, text.strip(), pair.strip() if pair is not None else None)
             n += 1
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
 
 import numpy as np
 
-from attnx.engine.sources import Record
+from attnx.engine.sources import Record, Source
 from attnx.errors import InputError
 from attnx.threads import read_ahead
 
@@ -36,6 +36,8 @@ class TokenizedWindow:
     word_head: np.ndarray | None = None  # (W,) int32
     word_deprel: np.ndarray | None = None  # (W,) object (str)
     word_offsets: np.ndarray | None = None  # (n+1,) int64
+    index: int = 0  # window number in the input (window k holds records k*size .. (k+1)*size - 1)
+    input_digest: str = ""  # sha256 of the input's content up to the end of this window
 
     def __len__(self) -> int:
         return len(self.length)
@@ -169,17 +171,37 @@ def windows(records: Iterable[Record], size: int) -> Iterator[list[Record]]:
 
 
 def tokenize_in_background(
-    records: Iterable[Record], tokenizer: WindowTokenizer, size: int, ahead: int, skip_windows: int = 0
+    source: Source,
+    tokenizer: WindowTokenizer,
+    size: int,
+    ahead: int,
+    skip_windows: int = 0,
+    expect: tuple[int, str] | None = None,
 ) -> Iterator[TokenizedWindow]:
     """Read and tokenize windows on a worker thread, ``ahead`` windows ahead of the consumer.
 
     The first ``skip_windows`` windows are read (to advance the input) but not tokenized: resume.
-    Errors raised while reading or tokenizing are re-raised in the consumer.
+    ``expect = (window, digest)``: the input's content digest at the end of that window must be ``digest``
+    (what the store was made from), else the input changed and an :class:`InputError` stops the run before
+    anything is written. Errors raised while reading or tokenizing are re-raised in the consumer.
     """
 
     def produce() -> Iterator[TokenizedWindow]:
-        for k, chunk in enumerate(windows(records, size)):
+        k = -1
+        for k, chunk in enumerate(windows(source, size)):
+            digest = source.content_digest()
+            if expect is not None and k == expect[0] and digest != expect[1]:
+                raise InputError(
+                    source.path,
+                    chunk[-1].line,
+                    f"differs from the input this store was started with (records {k * size}.."
+                    f"{k * size + len(chunk) - 1} changed); give the original input, or --overwrite to start again",
+                )
             if k >= skip_windows:
-                yield tokenizer(chunk)
+                yield replace(tokenizer(chunk), index=k, input_digest=digest)
+        if expect is not None and k < expect[0]:
+            raise InputError(
+                source.path, None, "has fewer records than this store already holds; give the original input"
+            )
 
     return read_ahead(produce, ahead, "attnx-tokenizer")

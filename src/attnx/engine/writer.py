@@ -11,6 +11,7 @@ import threading
 
 from attnx.errors import StoreError
 from attnx.store import StoredBatch, StoreWriter
+from attnx.store.location import _first_line
 
 _STOP = object()
 
@@ -43,13 +44,15 @@ class AsyncWriter:
         exc = self.error
         where = self.writer.path
         done = self.writer.commit.records
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        if (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "No space left" in str(exc):
             raise StoreError(f"{where}: disk full; {done} records are committed and the run can be resumed") from exc
         if isinstance(exc, OSError):
             raise StoreError(f"{where}: cannot write ({exc.strerror or exc}); {done} records are committed") from exc
         if isinstance(exc, StoreError):
             raise exc
-        raise StoreError(f"{where}: writer failed ({type(exc).__name__}: {exc})") from exc
+        raise StoreError(
+            f"{where}: writer failed ({type(exc).__name__}: {_first_line(exc)}); {done} records are committed"
+        ) from exc
 
     def put(self, batch: StoredBatch) -> None:
         self._raise()

@@ -1,0 +1,34 @@
+"""The store as an ``xarray.Dataset`` over one committed snapshot (lazy dask arrays; ``xarray`` extra)."""
+
+from __future__ import annotations
+
+import os
+
+from attnx.errors import StoreError
+from attnx.store.location import StoreLocation
+from attnx.store.reader import AttentionStore
+
+_GROUPS = ("", "rec", "tok", "words", "index")
+
+
+def open_dataset(where: str | os.PathLike | StoreLocation, snapshot: str | None = None):  # noqa: ANN201
+    """Open a store as an ``xarray.Dataset``: ``attn`` (or ``features``) on dimension ``element``; ``input_id``,
+    ``attn_start``, ``length``, ... on ``record``; ``ids``, ``segment``, ... on ``token``; ``head``, ``deprel`` on
+    ``word``; ``position`` on ``input_record``. The ``attnx`` attributes are the dataset's attributes.
+
+    The store is validated first (:class:`AttentionStore`), so a broken store fails here in one line.
+    """
+    try:
+        import xarray as xr
+    except ImportError:
+        raise StoreError("open_dataset needs xarray: pip install 'attnx[xarray]'") from None
+    store = AttentionStore(where, snapshot)
+    parts = []
+    for group in _GROUPS:
+        if group and group not in store.group:
+            continue
+        ds = xr.open_zarr(store.session.store, group=group or None, consolidated=False, zarr_format=3, chunks={})
+        parts.append(ds.drop_attrs() if hasattr(ds, "drop_attrs") else ds)
+    merged = xr.merge(parts, combine_attrs="drop")
+    merged.attrs = {"attnx": store.attrs, "snapshot": store.snapshot_id}
+    return merged

@@ -1,0 +1,492 @@
+"""Reading a store: one committed Icechunk snapshot, validated before anything reads it.
+
+``AttentionStore`` opens the newest commit of the store's branch (or a given snapshot) and never sees a
+half-written batch; a writer may be appending meanwhile. Opening checks the attributes, every array's
+metadata and chunk count, and the per-record arrays (:mod:`attnx.store.validate`); every later read that
+fails (a missing or corrupt chunk) raises a one-line :class:`StoreError` naming the array and record.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import icechunk
+import numpy as np
+import zarr
+from zarr.core.sync import sync
+
+from attnx.errors import StoreError
+from attnx.store import validate
+from attnx.store.layout import BRANCH, INDEX_ARRAY, REC_ARRAYS, STORED_DTYPES, Commit, Payload
+from attnx.store.location import StoreLocation, _first_line
+from attnx.store.writer import open_repository
+from attnx.threads import read_ahead as _read_ahead
+
+
+@dataclass(frozen=True)
+class AttentionBlock:
+    """A contiguous run of stored records (physical order), as plain numpy arrays for the kernels.
+
+    ``b`` records; ``attn`` holds each record's ``(layers, heads, l, l)`` maps back to back in the stored
+    dtype (uint8 means p * 255; use :meth:`maps_f32` or ``scale``). Token arrays are flat, ``tok_offsets``
+    indexes them per record; word arrays likewise (CoNLL-U stores only, else empty).
+    """
+
+    first: int  # physical position of the first record
+    record_ids: np.ndarray  # (b,) int64, input-order ids
+    lengths: np.ndarray  # (b,) int32
+    len_a: np.ndarray  # (b,) int32, tokens up to and including the first separator
+    attn: np.ndarray  # (sum layers*heads*l^2,) stored dtype
+    attn_offsets: np.ndarray  # (b+1,) int64 offsets into attn
+    scale: float  # multiply attn by this to get probabilities (1/255 for uint8, else 1)
+    token_ids: np.ndarray  # (T,) int32
+    segment: np.ndarray  # (T,) int8
+    special: np.ndarray  # (T,) bool
+    punct: np.ndarray  # (T,) bool
+    word: np.ndarray  # (T,) int32
+    tok_offsets: np.ndarray  # (b+1,) int64
+    n_layers: int = 0  # layers and heads per record's maps
+    n_heads: int = 0
+    word_head: np.ndarray = field(default_factory=lambda: np.empty(0, np.int32))  # (W,)
+    word_deprel: np.ndarray = field(default_factory=lambda: np.empty(0, np.int16))  # (W,)
+    word_offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))  # (b+1,)
+
+    def __len__(self) -> int:
+        return len(self.record_ids)
+
+    def maps_f32(self) -> np.ndarray:
+        """All maps as float32 probabilities, flat like ``attn``."""
+        if self.scale != 1.0:
+            return self.attn.astype(np.float32) * np.float32(self.scale)
+        return self.attn.astype(np.float32, copy=False)
+
+    def record_maps(self, k: int) -> np.ndarray:
+        """Record ``k`` of the block as float32 probabilities ``(layers, heads, l, l)`` (query, key)."""
+        l = int(self.lengths[k])
+        flat = self.attn[self.attn_offsets[k] : self.attn_offsets[k + 1]]
+        return (flat.astype(np.float32) * np.float32(self.scale)).reshape(self.n_layers, self.n_heads, l, l)
+
+
+def _chunk_count(session: icechunk.Session, name: str) -> int:
+    async def count() -> int:
+        return len({c async for c in session.chunk_coordinates(f"/{name}")})
+
+    return sync(count())
+
+
+class AttentionStore:
+    """Read access to one committed snapshot of a store: O(1) random access by input id, streamed blocks.
+
+    Records are numbered in input order: record ``i`` is the ``i``-th record of the input.
+    ``where``: a local path, ``s3://bucket/prefix`` or ``gs://bucket/prefix``; ``snapshot``: an Icechunk
+    snapshot id (default: the newest commit).
+    """
+
+    def __init__(self, where: str | os.PathLike | StoreLocation, snapshot: str | None = None) -> None:
+        self.location = StoreLocation.parse(where)
+        self.path = str(self.location)
+        if not self.location.exists():
+            if self.location.is_format_1():
+                raise StoreError(f"{self.path}: a format-1 store (attnx 0.1); convert it: attnx convert OLD NEW")
+            raise StoreError(f"{self.path}: no attnx store here")
+        self.repo = open_repository(self.location)
+        try:
+            if snapshot:
+                self.session = self.repo.readonly_session(snapshot_id=snapshot)
+            else:
+                self.session = self.repo.readonly_session(branch=BRANCH)
+            self.group = zarr.open_group(store=self.session.store, mode="r", zarr_format=3)
+            raw_attrs = self.group.attrs.asdict().get("attnx")
+        except Exception as exc:  # noqa: BLE001 - a broken snapshot or group becomes one line
+            raise StoreError(f"{self.path}: cannot open store ({_first_line(exc)})") from None
+        self.snapshot_id: str = self.session.snapshot_id
+        self.attrs, self.commit = validate.check_attrs(raw_attrs, self.path)
+        self.complete = bool(self.attrs.get("complete"))
+        self.dtype: str = self.attrs["dtype"]
+        self.scale = STORED_DTYPES[self.dtype].scale
+        self.layers: list[int] = list(self.attrs["layers"])
+        self.heads: list[int] = list(self.attrs["heads"])
+        self.n_layers, self.n_heads = len(self.layers), len(self.heads)
+        self.payload_kind = Payload.from_attrs(self.attrs)
+        self.payload = self.payload_kind.kind
+        self.features: list[str] = list(self.payload_kind.features)
+        self._arrays = self._open_arrays()
+        self._attn = self._arrays[self.payload_kind.array]
+        self._chunk = int(self._attn.chunks[0])
+        self._cache: dict[int, np.ndarray] = {}
+        validate.check_records(self._physical, self.attrs, self.commit, self.path)
+
+    def _open_arrays(self) -> dict[str, zarr.Array]:
+        specs = validate.array_specs(self.attrs, self.commit)
+        if self.complete:
+            specs[INDEX_ARRAY] = (np.dtype(np.int64), self.commit.records)
+        arrays = {}
+        for name, (dtype, n) in specs.items():
+            try:
+                array = self.group[name]
+            except KeyError:
+                raise StoreError(f"{self.path}: array {name} is missing") from None
+            if not isinstance(array, zarr.Array):
+                raise StoreError(f"{self.path}: {name} is not an array")
+            validate.check_array_meta(name, array.shape, array.dtype, dtype, n, self.path)
+            try:
+                present = _chunk_count(self.session, name)
+            except Exception as exc:  # noqa: BLE001 - a missing or corrupt manifest
+                raise StoreError(f"{self.path}: cannot list the chunks of {name}: {_first_line(exc)}") from None
+            validate.check_chunk_count(name, n, int(array.chunks[0]), present, self.path)
+            arrays[name] = array
+        return arrays
+
+    def __repr__(self) -> str:
+        state = "complete" if self.complete else "incomplete"
+        model = self.attrs.get("model", {}).get("name", "?")
+        return (
+            f"<AttentionStore {self.path!r}: {len(self)} records, {state}, {self.dtype} {self.payload}, "
+            f"{self.n_layers} layers x {self.n_heads} heads of {model}, snapshot {self.snapshot_id}>"
+        )
+
+    # -- reading with one-line errors -----------------------------------------------------------------------
+    def _read(self, name: str, start: int, stop: int, what: Callable[[], str] | None = None) -> np.ndarray:
+        """Elements [start, stop) of array ``name``; any failure names the array and the records involved."""
+        try:
+            return np.asarray(self._arrays[name][start:stop])
+        except Exception as exc:  # noqa: BLE001 - missing/corrupt chunks surface in many exception types
+            where = what() if what else f"elements {start}..{stop - 1}"
+            raise StoreError(f"{self.path}: cannot read {name} ({where}): {_first_line(exc)}") from None
+
+    # -- per-record metadata (physical order, committed part only) -----------------------------------------
+    @cached_property
+    def _physical(self) -> dict[str, np.ndarray]:
+        n = self.commit.records
+        return {name.split("/")[1]: self._read(name, 0, n, lambda: "record table") for name in REC_ARRAYS}
+
+    @cached_property
+    def position(self) -> np.ndarray:
+        """(N,) int64: physical position of input record i, -1 where it is not (yet) stored."""
+        input_id = self._physical["input_id"]
+        if self.complete:
+            position = self._read(INDEX_ARRAY, 0, self.commit.records, lambda: "input index")
+            validate.check_position(position, input_id, self.path)
+            return position
+        position = np.full(int(input_id.max()) + 1 if len(input_id) else 0, -1, np.int64)
+        position[input_id] = np.arange(len(input_id))
+        return position
+
+    def __len__(self) -> int:
+        return self.commit.records
+
+    def _pos(self, i: int) -> int:
+        if i < 0:
+            i += len(self.position)
+        if not 0 <= i < len(self.position) or self.position[i] < 0:
+            raise IndexError(f"{self.path}: record {i} is not stored (store holds {len(self)} records)")
+        return int(self.position[i])
+
+    def _input_order(self, name: str) -> np.ndarray:
+        out = np.zeros(len(self.position), self._physical[name].dtype)
+        stored = self.position >= 0
+        out[stored] = self._physical[name][self.position[stored]]
+        return out
+
+    @cached_property
+    def lengths(self) -> np.ndarray:
+        """(N,) int32: tokens per record (input order), special tokens included; 0 where not stored."""
+        return self._input_order("length")
+
+    @cached_property
+    def lines(self) -> np.ndarray:
+        """(N,) int64: 1-based source line of each record (input order)."""
+        return self._input_order("line")
+
+    @cached_property
+    def truncated(self) -> np.ndarray:
+        """(N,) bool: record was cut to --max-length."""
+        return self._input_order("truncated")
+
+    # -- maps ------------------------------------------------------------------------------------------------
+    def _read_payload(self, start: int, stop: int, record: int) -> np.ndarray:
+        """Elements [start, stop) of the payload through a small cache of decoded chunks."""
+        c0, c1 = start // self._chunk, (stop - 1) // self._chunk
+        name = self.payload_kind.array
+        if c0 != c1:
+            return self._read(name, start, stop, lambda: f"record {record}")
+        chunk = self._cache.get(c0)
+        if chunk is None:
+            chunk = self._read(
+                name, c0 * self._chunk, min((c0 + 1) * self._chunk, self.commit.attn), lambda: f"record {record}"
+            )
+            if len(self._cache) >= 4:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[c0] = chunk
+        return chunk[start - c0 * self._chunk : stop - c0 * self._chunk]
+
+    def attention(self, i: int) -> np.ndarray:
+        """Maps of input record ``i`` as float32 probabilities, shape ``(layers, heads, l, l)`` (query, key)."""
+        if self.payload != "maps":
+            raise StoreError(f"{self.path}: a --stats-only store holds features, not maps (see record_features)")
+        p = self._pos(i)
+        l = int(self._physical["length"][p])
+        start = int(self._physical["attn_start"][p])
+        flat = self._read_payload(start, start + self.n_layers * self.n_heads * l * l, i)
+        return (flat.astype(np.float32) * np.float32(self.scale)).reshape(self.n_layers, self.n_heads, l, l)
+
+    def record_features(self, i: int) -> np.ndarray:
+        """--stats-only stores: record ``i``'s feature row sums, float32 ``(layers, heads, F)`` (see ``features``)."""
+        if self.payload != "features":
+            raise StoreError(f"{self.path}: holds maps, not precomputed features")
+        p = self._pos(i)
+        start = int(self._physical["attn_start"][p])
+        n = self.n_layers * self.n_heads * len(self.features)
+        return self._read_payload(start, start + n, i).reshape(self.n_layers, self.n_heads, len(self.features))
+
+    # -- tokens ------------------------------------------------------------------------------------------------
+    @cached_property
+    def vocab(self) -> list[str]:
+        vocab = self.group["tok"].attrs.get("vocab")
+        if not isinstance(vocab, list):
+            raise StoreError(f"{self.path}: the vocabulary (tok attributes) is missing")
+        return vocab
+
+    def _tok(self, name: str, i: int) -> np.ndarray:
+        p = self._pos(i)
+        start = int(self._physical["tok_start"][p])
+        values = self._read(f"tok/{name}", start, start + int(self._physical["length"][p]), lambda: f"record {i}")
+        if name == "ids" and ((values < 0) | (values >= len(self.vocab))).any():
+            raise StoreError(f"{self.path}: tok/ids of record {i} are outside the vocabulary")
+        return values
+
+    def token_ids(self, i: int) -> np.ndarray:
+        """(l,) int32 token ids of input record ``i``."""
+        return self._tok("ids", i)
+
+    def tokens(self, i: int) -> list[str]:
+        """Token strings of input record ``i``, special tokens included."""
+        vocab = self.vocab
+        return [vocab[t] for t in self._tok("ids", i)]
+
+    def segments(self, i: int) -> np.ndarray:
+        return self._tok("segment", i)
+
+    def special_mask(self, i: int) -> np.ndarray:
+        return self._tok("special", i)
+
+    def punct_mask(self, i: int) -> np.ndarray:
+        return self._tok("punct", i)
+
+    def word_ids(self, i: int) -> np.ndarray:
+        return self._tok("word", i)
+
+    def dependencies(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """CoNLL-U stores: ``(head, deprel)`` per word of record ``i``: (w,) int32 0-based head word (-1: root)
+        and (w,) int16 index into :attr:`deprels`."""
+        if not self.attrs.get("conllu"):
+            raise StoreError(f"{self.path}: not made from CoNLL-U, no dependency annotations")
+        p = self._pos(i)
+        start = int(self._physical["word_start"][p])
+        stop = int(self._physical["word_start"][p + 1]) if p + 1 < len(self) else self.commit.words
+        return (
+            self._read("words/head", start, stop, lambda: f"record {i}"),
+            self._read("words/deprel", start, stop, lambda: f"record {i}"),
+        )
+
+    @cached_property
+    def deprels(self) -> list[str]:
+        return list(self.attrs.get("deprels", []))
+
+    # -- streaming ---------------------------------------------------------------------------------------------
+    def plan_blocks(self, max_elems: int, records: np.ndarray | None = None) -> list[tuple[int, int]]:
+        """Physical ranges ``[p0, p1)`` of at most ``max_elems`` payload elements each (a record larger
+        than that is a block of its own). ``records``: sorted physical positions to restrict to."""
+        starts = self._physical["attn_start"]
+        sizes = self.payload_kind.record_sizes(self._physical["length"], self.n_layers, self.n_heads)
+        ends = starts + sizes
+        positions = np.arange(len(self)) if records is None else np.asarray(records)
+        plan: list[tuple[int, int]] = []
+        k = 0
+        n = len(positions)
+        while k < n:
+            p0 = positions[k]
+            limit = starts[p0] + max_elems
+            j = k + 1
+            while j < n and positions[j] == positions[j - 1] + 1 and ends[positions[j]] <= limit:
+                j += 1
+            plan.append((int(p0), int(positions[j - 1]) + 1))
+            k = j
+        return plan
+
+    def read_block(self, p0: int, p1: int) -> AttentionBlock:
+        """Records at physical positions [p0, p1) as one :class:`AttentionBlock`."""
+        ph = self._physical
+        ids = ph["input_id"]
+
+        def what() -> str:
+            return f"records {int(ids[p0])}..{int(ids[p1 - 1])} (positions {p0}..{p1 - 1})"
+
+        a0 = int(ph["attn_start"][p0])
+        lengths = ph["length"][p0:p1]
+        sizes = self.payload_kind.record_sizes(lengths, self.n_layers, self.n_heads)
+        attn_offsets = np.concatenate([[0], np.cumsum(sizes)])
+        t0 = int(ph["tok_start"][p0])
+        tok_offsets = np.concatenate([[0], np.cumsum(lengths.astype(np.int64))])
+        t1 = t0 + int(tok_offsets[-1])
+        tok = {name: self._read(f"tok/{name}", t0, t1, what) for name in ("ids", "segment", "special", "punct", "word")}
+        validate.check_tokens(tok, len(self.vocab), t0, self.path)
+        extra = {}
+        if self.attrs.get("conllu"):
+            w0 = int(ph["word_start"][p0])
+            w1 = int(ph["word_start"][p1]) if p1 < len(self) else self.commit.words
+            extra = dict(
+                word_head=self._read("words/head", w0, w1, what),
+                word_deprel=self._read("words/deprel", w0, w1, what),
+                word_offsets=np.concatenate([ph["word_start"][p0:p1] - w0, [w1 - w0]]).astype(np.int64),
+            )
+        return AttentionBlock(
+            first=p0,
+            record_ids=ids[p0:p1],
+            lengths=lengths,
+            len_a=ph["len_a"][p0:p1],
+            attn=self._read(self.payload_kind.array, a0, a0 + int(attn_offsets[-1]), what),
+            attn_offsets=attn_offsets,
+            scale=self.scale,
+            token_ids=tok["ids"],
+            segment=tok["segment"],
+            special=tok["special"],
+            punct=tok["punct"],
+            word=tok["word"],
+            tok_offsets=tok_offsets,
+            n_layers=self.n_layers,
+            n_heads=self.n_heads,
+            **extra,
+        )
+
+    def blocks(
+        self, max_bytes: int = 64 << 20, records: np.ndarray | None = None, read_ahead: int = 2
+    ) -> Iterator[AttentionBlock]:
+        """Stream the store as contiguous blocks of about ``max_bytes`` of stored attention each.
+
+        A background thread reads (and decompresses) ``read_ahead`` blocks ahead of the consumer, so
+        memory stays bounded by ``(read_ahead + 2) * max_bytes`` whatever the store's size.
+        ``records``: optional input-order ids to restrict to (e.g. a sample).
+        """
+        itemsize = STORED_DTYPES[self.dtype].numpy.itemsize
+        positions = None
+        if records is not None:
+            records = np.asarray(records, np.int64)
+            if len(records) and (records.min() < 0 or records.max() >= len(self.position)):
+                raise StoreError(f"{self.path}: some requested records are not stored")
+            positions = np.sort(self.position[records])
+            if (positions < 0).any():
+                raise StoreError(f"{self.path}: some requested records are not stored")
+        plan = self.plan_blocks(max(1, max_bytes // itemsize), positions)
+        yield from _read_ahead(lambda: (self.read_block(p0, p1) for p0, p1 in plan), read_ahead, "attnx-block-reader")
+
+    # -- derived results ---------------------------------------------------------------------------------------
+    def derived_writer(self, name: str, dtype: str, shape: str = "l,l"):  # noqa: ANN201 - DerivedWriter
+        """Write per-record results (e.g. attention rollout) back into this store; see :class:`DerivedWriter`."""
+        from attnx.store.derived import DerivedWriter
+
+        return DerivedWriter(self, name, dtype, shape)
+
+    def derived_names(self) -> list[str]:
+        return sorted(self.group["derived"].group_keys()) if "derived" in self.group else []
+
+    def derived(self, name: str, i: int) -> np.ndarray:
+        """Input record ``i``'s values of ``derived/<name>``, viewed as ``(l, l)`` when stored with shape "l,l"."""
+        key = f"derived/{name}"
+        if not name.isidentifier() or key not in self.group or not self.group[key].attrs.get("complete"):
+            raise StoreError(f"{self.path}: no complete derived result {name!r}")
+        p = self._pos(i)
+        offsets = self.group[f"{key}/offsets"]
+        values = self.group[f"{key}/values"]
+        if offsets.shape != (len(self) + 1,):
+            raise StoreError(f"{self.path}: {key}/offsets has {offsets.shape[0]} entries for {len(self)} records")
+        start, stop = (int(x) for x in offsets[p : p + 2])
+        l = int(self._physical["length"][p])
+        square = self.group[key].attrs.get("shape") == "l,l"
+        if not 0 <= start <= stop <= values.shape[0] or (square and stop - start != l * l):
+            raise StoreError(f"{self.path}: {key}/offsets of record {i} are inconsistent")
+        try:
+            out = np.asarray(values[start:stop])
+        except Exception as exc:  # noqa: BLE001
+            raise StoreError(f"{self.path}: cannot read {key}/values (record {i}): {_first_line(exc)}") from None
+        return out.reshape(l, l) if square else out
+
+    # -- summary -----------------------------------------------------------------------------------------------
+    def history(self) -> list[dict]:
+        """The store's commits, newest first: snapshot id, time (UTC), message, records after it and added."""
+        out = []
+        for snap in self.repo.ancestry(snapshot_id=self.snapshot_id):
+            meta = snap.metadata or {}
+            out.append(
+                {
+                    "snapshot": snap.id,
+                    "time": snap.written_at.isoformat(timespec="seconds"),
+                    "message": snap.message,
+                    "records": meta.get("records"),
+                    "records_added": meta.get("records_added"),
+                }
+            )
+        return out
+
+    def nbytes_stored(self) -> int:
+        """Bytes on disk under a local store's folder (every snapshot kept); object stores: the chunks."""
+        local = self.location.local
+        if local is not None:
+            return sum(f.stat().st_size for f in Path(local).rglob("*") if f.is_file())
+        return int(self.repo.total_chunks_storage())
+
+    def payload_nbytes_stored(self) -> int:
+        """Compressed bytes of the payload array's chunks in this snapshot."""
+        try:
+            return int(self._attn.nbytes_stored())
+        except Exception:  # noqa: BLE001 - not every store answers sizes; report unknown
+            return 0
+
+    def info(self) -> dict:
+        """A JSON-able summary: sizes, model, dtype, codec, compression ratio, commit history size."""
+        itemsize = STORED_DTYPES[self.dtype].numpy.itemsize
+        raw = self.commit.attn * itemsize
+        attn_disk = self.payload_nbytes_stored()
+        lengths = self._physical["length"]
+        return {
+            "path": self.path,
+            "format": self.attrs["format"],
+            "snapshot": self.snapshot_id,
+            "complete": self.complete,
+            "records": len(self),
+            "tokens": int(lengths.sum()),
+            "mean_length": float(lengths.mean()) if len(lengths) else 0.0,
+            "max_length": int(lengths.max()) if len(lengths) else 0,
+            "truncated": int(self._physical["truncated"].sum()),
+            "layers": self.layers,
+            "heads": self.heads,
+            "dtype": self.dtype,
+            "storage_max_abs_error": STORED_DTYPES[self.dtype].max_abs_error,
+            "payload": self.payload,
+            "codec": self.attrs["codec"],
+            "attention_elements": self.commit.attn,
+            "attention_bytes_raw": raw,
+            "attention_bytes_disk": attn_disk,
+            "compression_ratio": raw / attn_disk if attn_disk else None,
+            "store_bytes_disk": self.nbytes_stored(),
+            "model": self.attrs.get("model", {}),
+            "tokenizer": self.attrs.get("tokenizer", {}),
+            "input": self.attrs.get("input", {}),
+            "options": self.attrs.get("options", {}),
+            "attnx_version": self.attrs.get("attnx_version"),
+            "created": self.attrs.get("created"),
+            "precision": self.attrs.get("precision"),
+        }
+
+
+def open_store(where: str | os.PathLike | StoreLocation, snapshot: str | None = None) -> AttentionStore:
+    """Open a store for reading: the newest commit (a complete store, or the committed part of a running or
+    interrupted one), or ``snapshot``."""
+    return AttentionStore(where, snapshot)
+
+
+__all__ = ["AttentionBlock", "AttentionStore", "Commit", "open_store"]

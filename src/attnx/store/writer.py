@@ -1,0 +1,412 @@
+"""Appending to a store: every commit is one Icechunk transaction that readers see whole or not at all.
+
+Between commits the writer streams whole chunks into an Icechunk writable session; a commit writes each
+array's partly filled last chunk (its tail stays in memory, so the next commit rewrites one chunk per array
+at most: commit cost does not grow with the store) and the ``attnx.commit`` attribute, then commits. Commits
+are sized by bytes and time (``Config.commit_bytes`` / ``commit_seconds``), always on batch boundaries. A
+run killed at any moment leaves the last commit intact; uncommitted chunk objects are unreachable garbage.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import icechunk
+import numpy as np
+import zarr
+
+from attnx.errors import StoreError
+from attnx.store.layout import (
+    BRANCH,
+    FORMAT,
+    INDEX_ARRAY,
+    REC_ARRAYS,
+    TOK_ARRAYS,
+    WORD_ARRAYS,
+    Commit,
+    Payload,
+    codecs,
+    dimension,
+    resolve_codec,
+    stored_dtype,
+)
+from attnx.store.location import StoreLocation, WriterLock, _first_line
+
+
+@dataclass(frozen=True)
+class StoredBatch:
+    """A batch of records in physical order, ready to append. ``b`` records, ``T`` tokens, ``W`` words."""
+
+    attn: np.ndarray  # (sum_b payload elements,) in the store dtype, records back to back
+    input_id: np.ndarray  # (b,) int64
+    length: np.ndarray  # (b,) int32
+    len_a: np.ndarray  # (b,) int32
+    line: np.ndarray  # (b,) int64
+    truncated: np.ndarray  # (b,) bool
+    tokens: dict[str, np.ndarray]  # "ids", "segment", "special", "punct", "word": (T,) each
+    words: dict[str, np.ndarray] | None = None  # "head": (W,) int32, "deprel": (W,) str objects
+    word_count: np.ndarray | None = None  # (b,) words per record
+    input_window: int = -1  # window of input records these came from (resume identity check)
+    input_digest: str = ""  # sha256 of the input's content up to the end of that window
+
+
+@dataclass(frozen=True)
+class WriterConfig:
+    commit_bytes: int = 128 << 20  # stored payload bytes between commits
+    commit_seconds: float = 10.0  # and at most this long between commits
+    flush_chunks: int = 2  # whole payload chunks written together (compressed on zarr's thread pool)
+
+
+@contextmanager
+def _empty_chunks_written() -> Iterator[None]:
+    # Arrays opened here write chunks equal to the fill value too, so every chunk of every array exists and
+    # a missing chunk object is an error on read, never a silent fill value (checked by verify).
+    with zarr.config.set({"array.write_empty_chunks": True}):
+        yield
+
+
+def open_repository(location: StoreLocation) -> icechunk.Repository:
+    try:
+        return icechunk.Repository.open(location.storage(), config=_repo_config())
+    except Exception as exc:  # noqa: BLE001 - every storage failure becomes one line
+        raise StoreError(f"{location}: cannot open the store ({_first_line(exc)})") from None
+
+
+def _repo_config() -> icechunk.RepositoryConfig:
+    # one manifest per 1,024 chunks of an array: a commit rewrites only the manifest of the chunks it touched
+    split = icechunk.ManifestSplittingConfig.from_dict(
+        {icechunk.ManifestSplitCondition.AnyArray(): {icechunk.ManifestSplitDimCondition.Any(): 1024}}
+    )
+    return icechunk.RepositoryConfig(manifest=icechunk.ManifestConfig(splitting=split))
+
+
+class _Stream:
+    """An append-only 1-D array; the unwritten tail, from the last chunk boundary on, stays in memory."""
+
+    def __init__(self, array: zarr.Array, committed: int) -> None:
+        self.array = array
+        self.chunk = int(array.chunks[0])
+        self.base = committed - committed % self.chunk  # first element held in ``_parts``
+        tail = np.asarray(array[self.base : committed]) if committed > self.base else np.empty(0, array.dtype)
+        self._parts: list[np.ndarray] = [tail]
+        self._held = len(tail)
+
+    @property
+    def total(self) -> int:
+        return self.base + self._held
+
+    def append(self, values: np.ndarray) -> None:
+        if len(values):
+            self._parts.append(np.ascontiguousarray(values, dtype=self.array.dtype))
+            self._held += len(values)
+
+    def values(self) -> np.ndarray:
+        """Everything appended so far (written and held), as one array."""
+        return np.concatenate([np.asarray(self.array[: self.base]), *self._parts])
+
+    def flush(self, partial: bool, min_chunks: int = 1) -> None:
+        """Write whole chunks once ``min_chunks`` are held; with ``partial`` also the partly filled last one
+        (it stays in memory too, to be rewritten when it grows)."""
+        if self._held == 0 or (not partial and self._held < min_chunks * self.chunk):
+            return
+        tail = np.concatenate(self._parts) if len(self._parts) > 1 else self._parts[0]
+        whole = (len(tail) // self.chunk) * self.chunk
+        end = len(tail) if partial else whole
+        if end > 0:
+            if self.base + end > self.array.shape[0]:
+                self.array.resize((self.base + end,))
+            self.array[self.base : self.base + end] = tail[:end]
+        self.base += whole
+        rest = tail[whole:]
+        self._parts = [rest]
+        self._held = len(rest)
+
+
+class StoreWriter:
+    """Appends :class:`StoredBatch`es to a new or resumed store; holds the writer lock until ``close``.
+
+    Not thread-safe: one writer thread owns it (and so every chunk).
+    """
+
+    def __init__(
+        self, location: StoreLocation, repo: icechunk.Repository, lock: WriterLock, config: WriterConfig
+    ) -> None:
+        self.location = location
+        self.path = str(location)
+        self.repo = repo
+        self.lock = lock
+        self.config = config
+        self._open_session()
+        self.attrs: dict = dict(self.group.attrs["attnx"])
+        self.commit = Commit.from_json(self.attrs["commit"], self.path)
+        self.payload = Payload.from_attrs(self.attrs)
+        self.has_words = bool(self.attrs.get("conllu"))
+        self.layers, self.heads = len(self.attrs["layers"]), len(self.attrs["heads"])
+        self.streams = {self.payload.array: _Stream(self._arrays[self.payload.array], self.commit.attn)}
+        for name in REC_ARRAYS:
+            self.streams[name] = _Stream(self._arrays[name], self.commit.records)
+        for name in TOK_ARRAYS:
+            self.streams[name] = _Stream(self._arrays[name], self.commit.tokens)
+        if self.has_words:
+            for name in WORD_ARRAYS:
+                self.streams[name] = _Stream(self._arrays[name], self.commit.words)
+        self.records = self.commit.records
+        self._words = self.commit.words
+        self._window = (self.commit.input_window, self.commit.input_digest)
+        self._since_bytes = 0
+        self._since_time = time.monotonic()
+        self._records_at_commit = self.records
+        # deprel strings -> ids, numbered by first appearance in physical order (deterministic on resume)
+        self.deprels: list[str] = list(self.attrs.get("deprels", []))
+        self._deprel_id = {d: k for k, d in enumerate(self.deprels)}
+
+    def _array_names(self) -> list[str]:
+        attrs = self.group.attrs["attnx"]
+        names = [Payload.from_attrs(attrs).array, *REC_ARRAYS, *TOK_ARRAYS]
+        return names + (list(WORD_ARRAYS) if attrs.get("conllu") else [])
+
+    def _open_session(self) -> None:
+        self.session = self.repo.writable_session(BRANCH)
+        with _empty_chunks_written():
+            self.group = zarr.open_group(store=self.session.store, mode="r+", zarr_format=3)
+            self._arrays = {name: self.group[name] for name in self._array_names()}
+        for name, stream in getattr(self, "streams", {}).items():
+            stream.array = self._arrays[name]
+
+    # -- creation -------------------------------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        location: StoreLocation | str,
+        meta: dict,
+        vocab: list[str],
+        dtype: str,
+        codec: str,
+        attn_chunk_elems: int,
+        record_chunk: int,
+        token_chunk: int,
+        zstd_level: int = 1,
+        conllu: bool = False,
+        payload: Payload | None = None,
+        config: WriterConfig | None = None,
+        lock: WriterLock | None = None,
+    ) -> StoreWriter:
+        """Create an empty store (one Icechunk commit). The location must be free, an empty folder, or a
+        repository holding only Icechunk's initial commit (a creation that was killed). ``lock``: the writer
+        lock if the caller already holds it (else it is taken here); the writer releases it on ``close``.
+        """
+        location = StoreLocation.parse(location)
+        lock = lock or WriterLock(location).acquire()
+        payload = payload or Payload.maps()
+        if payload.kind == "features":
+            dtype = "float32"
+        codec = resolve_codec(codec, dtype)
+        np_dtype = stored_dtype(dtype).numpy
+        try:
+            repo = _fresh_repository(location)
+        except BaseException:
+            lock.release()
+            raise
+        try:
+            session = repo.writable_session(BRANCH)
+            group = zarr.group(store=session.store, zarr_format=3)
+            group.create_array(
+                payload.array,
+                shape=(0,),
+                chunks=(attn_chunk_elems,),
+                dtype=np_dtype,
+                fill_value=0,
+                dimension_names=[dimension(payload.array)],
+                **codecs(codec, np_dtype, zstd_level),
+            )
+            small = {**REC_ARRAYS, **TOK_ARRAYS, **(WORD_ARRAYS if conllu else {})}
+            for name, dt in small.items():
+                chunk = record_chunk if name.startswith("rec/") else token_chunk
+                group.create_array(
+                    name,
+                    shape=(0,),
+                    chunks=(chunk,),
+                    dtype=dt,
+                    fill_value=0,
+                    dimension_names=[dimension(name)],
+                    **codecs("zstd", dt, 3),
+                )
+            group["tok"].attrs["vocab"] = list(vocab)
+            attrs = {
+                "format": FORMAT,
+                **meta,
+                "dtype": dtype,
+                "codec": codec,
+                "zstd_level": zstd_level,
+                "conllu": conllu,
+                **payload.to_attrs(),
+                "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+                "complete": False,
+                "commit": Commit().to_json(),
+            }
+            group.attrs["attnx"] = attrs
+            session.commit("attnx: create store", metadata={"records": 0, "records_added": 0})
+        except BaseException as exc:
+            lock.release()
+            if isinstance(exc, StoreError | KeyboardInterrupt):
+                raise
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else _first_line(exc)
+            raise StoreError(f"{location}: cannot create store ({why})") from None
+        return cls(location, repo, lock, config or WriterConfig())
+
+    @classmethod
+    def resume(
+        cls, location: StoreLocation | str, config: WriterConfig | None = None, lock: WriterLock | None = None
+    ) -> StoreWriter:
+        """Continue an incomplete store from its last commit (taking the writer lock unless given)."""
+        location = StoreLocation.parse(location)
+        lock = lock or WriterLock(location).acquire()
+        try:
+            return cls(location, open_repository(location), lock, config or WriterConfig())
+        except BaseException:
+            lock.release()
+            raise
+
+    # -- appending ------------------------------------------------------------------------------------------
+    def append(self, batch: StoredBatch) -> None:
+        """Append a batch; commits once ``commit_bytes`` or ``commit_seconds`` have passed since the last."""
+        b = len(batch.input_id)
+        lengths = batch.length.astype(np.int64)
+        sizes = self.payload.record_sizes(lengths, self.layers, self.heads)
+        if int(sizes.sum()) != len(batch.attn):
+            raise StoreError(f"batch payload has {len(batch.attn)} elements, lengths say {int(sizes.sum())}")
+        s = self.streams
+        attn_start = s[self.payload.array].total + np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        tok_start = s["tok/ids"].total + np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        s[self.payload.array].append(batch.attn)
+        s["rec/input_id"].append(batch.input_id)
+        s["rec/attn_start"].append(attn_start)
+        s["rec/length"].append(batch.length)
+        s["rec/len_a"].append(batch.len_a)
+        s["rec/tok_start"].append(tok_start)
+        s["rec/line"].append(batch.line)
+        s["rec/truncated"].append(batch.truncated)
+        for key, values in batch.tokens.items():
+            s[f"tok/{key}"].append(values)
+        if self.has_words:
+            counts = batch.word_count if batch.word_count is not None else np.zeros(b, np.int64)
+            s["rec/word_start"].append(self._words + np.concatenate([[0], np.cumsum(counts)[:-1]]))
+            words = batch.words or {"head": np.empty(0, np.int32), "deprel": np.empty(0, object)}
+            s["words/head"].append(words["head"])
+            s["words/deprel"].append(self._deprel_ids(words["deprel"]))
+            self._words += int(counts.sum())
+        else:
+            s["rec/word_start"].append(np.zeros(b, np.int64))
+        self.records += b
+        if batch.input_window >= self._window[0]:
+            self._window = (batch.input_window, batch.input_digest)
+        for stream in s.values():
+            stream.flush(partial=False, min_chunks=self.config.flush_chunks)
+        self._since_bytes += batch.attn.nbytes
+        if (
+            self._since_bytes >= self.config.commit_bytes
+            or time.monotonic() - self._since_time >= self.config.commit_seconds
+        ):
+            self.commit_now()
+
+    def _deprel_ids(self, names: np.ndarray) -> np.ndarray:
+        ids = np.empty(len(names), np.int16)
+        for k, name in enumerate(names):
+            idx = self._deprel_id.get(name)
+            if idx is None:
+                idx = self._deprel_id[name] = len(self.deprels)
+                self.deprels.append(name)
+            ids[k] = idx
+        return ids
+
+    def commit_now(self, extra_attrs: dict | None = None, message: str | None = None) -> None:
+        """Write every tail and commit everything appended so far as one Icechunk snapshot."""
+        if self.records == self.commit.records and not extra_attrs:
+            return
+        for stream in self.streams.values():
+            stream.flush(partial=True)
+        commit = Commit(
+            records=self.records,
+            attn=self.streams[self.payload.array].total,
+            tokens=self.streams["tok/ids"].total,
+            words=self._words,
+            input_window=self._window[0],
+            input_digest=self._window[1],
+        )
+        self.attrs = {**self.attrs, "commit": commit.to_json(), "deprels": list(self.deprels), **(extra_attrs or {})}
+        self.group.attrs["attnx"] = self.attrs
+        added = commit.records - self._records_at_commit
+        try:
+            self.session.commit(
+                message or f"attnx: {commit.records} records (+{added})",
+                metadata={"records": commit.records, "records_added": added, "attn_elements": commit.attn},
+            )
+        except icechunk.ConflictError:
+            raise StoreError(f"{self.path}: another writer committed to this store meanwhile; stopped") from None
+        self.commit = commit
+        self._records_at_commit = commit.records
+        self._since_bytes = 0
+        self._since_time = time.monotonic()
+        self._open_session()
+
+    def finish(self, extra_attrs: dict | None = None) -> None:
+        """Commit the rest with the input-order index and mark the store complete (one final commit)."""
+        for stream in self.streams.values():
+            stream.flush(partial=True)
+        input_id = self.streams["rec/input_id"].values()
+        position = np.full(len(input_id), -1, np.int64)
+        if len(input_id):
+            if input_id.min() < 0 or input_id.max() >= len(input_id):
+                raise StoreError(f"{self.path}: input ids are not 0..{len(input_id) - 1}; store left incomplete")
+            position[input_id] = np.arange(len(input_id))
+        if INDEX_ARRAY in self.group:
+            del self.group[INDEX_ARRAY]
+        with _empty_chunks_written():
+            self.group.create_array(
+                INDEX_ARRAY,
+                data=position,
+                chunks=(max(1, min(len(position), 1 << 20)),),
+                dimension_names=[dimension(INDEX_ARRAY)],
+                **codecs("zstd", np.int64, 3),
+            )
+        self.commit_now({"complete": True, **(extra_attrs or {})}, message=f"attnx: complete, {self.records} records")
+        self.close()
+
+    def close(self) -> None:
+        """Release the lock; anything not committed is dropped (unreachable objects, never read)."""
+        self.lock.release()
+
+
+def holds_store(location: StoreLocation) -> bool:
+    """True where an attnx store was created (a repository with more than Icechunk's initial commit; a
+    creation killed or failed before its first commit leaves only that, and is created again)."""
+    if not location.exists():
+        return False
+    return len(list(open_repository(location).ancestry(branch=BRANCH))) > 1
+
+
+def _fresh_repository(location: StoreLocation) -> icechunk.Repository:
+    """A new repository at ``location``, or the existing one if a killed creation left only its first commit."""
+    local = location.local
+    storage = location.storage()
+    try:
+        if location.is_format_1():
+            raise StoreError(f"{location}: a format-1 store (attnx 0.1) is here; convert it or use --overwrite")
+        if location.exists():
+            repo = icechunk.Repository.open(storage, config=_repo_config())
+            if len(list(repo.ancestry(branch=BRANCH))) > 1:
+                raise StoreError(f"{location}: a store exists here; refusing to overwrite it")
+            return repo
+        if local is not None and local.exists() and (not local.is_dir() or any(local.iterdir())):
+            raise StoreError(f"{location}: exists and is not an attnx store; refusing to overwrite it")
+        return icechunk.Repository.create(storage, config=_repo_config())
+    except StoreError:
+        raise
+    except OSError as exc:
+        raise StoreError(f"{location}: cannot create store ({exc.strerror or exc})") from None
+    except Exception as exc:  # noqa: BLE001 - Icechunk's storage errors become one line
+        raise StoreError(f"{location}: cannot create store ({_first_line(exc)})") from None
