@@ -491,3 +491,18 @@ def test_writer_commit_cost_does_not_grow_with_the_store(tmp_path: Path) -> None
     writer.finish()
     assert np.median(counts[-10:]) <= np.median(counts[2:12]) + 1, counts
     assert np.median(nbytes[-10:]) < 1.3 * np.median(nbytes[2:12]), nbytes
+
+
+def test_commands_on_a_corrupt_store_print_one_line_and_no_asyncio_noise(real_store: Path, tmp_path: Path) -> None:
+    """A failed read leaves zarr's other read tasks pending; the command still prints exactly one line."""
+    copy = tmp_path / "c.zarr"
+    shutil.copytree(real_store, copy)
+    chunks = sorted((copy / "chunks").iterdir(), key=lambda f: f.stat().st_size)
+    _inject(chunks[-1], "flip")
+    for args in (["verify", str(copy)], ["show", str(copy), "0", "-o", str(tmp_path / "m.png")]):
+        done = subprocess.run(_cli(*args), capture_output=True, text=True, timeout=300)
+        if args[0] == "show" and done.returncode == 0:
+            continue  # record 0 may not touch the flipped chunk
+        assert done.returncode == 1, (args, done.stderr)
+        assert done.stderr.startswith("Error: ") and done.stderr.count("\n") == 1, done.stderr
+        assert "Task was destroyed" not in done.stderr + done.stdout

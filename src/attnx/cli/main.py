@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import atexit
+import sys
+
 import click
 
 import attnx
@@ -29,6 +33,30 @@ def _quiet_store_noise() -> None:
 
     icechunk.set_logs_filter("icechunk=error")
     _get_loop().set_exception_handler(lambda loop, context: None)
+    default_hook = sys.unraisablehook
+
+    def hook(unraisable: sys.UnraisableHookArgs) -> None:
+        # zarr's read coroutines abandoned by a failed read are finalised at exit; nothing the user can act on
+        if "concurrent_map" not in repr(unraisable.object):
+            default_hook(unraisable)
+
+    sys.unraisablehook = hook
+    atexit.register(_settle_pending_reads, _get_loop())
+
+
+def _settle_pending_reads(loop: asyncio.AbstractEventLoop) -> None:
+    """Let reads still in flight after a failed read finish before the interpreter goes (Icechunk's I/O
+    threads would otherwise call into a finalised interpreter and abort the process with a panic)."""
+
+    async def settle() -> None:
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=10)
+
+    try:
+        asyncio.run_coroutine_threadsafe(settle(), loop).result(timeout=15)
+    except Exception:  # noqa: BLE001, S110 - exiting anyway
+        pass
 
 
 main.add_command(extract_cmd)

@@ -121,13 +121,16 @@ class WriterLock:
         self._lock: filelock.BaseFileLock | None = None
         if location.kind == "local":
             path = Path(location.path)
-            path.parent.mkdir(parents=True, exist_ok=True)
             self.lock_path = path.parent / f".{path.name}.attnx-lock"
             self.info_path = path.parent / f".{path.name}.attnx-lock.json"
 
     def acquire(self) -> WriterLock:
         if self.location.kind != "local":
             return self
+        try:
+            self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"{self.location}: cannot create store ({exc.strerror or exc})") from None
         lock = filelock.FileLock(str(self.lock_path), timeout=0)
         try:
             lock.acquire()
