@@ -437,7 +437,8 @@ class AttentionStore:
         local = self.location.local
         if local is not None:
             return sum(f.stat().st_size for f in Path(local).rglob("*") if f.is_file())
-        return int(self.repo.total_chunks_storage())
+        stats = getattr(self.repo, "chunk_storage_stats", None)
+        return int(stats().native_bytes) if stats else int(self.repo.total_chunks_storage())
 
     def payload_nbytes_stored(self) -> int:
         """Compressed bytes of the payload array's chunks in this snapshot."""
