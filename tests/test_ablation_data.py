@@ -138,3 +138,20 @@ def test_probes_fit():
     target = 2 * x[:, 2] + 1
     ridge = fit_ridge(x, target, l2=1e-3)
     np.testing.assert_allclose(ridge(torch.from_numpy(x).float())[:, 0].numpy(), target, atol=1e-2)
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_logistic_probe_minimises_its_stated_objective(classes: int) -> None:
+    """The fit (scikit-learn) is a stationary point of mean cross-entropy + l2 * |W|^2 / classes."""
+    import torch
+
+    rng = np.random.default_rng(classes)
+    x = rng.normal(size=(300, 8))
+    y = np.argmax(x @ rng.normal(size=(classes, 8)).T + rng.normal(size=(300, classes)), 1)
+    probe = fit_logistic(x, y, classes, l2=0.05)
+    z = ((torch.as_tensor(x) - probe.mean.double()) / probe.std.double()).detach()
+    w = probe.weight.double().clone().requires_grad_(True)
+    b = probe.bias.double().clone().requires_grad_(True)
+    loss = torch.nn.functional.cross_entropy(z @ w.T + b, torch.as_tensor(y)) + 0.05 * (w * w).sum() / classes
+    loss.backward()
+    assert float(w.grad.abs().max()) < 1e-4 and float(b.grad.abs().max()) < 1e-4

@@ -10,6 +10,7 @@ sample are reused, a standard approximation).
 from __future__ import annotations
 
 import numpy as np
+import scipy.stats
 
 CLASSIFICATION_METRICS = ("accuracy", "f1", "mcc")
 REGRESSION_METRICS = ("pearson", "spearman")
@@ -64,21 +65,8 @@ def from_confusion(cm: np.ndarray, metric: str) -> np.ndarray:
 
 
 def rankdata(x: np.ndarray) -> np.ndarray:
-    """Average ranks (1-based) along the last axis, ties share their mean rank."""
-    x = np.asarray(x, np.float64)
-    out = np.empty_like(x)
-    for idx in np.ndindex(x.shape[:-1]):
-        v = x[idx]
-        order = np.argsort(v, kind="mergesort")
-        sv = v[order]
-        boundaries = np.flatnonzero(np.diff(sv)) + 1
-        starts = np.concatenate([[0], boundaries])
-        ends = np.concatenate([boundaries, [len(v)]])
-        ranks = np.empty(len(v))
-        for s, e in zip(starts, ends, strict=True):
-            ranks[s:e] = (s + e + 1) / 2.0
-        out[idx + (order,)] = ranks
-    return out
+    """Average ranks (1-based) along the last axis, ties share their mean rank (``scipy.stats.rankdata``)."""
+    return scipy.stats.rankdata(np.asarray(x, np.float64), method="average", axis=-1)
 
 
 def weighted_pearson(y: np.ndarray, pred: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
