@@ -250,6 +250,7 @@ def summarise(res: dict) -> list[dict]:
                 "bits_per_value": 8 * comp / values,
                 "of_float16_store": comp / sum(f16[r["corpus"]] for r in rs) if f16 else None,
                 "per_corpus_bits": {r["corpus"]: round(r["bits_per_value"], 3) for r in rs},
+                "per_corpus_of_f16": {r["corpus"]: r["compressed_bytes"] / f16[r["corpus"]] for r in rs},
                 "max_abs_error": max(r["max_abs_error"] for r in rs),
                 "stated_bound": rs[0]["stated_bound"],
                 "entropy0_bits": sum(r["entropy0_bits"] * r["values"] for r in rs) / values,
@@ -282,7 +283,7 @@ def markdown(res: dict, summary: list[dict]) -> str:
             f"| {s['decode_mbs']:,.0f} [{s['decode_spread'][0]:,.0f}-{s['decode_spread'][1]:,.0f}] "
             f"| {s['decode_mt_mbs']:,.0f} | {s['decode_mvals']:,.0f} |"
         )
-    lines += ["", "Per corpus (bits/value) of each dtype's default codec (attnx.quantize):", ""]
+    lines += ["", "Per corpus: bits/value (and % of the float16 store) with each dtype's default codec:", ""]
     corpora = list(res["corpora"])
     lines += ["| dtype | codec | " + " | ".join(corpora) + " |", "|---|---|" + "---:|" * len(corpora)]
     for s in summary:
@@ -293,7 +294,7 @@ def markdown(res: dict, summary: list[dict]) -> str:
         if s["codec"] == default:
             lines.append(
                 f"| {s['dtype']} | {s['codec']} | "
-                + " | ".join(str(s["per_corpus_bits"].get(c, "")) for c in corpora)
+                + " | ".join(f"{s['per_corpus_bits'][c]:.2f} ({100 * s['per_corpus_of_f16'][c]:.1f}%)" for c in corpora)
                 + " |"
             )
     return "\n".join(lines)
@@ -301,13 +302,20 @@ def markdown(res: dict, summary: list[dict]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--store", action="append", required=True, help="NAME=PATH of a float32 store (repeatable)")
+    ap.add_argument("--store", action="append", help="NAME=PATH of a float32 store (repeatable)")
+    ap.add_argument("--from-json", help="only print the tables of an earlier results file")
     ap.add_argument("--chunks", type=int, default=4, help="chunks sampled per store, evenly spaced")
     ap.add_argument("--chunk-values", type=int, default=4 << 20)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "codecs.json"))
     args = ap.parse_args()
+    if args.from_json:
+        res = json.loads(Path(args.from_json).read_text())
+        print(markdown(res, summarise(res)))
+        return
+    if not args.store:
+        ap.error("give --store NAME=PATH (or --from-json)")
     stores = dict(s.split("=", 1) for s in args.store)
     res = run(stores, args.chunks, args.chunk_values, args.repeats, args.threads)
     res["summary"] = summarise(res)
