@@ -148,3 +148,14 @@ def test_against_transformers_eager(minilm, eager_minilm):
     for name in ALL:
         assert worst[name] <= Q.DTYPES[name].max_abs_error, (name, worst[name])
     assert worst["q10"] > 0.5 * Q.DTYPES["q10"].max_abs_error  # real maps do exercise the bound
+
+
+@pytest.mark.parametrize("name", QUANT)
+def test_decode_every_level(name):
+    """Every stored integer decodes to float32(q) * float32(1 / levels), within the bound of q / levels."""
+    d = Q.DTYPES[name]
+    q = np.arange(d.levels + 1).astype(d.storage)
+    got = Q.decode(q, name)
+    assert np.array_equal(got, q.astype(np.float32) * np.float32(d.scale))
+    assert np.abs(got - np.arange(d.levels + 1) / d.levels).max() <= 2.0**-23
+    assert np.array_equal(Q.encode(got, name), q)  # decode then encode is the identity
