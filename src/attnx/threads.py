@@ -1,13 +1,16 @@
-"""Run a producer on a background thread, a bounded number of items ahead of its consumer."""
+"""Run a producer on a background thread, a bounded number of items ahead of its consumer; or map on a pool."""
 
 from __future__ import annotations
 
+import collections
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 T = TypeVar("T")
+U = TypeVar("U")
 _DONE = object()
 
 
@@ -47,3 +50,30 @@ def read_ahead(produce: Callable[[], Iterable[T]], ahead: int, name: str) -> Ite
                 out.get(timeout=0.05)
             except queue.Empty:
                 pass
+
+
+def ordered_map(fn: Callable[[T], U], items: Iterable[T], threads: int, ahead: int | None = None) -> Iterator[U]:
+    """``map(fn, items)`` on ``threads`` worker threads, yielded in input order, at most ``ahead`` in flight.
+
+    For decoding stored chunks or blocks on several cores: zarr's codecs (blosc, zstd) and crc32c release
+    the GIL, so ``fn = read and decode one chunk (and convert it to float32)`` scales with the cores
+    (benchmarks/bench_read_threads.py). ``ahead`` (default ``2 * threads``) bounds memory to about
+    ``ahead + 1`` results. ``threads <= 1`` runs in the caller's thread. An exception in ``fn`` is raised
+    at its item's turn; a consumer that stops early cancels the items not yet started.
+    """
+    if threads <= 1:
+        yield from map(fn, items)
+        return
+    ahead = max(1, ahead if ahead is not None else 2 * threads)
+    pending: collections.deque[Future[U]] = collections.deque()
+    with ThreadPoolExecutor(threads, thread_name_prefix="attnx-ordered-map") as pool:
+        try:
+            for item in items:
+                pending.append(pool.submit(fn, item))
+                if len(pending) >= ahead:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for f in pending:
+                f.cancel()
