@@ -128,3 +128,22 @@ def test_ablate_refuses_other_families(tmp_path):
             str(tmp_path / "o"))
     assert r.exit_code == 1
     assert "ablate and importance run BERT checkpoints only (this is roberta)" in _error_line(r)
+
+
+def test_ablate_and_importance_bars_count_every_row(tmp_path):
+    """The bar's total is known before the pass (configurations x eval examples) and is reached exactly;
+    its last rate is the summary's."""
+    data = tmp_path / "d.tsv"
+    data.write_text("sentence\tlabel\n" + "".join(f"example number {k} here .\t{k % 2}\n" for k in range(24)))
+    r = run("ablate", *TINY, "--data", str(data), "--probe", "logistic", "--bootstrap", "10", "-o", str(tmp_path / "a"))
+    assert r.exit_code == 0, r.output
+    total = (1 + 2 * 4 + 2) * 12  # (base + heads + layers) x eval examples (train-frac 0.5)
+    last = _last_bar(r.stderr, "ablate")
+    assert "100%" in last and f"{total}/{total} rows" in last, last
+    rate = re.search(r"rows in [0-9.]+ s, ([0-9,.]+ rows/s)\)", r.stdout).group(1)
+    assert rate in last
+    assert "loading random-bert-tiny ..." in r.stderr and "fitting the probe: done in" in r.stderr
+    r = run("importance", *TINY, "--data", str(data), "--probe", "logistic", "-o", str(tmp_path / "i"))
+    assert r.exit_code == 0, r.output
+    last = _last_bar(r.stderr, "importance")
+    assert "100%" in last and f"{12 * 12}/{12 * 12} rows" in last, last

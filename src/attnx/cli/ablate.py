@@ -15,8 +15,8 @@ from attnx.cli.progress import RateBar, Stage, per_s
 class _RowsBar:
     """Forward rows (example x configuration) done, over wall time since the command's work started."""
 
-    def __init__(self, desc: str) -> None:
-        self.bar = RateBar(True, None, "rows", desc, {"rows": per_s("rows", fmt=",.0f")})
+    def __init__(self, desc: str, total: int | None = None) -> None:
+        self.bar = RateBar(True, total, "rows", desc, {"rows": per_s("rows", fmt=",.0f")})
         self.rows = 0
         self.t0 = 0.0
 
@@ -177,10 +177,11 @@ def ablate_cmd(model, device, metric, mode, head_sets, no_grid, bootstrap, outpu
 
     if no_grid and not head_sets:
         raise click.UsageError("--no-grid needs at least one --heads set")
-    with _RowsBar("ablate") as bar:
-        prep = _prepare(model, device, **data)
-        layers, heads = n_heads_shape(prep.tm)
-        sets = [parse_head_set(s, layers, heads) for s in head_sets]
+    prep = _prepare(model, device, **data)
+    layers, heads = n_heads_shape(prep.tm)
+    sets = [parse_head_set(s, layers, heads) for s in head_sets]
+    n_configs = 1 + (0 if no_grid else layers * heads + layers) + len(sets)
+    with _RowsBar("ablate", n_configs * len(prep.eval)) as bar:  # every configuration x every eval example
         result = run_ablation(prep, mode, metric, grid=not no_grid, head_sets=sets, n_boot=bootstrap)
         rates = bar.finish()
     summary = write_ablation(
@@ -231,8 +232,9 @@ def importance_cmd(model, device, metric, normalise, mode, output, **data) -> No
     """
     from attnx.ablation.importance import write_importance
 
-    with _RowsBar("importance") as bar:
-        prep = _prepare(model, device, **data)
+    prep = _prepare(model, device, **data)
+    # one gradient pass over the eval examples, then 11 pruning steps (0%, 10%, ..., 100%) over them
+    with _RowsBar("importance", 12 * len(prep.eval)) as bar:
         summary = write_importance(prep, output, normalise, metric, mode,
                                    about={"model": model, "data": str(data["data_path"])})
         rates = bar.finish()
