@@ -87,7 +87,7 @@ def analyze(store: Path, output: Path | None, only: str, metric: str, sample: in
 
     only_t = _split(only, ANALYSES, "analyses")
     metrics = _split(metric, METRICS, "metrics")
-    only_given = click.get_current_context().get_parameter_source("only") != click.core.ParameterSource.DEFAULT
+    only_given = click.get_current_context().get_parameter_source("only") == click.core.ParameterSource.COMMANDLINE
     try:
         st = attnx.open_store(store)
         if len(st) == 0:

@@ -64,7 +64,7 @@ def _grid(ax, values: np.ndarray, layers: list[int], heads: list[int], title: st
     cb = plt.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     cb.set_label(label)
     if annotate and values.size <= 200:
-        annotate_cells(ax, im, values, lambda v: f"{v:.2f}", fontsize=6.5 if values.size <= 100 else 5.5)
+        annotate_cells(ax, im, values, lambda v: f"{v:.2f}", fontsize=7 if values.size <= 144 else 6)
 
 
 def feature_figures(analysis: Path, out: Path, subtitle: str) -> list[Path]:
@@ -87,10 +87,14 @@ def feature_figures(analysis: Path, out: Path, subtitle: str) -> list[Path]:
 
 def pattern_figures(analysis: Path, out: Path, subtitle: str) -> list[Path]:
     layers, heads, cols = _read_grid(analysis / "patterns.csv")
-    fig, axes = plt.subplots(1, len(PATTERNS), figsize=(4.2 * len(PATTERNS), 1.8 + 0.45 * len(layers)))
-    for ax, name in zip(axes, PATTERNS, strict=True):
+    # 2 x 3 panels (the sixth empty) so cells stay big enough for their values
+    fig, grid = plt.subplots(2, 3, figsize=(3 * (1.8 + 0.5 * len(heads)), 2 * (1.4 + 0.42 * len(layers))))
+    axes = grid.ravel()
+    for ax, name in zip(axes, PATTERNS, strict=False):
         _grid(ax, cols[name], layers, heads, f"{name.replace('_', '+')}: share of maps", "proportion of maps",
               vmin=0, vmax=1, cmap="magma", annotate=len(heads) <= 12)
+    for ax in axes[len(PATTERNS):]:
+        ax.axis("off")
     fig.suptitle(f"Pattern type proportions per head (Kovaleva et al. 2019, Fig. 2 types) - {subtitle}")
     fig.tight_layout()
     p1 = out / "patterns_per_head.png"
