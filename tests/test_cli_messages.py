@@ -147,3 +147,15 @@ def test_ablate_and_importance_bars_count_every_row(tmp_path):
     assert r.exit_code == 0, r.output
     last = _last_bar(r.stderr, "importance")
     assert "100%" in last and f"{12 * 12}/{12 * 12} rows" in last, last
+
+
+def test_rollout_bar_ends_with_the_summary_rate(tmp_path):
+    src = tmp_path / "s.txt"
+    src.write_text("\n".join((SAMPLE / "sample.txt").read_text(encoding="utf-8").splitlines()[:12]) + "\n")
+    out = tmp_path / "r.zarr"
+    assert run("extract", str(src), "-o", str(out), "-q", *TINY).exit_code == 0
+    r = run("rollout", str(out))
+    assert r.exit_code == 0, r.output
+    rate = re.search(r"in [0-9.]+ s \(([^)]* records/s)\)", r.stdout).group(1)
+    last = _last_bar(r.stderr, "rollout")
+    assert rate in last and "100%" in last and "12/12" in last, (rate, last)

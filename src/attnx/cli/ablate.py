@@ -258,12 +258,21 @@ def rollout_cmd(store_path, as_json) -> None:  # noqa: ANN001
       attnx rollout corpus.zarr
     """
     from attnx.kernels.rollout import store_rollout
+    from attnx.store import open_store
 
-    summary = store_rollout(store_path)
+    n = len(open_store(store_path))
+    bar = RateBar(not as_json, n, "rec", "rollout", {"records": per_s("records")})
+    try:
+        bar.start()
+        summary = store_rollout(store_path, progress=lambda done: bar.update(done, records=done))
+        rates = bar.finish(summary["records"], summary["seconds"], records=summary["records"])
+    finally:
+        bar.close()
     if as_json:
         click.echo(json.dumps(summary))
     else:
-        click.echo(f"rollout of {summary['records']} records ({summary['seconds']:.2f} s) -> {summary['output']}")
+        click.echo(f"rollout of {summary['records']} records in {summary['seconds']:.2f} s ({rates}) -> "
+                   f"{summary['output']}")
 
 
 __all__ = ["ablate_cmd", "importance_cmd", "rollout_cmd"]
