@@ -144,6 +144,24 @@ def test_family_pair_segments(checkpoint, tmp_path):
     assert list(window.segment) == [0] * la + [1] * (len(ids) - la)
 
 
+def test_family_conllu_words_tokenize_like_running_text(checkpoint):
+    """CoNLL-U forms are pre-split words; each family must still get its running-text pieces (RoBERTa's
+    byte-level BPE needs the word's leading space), with every piece aligned to its word."""
+    from attnx.engine.sources import Record, Words
+    from attnx.engine.tokenize import WindowTokenizer
+
+    family, path = checkpoint
+    loaded = load_model(str(path))
+    forms = ("The", "quick", "brown", "fox", "jumps", ".")
+    rec = Record(id=0, line=1, text_a=" ".join(forms), text_b=None,
+                 words=Words(forms=forms, heads=(3, 3, 3, 4, -1, 4), deprels=("det", "amod", "amod", "nsubj",
+                                                                              "root", "punct")))
+    window = WindowTokenizer(loaded.tokenizer, 64)([rec])
+    assert list(window.ids) == loaded.tokenizer(" ".join(forms))["input_ids"]
+    word = window.word[window.word >= 0]
+    assert list(np.unique(word)) == list(range(len(forms))) and np.all(np.diff(word) >= 0)
+
+
 def test_family_layer_subset(checkpoint, tmp_path):
     """--layers 1: the dropped layers above (or ALBERT's shared layer stopped early) change nothing."""
     family, path = checkpoint

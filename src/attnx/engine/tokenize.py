@@ -80,6 +80,20 @@ class SpecialTemplate:
         return len(self.pair_prefix) + len(self.pair_mid) + len(self.pair_suffix)
 
 
+def _words_need_space(tokenizer: object) -> bool:
+    """True when pre-split words tokenize differently from the same words in running text and a leading
+    space per word fixes it (byte-level BPE without ``add_prefix_space``), so CoNLL-U word forms get the
+    pieces the model saw in training."""
+    words = ["hello", "world", "again"]
+    running = tokenizer(" ".join(words), add_special_tokens=False)["input_ids"]
+    split = tokenizer(words, is_split_into_words=True, add_special_tokens=False)["input_ids"]
+    if split == running:
+        return False
+    spaced = tokenizer([words[0], *(" " + w for w in words[1:])], is_split_into_words=True,
+                       add_special_tokens=False)["input_ids"]
+    return spaced == running
+
+
 def _find(haystack: list[int], needle: list[int]) -> int:
     for k in range(len(haystack) - len(needle) + 1):
         if haystack[k : k + len(needle)] == needle:
@@ -132,6 +146,7 @@ class WindowTokenizer:
         self.cls_id = tokenizer.cls_token_id
         self.sep_id = tokenizer.sep_token_id
         self.template = special_template(tokenizer)
+        self.space_words = _words_need_space(tokenizer)
         vocab_map = tokenizer.get_vocab()
         vocab = [""] * (max(vocab_map.values()) + 1)
         for piece, idx in vocab_map.items():
@@ -141,6 +156,13 @@ class WindowTokenizer:
         self.special = np.zeros(len(vocab), bool)
         self.special[list(tokenizer.all_special_ids)] = True
         self.punct &= ~self.special
+
+    def _words(self, forms: tuple[str, ...]) -> list[str]:
+        """Pre-split words as the tokenizer sees them in running text: byte-level BPE (RoBERTa) marks a word
+        after a space with ``Ġ``, which ``is_split_into_words`` drops unless the word carries its space."""
+        if not self.space_words or not forms:
+            return list(forms)
+        return [forms[0], *(" " + w for w in forms[1:])]
 
     def _encode(self, texts: list[str], split: bool = False) -> tuple[list[list[int]], list[list[int | None]]]:
         if not texts:
@@ -157,7 +179,7 @@ class WindowTokenizer:
     def __call__(self, records: list[Record]) -> TokenizedWindow:
         conllu = bool(records) and records[0].words is not None
         if conllu:
-            ids_a, wid_a = self._encode([list(r.words.forms) for r in records], split=True)
+            ids_a, wid_a = self._encode([self._words(r.words.forms) for r in records], split=True)
         else:
             ids_a, wid_a = self._encode([r.text_a for r in records])
         pair_idx = [k for k, r in enumerate(records) if r.text_b is not None]
