@@ -400,8 +400,14 @@ def write_compare(result: dict, out_dir: str | Path, path_a: str | Path, path_b:
     out.mkdir(parents=True, exist_ok=True)
     _write_grid_csv(out / "compare.csv", result["layers"], result["heads"],
                     {"cosine": result["cosine"], "max_abs_diff": result["max_abs_diff"]})
+    about = {}
+    for key, store in (("a", path_a), ("b", path_b)):
+        st = _as_store(store)
+        about[f"model_{key}"] = (st.attrs.get("model") or {}).get("name")
+        about[f"input_{key}"] = (st.attrs.get("input") or {}).get("path")
+        about[f"dtype_{key}"] = st.dtype
     (out / "compare_params.json").write_text(json.dumps(
-        {"store_a": str(path_a), "store_b": str(path_b), "records": result["records"],
-         "attnx_version": attnx.__version__}, indent=2))
+        {"store_a": str(getattr(path_a, "path", path_a)), "store_b": str(getattr(path_b, "path", path_b)),
+         "records": result["records"], **about, "attnx_version": attnx.__version__}, indent=2))
     return [out / "compare.csv", out / "compare_params.json"]
 

@@ -64,7 +64,10 @@ def _grid(ax, values: np.ndarray, layers: list[int], heads: list[int], title: st
     cb = plt.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     cb.set_label(label)
     if annotate and values.size <= 200:
-        annotate_cells(ax, im, values, lambda v: f"{v:.2f}", fontsize=7 if values.size <= 144 else 6)
+        finite = np.abs(values[np.isfinite(values)])
+        small = finite.size and finite.max() < 0.05  # two decimals would print 0.00 everywhere
+        fmt = (lambda v: f"{v:.2g}") if small else (lambda v: f"{v:.2f}")
+        annotate_cells(ax, im, values, fmt, fontsize=7 if values.size <= 144 else 6)
 
 
 def feature_figures(analysis: Path, out: Path, subtitle: str) -> list[Path]:
@@ -256,8 +259,13 @@ def compare_figure(analysis: Path, out: Path) -> list[Path]:
           vmin=0, vmax=1, cmap="RdYlGn")
     _grid(axes[1], cols["max_abs_diff"], layers, heads, "Max |A - B| of any weight", "attention weight", vmin=0,
           cmap="magma")
-    fig.suptitle(f"A = {meta.get('store_a', '?')}  vs  B = {meta.get('store_b', '?')}  "
-                 f"({meta.get('records', '?')} records; Kovaleva et al. Fig. 5)", fontsize=9)
+    def side(k: str) -> str:
+        model = meta.get(f"model_{k}") or "?"
+        return (f"{Path(model).name if '/' in str(model) else model} ({meta.get(f'dtype_{k}', '?')}) on "
+                f"{data_name(meta.get(f'input_{k}')) or Path(str(meta.get(f'store_{k}', '?'))).name}")
+
+    fig.suptitle(f"A = {side('a')}  vs  B = {side('b')}, n = {meta.get('records', '?')} records "
+                 "(Kovaleva et al. Fig. 5)", fontsize=9)
     fig.tight_layout()
     p = out / "compare.png"
     fig.savefig(p, dpi=130)
