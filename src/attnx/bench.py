@@ -340,6 +340,7 @@ def run_suite(
             **spec,
         }
         Path(spec["workdir"]).mkdir(parents=True, exist_ok=True)
+        log(f"  {model:18s} {label:34s} running ...")  # each run takes minutes on a CPU: say what runs
         row = derive({**run_in_subprocess(spec), "model": model, "kind": kind, "label": label})
         rows.append(row)
         log(f"  {model:18s} {label:34s} {row['sent_per_s']:9.1f} sent/s  {row['peak_rss_mb']:7.0f} MB RSS")

@@ -125,6 +125,7 @@ def _f(x: float) -> str:
 def write_ablation(result: AblationResult, out_dir: str | Path, extra: dict | None = None) -> dict:
     """Write the CSVs, ``summary.json`` and ``heads.png`` to ``out_dir``; returns the summary."""
     from attnx.ablation.figures import head_grid_figure
+    from attnx.report.style import about_line, data_name
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -212,5 +213,7 @@ def write_ablation(result: AblationResult, out_dir: str | Path, extra: dict | No
             layer_scores=layer_scores,
             title=f"{result.metric} with one head ablated ({result.mode}); unablated {base:.3f}",
             label=result.metric,
+            subtitle=about_line((extra or {}).get("model"), data_name((extra or {}).get("data")), result.n_eval,
+                                "eval examples"),
         )
     return summary

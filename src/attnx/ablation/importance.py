@@ -96,6 +96,19 @@ def pruning_curve(
     return fractions, scores(prep.targets.y[prep.eval], pred, metric, len(prep.targets.classes))
 
 
+def majority_baseline(prep: Prepared, metric: str) -> float:
+    """The score of always predicting the evaluation split's majority class (regression: a constant, whose
+    correlation is taken as 0): the chance line of the pruning curve."""
+    y = prep.targets.y[prep.eval]
+    if prep.targets.task != "classification":
+        return 0.0
+    values, counts = np.unique(y, return_counts=True)
+    pred = np.full((1, len(y)), values[int(np.argmax(counts))])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = float(scores(y, pred, metric, len(prep.targets.classes))[0])
+    return out if np.isfinite(out) else 0.0
+
+
 def write_importance(
     prep: Prepared,
     out_dir: str | Path,
@@ -103,10 +116,13 @@ def write_importance(
     metric: str | None = None,
     mode: str = "zero",
     step: float = 0.1,
+    about: dict | None = None,
 ) -> dict:
     """Write ``importance.csv`` (``layer, head, importance, raw``), ``importance.png``, ``pruning.csv``
-    (``fraction, heads_pruned, score``), ``pruning.png`` and ``importance.json``; returns the summary."""
+    (``fraction, heads_pruned, score``), ``pruning.png`` and ``importance.json``; returns the summary.
+    ``about``: ``model`` and ``data`` names for the figure titles."""
     from attnx.ablation.figures import head_grid_figure, pruning_curve_figure
+    from attnx.report.style import about_line, data_name
 
     metric = metric or default_metric(prep.targets.task)
     check_metric(metric, prep.targets.task)
@@ -114,6 +130,8 @@ def write_importance(
     out.mkdir(parents=True, exist_ok=True)
     imp = head_importance(prep, normalise)
     layers, heads = imp.scores.shape
+    about = about or {}
+    subtitle = about_line(about.get("model"), data_name(about.get("data")), len(prep.eval), "eval examples")
     with open(out / "importance.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["layer", "head", "importance", "raw"])
@@ -126,6 +144,7 @@ def write_importance(
         out / "importance.png",
         title="head importance (Michel et al. 2019)" + (", per-layer l2-normalised" if normalise else ""),
         label="importance",
+        subtitle=subtitle,
     )
     fractions, curve = pruning_curve(prep, imp.scores, metric, mode, step)
     with open(out / "pruning.csv", "w", newline="") as fh:
@@ -133,8 +152,12 @@ def write_importance(
         w.writerow(["fraction", "heads_pruned", "score"])
         for frac, s in zip(fractions, curve, strict=True):
             w.writerow([f"{frac:.2f}", int(round(frac * layers * heads)), f"{s:.6f}"])
+    chance = majority_baseline(prep, metric)
     pruning_curve_figure(
-        fractions, curve, out / "pruning.png", metric, f"pruning in importance order ({mode})"
+        fractions, curve, out / "pruning.png", metric, f"pruning in importance order ({mode})",
+        unpruned=float(curve[0]), chance=chance,
+        chance_label="majority class" if prep.targets.task == "classification" else "constant prediction",
+        subtitle=subtitle,
     )
     summary = {
         "metric": metric,
@@ -144,6 +167,7 @@ def write_importance(
         "split": {"train": len(prep.train), "eval": len(prep.eval)},
         "seed": prep.seed,
         "unpruned_score": float(curve[0]),
+        "majority_baseline": chance,
         "pruning": [{"fraction": float(f), "score": float(s)} for f, s in zip(fractions, curve, strict=True)],
     }
     with open(out / "importance.json", "w") as fh:

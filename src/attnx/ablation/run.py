@@ -12,7 +12,9 @@ tokenisation, padding and per-call overhead.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import numpy as np
@@ -237,6 +239,20 @@ def _pad(enc: Encoded, index: np.ndarray, device: torch.device) -> tuple[torch.T
     return tuple(torch.from_numpy(a).to(device) for a in (ids, types, mask))
 
 
+_chunk_done: ContextVar[Callable[[int], None] | None] = ContextVar("attnx_ablation_progress", default=None)
+
+
+@contextmanager
+def reporting(callback: Callable[[int], None]) -> Iterator[None]:
+    """Within the block, ``callback(rows)`` runs after each chunk of every pass over the data has been
+    processed, with its ``examples * rows_per_example`` (example x configuration forward rows): progress."""
+    token = _chunk_done.set(callback)
+    try:
+        yield
+    finally:
+        _chunk_done.reset(token)
+
+
 def chunks(
     enc: Encoded, subset: np.ndarray, rows_per_example: int, device: torch.device
 ) -> Iterator[np.ndarray]:
@@ -254,6 +270,9 @@ def chunks(
                 break
             end += 1
         yield ordered[start:end]
+        done = _chunk_done.get()
+        if done is not None:
+            done((end - start) * rows_per_example)
         start = end
 
 

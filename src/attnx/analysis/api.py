@@ -62,6 +62,8 @@ def relations(store: AttentionStore | str | Path, sample: int | None = None, see
     return relation_table(part, st.deprels, st.n_heads, max_offset)
 
 
-def compare(store_a: str | Path, store_b: str | Path, max_bytes: int = 64 << 20) -> dict[str, np.ndarray]:
-    """Per head ``(L, H)``: mean cosine of the same records' maps and max |A - B| (Kovaleva §5, Fig. 5)."""
+def compare(store_a: AttentionStore | str | Path, store_b: AttentionStore | str | Path,
+            max_bytes: int = 64 << 20) -> dict[str, np.ndarray]:
+    """Per head ``(L, H)``: mean cosine of the same records' maps and max |A - B| (Kovaleva §5, Fig. 5);
+    each store a path or an open store."""
     return compare_stores(store_a, store_b, max_bytes=max_bytes)

@@ -255,9 +255,18 @@ def _write_grid_csv(path: Path, layers: list[int], heads: list[int], columns: di
                 w.writerow([layer, head, *(f"{float(v[a, h]):.8g}" for v in columns.values())])
 
 
-def write_results(part: Partial, out_dir: str | Path, store: AttentionStore, params: AnalyzeParams,
-                  elapsed_s: float | None = None) -> list[Path]:
-    """Write every available result into ``out_dir`` (see docs/analysis.md); returns the files written."""
+def write_results(part: Partial, out_dir: str | Path, store: AttentionStore | str | Path,
+                  params: AnalyzeParams | None = None, elapsed_s: float | None = None) -> list[Path]:
+    """Write every result ``part`` holds into ``out_dir`` (the files of ``attnx analyze``); returns them.
+
+    ``store``: the analysed store (path or open store; it names layers, heads and relations). ``params``:
+    what was run (default: whatever ``part`` holds: features and patterns when it has feature sums,
+    similarity for its metrics, relations when it has relation counts)."""
+    store = _as_store(store)
+    if params is None:
+        held = (("features", "patterns") if part.rows and np.any(part.feature_sums) else ()) + \
+            (("similarity",) if part.sim_sum else ()) + (("relations",) if part.rel_count is not None else ())
+        params = AnalyzeParams(only=held, metrics=tuple(part.sim_sum) or METRICS)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -308,6 +317,7 @@ def write_results(part: Partial, out_dir: str | Path, store: AttentionStore, par
         "params": params.to_json(),
         "store": str(store.path),
         "store_model": store.attrs.get("model", {}),
+        "store_input": (store.attrs.get("input") or {}).get("path"),
         "store_dtype": store.dtype,
         "layers": layers,
         "heads": heads,
@@ -338,16 +348,22 @@ def _check_aligned(a: AttentionStore, b: AttentionStore) -> None:
                          f"({a.lengths[k]} vs {b.lengths[k]} wordpieces): same corpus and tokenizer needed")
 
 
-def compare_stores(path_a: str | Path, path_b: str | Path, max_bytes: int = 64 << 20,
+def _as_store(store: AttentionStore | str | Path) -> AttentionStore:
+    return store if isinstance(store, AttentionStore) else attnx.open_store(store)
+
+
+def compare_stores(path_a: AttentionStore | str | Path, path_b: AttentionStore | str | Path,
+                   max_bytes: int = 64 << 20,
                    progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
     """Per head ``(L, H)``: mean over records of cosine(map in A, map in B) and max |A - B| (Kovaleva §5).
+    Each store is a path or an open store.
 
     Raises :class:`StoreError` when the stores do not hold the same records with the same tokenization.
     """
     from attnx.kernels.common import kernel_input
     from attnx.kernels.compare import compare_maps
 
-    a, b = attnx.open_store(path_a), attnx.open_store(path_b)
+    a, b = _as_store(path_a), _as_store(path_b)
     _check_aligned(a, b)
     L, H = a.n_layers, a.n_heads
     M = L * H
@@ -384,8 +400,14 @@ def write_compare(result: dict, out_dir: str | Path, path_a: str | Path, path_b:
     out.mkdir(parents=True, exist_ok=True)
     _write_grid_csv(out / "compare.csv", result["layers"], result["heads"],
                     {"cosine": result["cosine"], "max_abs_diff": result["max_abs_diff"]})
+    about = {}
+    for key, store in (("a", path_a), ("b", path_b)):
+        st = _as_store(store)
+        about[f"model_{key}"] = (st.attrs.get("model") or {}).get("name")
+        about[f"input_{key}"] = (st.attrs.get("input") or {}).get("path")
+        about[f"dtype_{key}"] = st.dtype
     (out / "compare_params.json").write_text(json.dumps(
-        {"store_a": str(path_a), "store_b": str(path_b), "records": result["records"],
-         "attnx_version": attnx.__version__}, indent=2))
+        {"store_a": str(getattr(path_a, "path", path_a)), "store_b": str(getattr(path_b, "path", path_b)),
+         "records": result["records"], **about, "attnx_version": attnx.__version__}, indent=2))
     return [out / "compare.csv", out / "compare_params.json"]
 

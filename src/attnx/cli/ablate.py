@@ -9,6 +9,42 @@ from collections.abc import Callable
 import click
 
 from attnx.cli.options import device_option, model_option, one_line_errors
+from attnx.cli.progress import RateBar, Stage, per_s
+
+
+class _RowsBar:
+    """Forward rows (example x configuration) done, over wall time since the command's work started."""
+
+    def __init__(self, desc: str, total: int | None = None) -> None:
+        self.bar = RateBar(True, total, "rows", desc, {"rows": per_s("rows", fmt=",.0f")})
+        self.rows = 0
+        self.t0 = 0.0
+
+    def __enter__(self) -> _RowsBar:
+        import time
+
+        from attnx.ablation.run import reporting
+
+        self.t0 = time.perf_counter()
+        self.bar.start()
+        self._ctx = reporting(self)
+        self._ctx.__enter__()
+        return self
+
+    def __call__(self, rows: int) -> None:
+        self.rows += rows
+        self.bar.update(self.rows, rows=self.rows)
+
+    def __exit__(self, *exc: object) -> None:
+        self._ctx.__exit__(*exc)
+        self.bar.close()
+
+    def finish(self) -> str:
+        """Close the bar with the rate over the whole run; returns the same text the summary prints."""
+        import time
+
+        self.seconds = time.perf_counter() - self.t0
+        return self.bar.finish(self.rows, self.seconds, rows=self.rows)
 
 
 def _data_options(f: Callable) -> Callable:
@@ -89,8 +125,17 @@ def _prepare(
         raise click.BadParameter("must be between 0 and 1", param_hint="--train-frac")
     dev, dtype = resolve_device(device)
     data = read_labelled(data_path, tuple(text_cols) or None, label_col, header=not no_header)
-    tm = load_task_model(model, probe, dev, dtype, pooling=pool, seed=seed, max_length=max_length)
-    return prepare(tm, data, task, train_frac, seed, limit)
+    with Stage(True, f"loading {model}"):
+        tm = load_task_model(model, probe, dev, dtype, pooling=pool, seed=seed, max_length=max_length)
+    family = getattr(tm.lm, "family", "bert")
+    if family != "bert":
+        raise click.ClickException(
+            f"{model}: ablate and importance run BERT checkpoints only (this is {family}); their layer-by-layer "
+            "ablation pass follows BertModel's layout - extract and analyze support every family"
+        )
+    n = min(limit, len(data.text_a)) if limit else len(data.text_a)
+    with Stage(True, f"encoding {n:,} examples of {data_path}" + (" and fitting the probe" if probe else "")):
+        return prepare(tm, data, task, train_frac, seed, limit)
 
 
 @click.command("ablate")
@@ -135,7 +180,10 @@ def ablate_cmd(model, device, metric, mode, head_sets, no_grid, bootstrap, outpu
     prep = _prepare(model, device, **data)
     layers, heads = n_heads_shape(prep.tm)
     sets = [parse_head_set(s, layers, heads) for s in head_sets]
-    result = run_ablation(prep, mode, metric, grid=not no_grid, head_sets=sets, n_boot=bootstrap)
+    n_configs = 1 + (0 if no_grid else layers * heads + layers) + len(sets)
+    with _RowsBar("ablate", n_configs * len(prep.eval)) as bar:  # every configuration x every eval example
+        result = run_ablation(prep, mode, metric, grid=not no_grid, head_sets=sets, n_boot=bootstrap)
+        rates = bar.finish()
     summary = write_ablation(
         result,
         output,
@@ -148,7 +196,7 @@ def ablate_cmd(model, device, metric, mode, head_sets, no_grid, bootstrap, outpu
     )
     click.echo(
         f"{result.metric} unablated {summary['unablated_score']:.4f} ({result.n_eval} examples, "
-        f"{len(result.configs)} configurations, {result.seconds:.1f} s); "
+        f"{len(result.configs)} configurations; {bar.rows:,} forward rows in {bar.seconds:.1f} s, {rates}); "
         f"{summary['improving_heads_count']} heads improve it when removed "
         f"({summary['improving_beyond_interval_count']} beyond the interval) -> {output}"
     )
@@ -185,9 +233,14 @@ def importance_cmd(model, device, metric, normalise, mode, output, **data) -> No
     from attnx.ablation.importance import write_importance
 
     prep = _prepare(model, device, **data)
-    summary = write_importance(prep, output, normalise, metric, mode)
+    # one gradient pass over the eval examples, then 11 pruning steps (0%, 10%, ..., 100%) over them
+    with _RowsBar("importance", 12 * len(prep.eval)) as bar:
+        summary = write_importance(prep, output, normalise, metric, mode,
+                                   about={"model": model, "data": str(data["data_path"])})
+        rates = bar.finish()
     curve = ", ".join(f"{p['fraction']:.0%}: {p['score']:.3f}" for p in summary["pruning"])
-    click.echo(f"{summary['metric']} after pruning {curve} -> {output}")
+    click.echo(f"{summary['metric']} after pruning {curve} ({bar.rows:,} forward rows in {bar.seconds:.1f} s, "
+               f"{rates}) -> {output}")
 
 
 @click.command("rollout")
@@ -205,12 +258,21 @@ def rollout_cmd(store_path, as_json) -> None:  # noqa: ANN001
       attnx rollout corpus.zarr
     """
     from attnx.kernels.rollout import store_rollout
+    from attnx.store import open_store
 
-    summary = store_rollout(store_path)
+    n = len(open_store(store_path))
+    bar = RateBar(not as_json, n, "rec", "rollout", {"records": per_s("records")})
+    try:
+        bar.start()
+        summary = store_rollout(store_path, progress=lambda done: bar.update(done, records=done))
+        rates = bar.finish(summary["records"], summary["seconds"], records=summary["records"])
+    finally:
+        bar.close()
     if as_json:
         click.echo(json.dumps(summary))
     else:
-        click.echo(f"rollout of {summary['records']} records ({summary['seconds']:.2f} s) -> {summary['output']}")
+        click.echo(f"rollout of {summary['records']} records in {summary['seconds']:.2f} s ({rates}) -> "
+                   f"{summary['output']}")
 
 
 __all__ = ["ablate_cmd", "importance_cmd", "rollout_cmd"]

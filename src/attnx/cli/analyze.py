@@ -6,7 +6,9 @@ import time
 from pathlib import Path
 
 import click
+import numpy as np
 
+from attnx.analysis.quantisation import quantisation_warnings
 from attnx.errors import AttnxError
 
 
@@ -19,27 +21,35 @@ def _split(value: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
 
 
 class _Progress:
-    """tqdm bar over stored attention bytes, with maps/s and MB/s."""
+    """The analyze / compare bar over stored attention MB, with maps/s and MB/s since the stream started."""
 
     def __init__(self, total_bytes: int, maps_per_record: int, enabled: bool, desc: str) -> None:
-        from tqdm import tqdm
+        from attnx.cli.progress import RateBar, per_s
 
-        self.bar = tqdm(total=total_bytes / 1e6 + 1e-6, unit="MB", desc=desc, disable=not enabled,
-                        dynamic_ncols=True,
-                        bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} MB [{elapsed}<{remaining}{postfix}]")
+        rates = {"maps": per_s("maps", fmt=",.0f"), "mb": per_s("MB", fmt=",.1f")}
+        self.bar = RateBar(enabled, round(total_bytes / 1e6, 1), "MB", desc, rates)
         self.maps_per_record = maps_per_record
-        self.t0 = time.perf_counter()
         self.records = 0
+        self.mb = 0.0
+
+    def start(self) -> None:
+        self.bar.start()
 
     def __call__(self, records: int, nbytes: int) -> None:
         self.records += records
-        dt = max(time.perf_counter() - self.t0, 1e-9)
-        self.bar.update(nbytes / 1e6)
-        self.bar.set_postfix_str(f"{self.records * self.maps_per_record / dt:,.0f} maps/s, "
-                                 f"{self.bar.n / dt:,.0f} MB/s")
+        self.mb += nbytes / 1e6
+        self.bar.update(round(self.mb, 1), maps=self.records * self.maps_per_record, mb=self.mb)
+
+    def finish(self, seconds: float) -> str:
+        """Final rates over ``seconds`` (the summary's); returns the rates text."""
+        return self.bar.finish(round(self.mb, 1), seconds, maps=self.records * self.maps_per_record, mb=self.mb)
 
     def close(self) -> None:
         self.bar.close()
+
+
+def _warn(message: str) -> None:
+    click.echo(f"warning: {message}", err=True)
 
 
 @click.command("analyze")
@@ -77,8 +87,25 @@ def analyze(store: Path, output: Path | None, only: str, metric: str, sample: in
 
     only_t = _split(only, ANALYSES, "analyses")
     metrics = _split(metric, METRICS, "metrics")
+    only_given = click.get_current_context().get_parameter_source("only") == click.core.ParameterSource.COMMANDLINE
     try:
         st = attnx.open_store(store)
+        if len(st) == 0:
+            raise AttnxError(f"{store}: the store holds 0 records; nothing to analyse (was its input empty?)")
+        if "relations" in only_t and not st.attrs.get("conllu"):
+            if only_t == ("relations",):
+                raise AttnxError(f"{store}: relations need a CoNLL-U store (word heads and relations); this store "
+                                 f"was extracted from {st.attrs.get('options', {}).get('format')} input")
+            if only_given:
+                _warn(f"{store}: relations skipped - they need a CoNLL-U store (this one is "
+                      f"{st.attrs.get('options', {}).get('format')})")
+            only_t = tuple(a for a in only_t if a != "relations")
+        for line in quantisation_warnings(st, only_t, metrics):
+            _warn(line)
+        truncated = int(np.count_nonzero(st.truncated)) if hasattr(st, "truncated") else 0
+        if truncated:
+            _warn(f"{store}: {truncated:,} of {len(st):,} records were cut to --max-length at extraction; "
+                  "their maps cover the kept wordpieces only")
         out = output or store / "analysis"
         out.mkdir(parents=True, exist_ok=True)
         params = AnalyzeParams(only=only_t, metrics=metrics, sample=sample, seed=seed, js_records=js_records,
@@ -88,20 +115,23 @@ def analyze(store: Path, output: Path | None, only: str, metric: str, sample: in
         itemsize = {"float16": 2, "float32": 4, "uint8": 1}[st.dtype]
         total = st.commit.attn * itemsize * n // max(len(st), 1)
         bar = _Progress(total, st.n_layers * st.n_heads, progress, "analyze")
-        t0 = time.perf_counter()
         try:
+            bar.start()
+            t0 = time.perf_counter()
             part = analyze_store(st, params, labels_path=out / "pattern_labels.npy" if per_record else None,
                                  progress=bar)
+            seconds = time.perf_counter() - t0
+            rates = bar.finish(seconds)
         finally:
             bar.close()
-        files = write_results(part, out, st, params, elapsed_s=time.perf_counter() - t0)
+        files = write_results(part, out, st, params, elapsed_s=seconds)
     except AttnxError as exc:
         raise click.ClickException(str(exc)) from exc
     note = ""
     if getattr(st, "payload", "maps") == "features" and set(only_t) - {"features", "patterns"}:
         note = " (a --stats-only store: features and patterns only; similarity and relations need the maps)"
     click.echo(f"analysed {part.records} records ({part.attn_bytes / 1e6:.1f} MB of attention) "
-               f"in {time.perf_counter() - t0:.1f} s -> {out} ({len(files)} files){note}")
+               f"in {seconds:.1f} s ({rates}) -> {out} ({len(files)} files){note}")
 
 
 @click.command("compare")
@@ -127,7 +157,10 @@ def compare(store_a: Path, store_b: Path, output: Path | None, block_mb: int, pr
         itemsize = {"float16": 2, "float32": 4, "uint8": 1}[a.dtype]
         bar = _Progress(a.commit.attn * itemsize, a.n_layers * a.n_heads, progress, "compare")
         try:
+            bar.start()
+            t0 = time.perf_counter()
             result = compare_stores(store_a, store_b, max_bytes=block_mb << 20, progress=bar)
+            bar.finish(time.perf_counter() - t0)
         finally:
             bar.close()
         out = output or store_a / "analysis"

@@ -18,7 +18,7 @@ from attnx.errors import AttnxError
     "models",
     default="random-bert-base",
     show_default=True,
-    help="Comma-separated models: minilm, a directory, random-bert-{base,large}.",
+    help="Comma-separated models: minilm, a directory, random-<family>-<size> (e.g. random-bert-base).",
 )
 @click.option("--limit", default=1000, show_default=True, help="Sentences of INPUT to use.")
 @device_option

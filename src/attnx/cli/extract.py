@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
@@ -12,28 +11,30 @@ from attnx.errors import AttnxError
 
 
 class _Progress:
-    """tqdm bar on stderr: sentences, with tokens/s and MB/s written in the postfix."""
+    """The extract bar: sentences done, with sent/s, tokens/s and MB/s of attention since the run started."""
 
     def __init__(self, enabled: bool, total: int | None) -> None:
-        self.enabled, self.total = enabled, total
-        self.bar = None
-        self.records = 0
+        from attnx.cli.progress import RateBar, per_s
+
+        rates = {"records": per_s("sent"), "tokens": per_s("tok", fmt=",.0f"), "nbytes": per_s("MB", 1e6)}
+        self.bar = RateBar(enabled, total, "sent", "extract", rates)
 
     def __call__(self, records: int, tokens: int, nbytes: int) -> None:
-        if not self.enabled:
-            return
-        if self.bar is None:  # opened at the first batch, after the model has loaded
-            from tqdm import tqdm
+        # extract calls (0, 0, 0) when its clock starts, then this run's totals after each batch
+        self.bar.update(records, records=records, tokens=tokens, nbytes=nbytes)
 
-            self.bar = tqdm(total=self.total, unit="sent", file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
-        self.bar.update(records - self.records)
-        self.records = records
-        elapsed = max(self.bar.format_dict["elapsed"], 1e-9)
-        self.bar.set_postfix_str(f"{tokens / elapsed:,.0f} tok/s, {nbytes / elapsed / 1e6:,.1f} MB/s", refresh=False)
+    def finish(self, summary: object) -> str:
+        """The summary's own numbers on the bar's last line; returns that rates text."""
+        return self.bar.finish(
+            summary.records_this_run,
+            summary.seconds,
+            records=summary.records_this_run,
+            tokens=summary.tokens_this_run,
+            nbytes=summary.attention_bytes,
+        )
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        self.bar.close()
 
 
 def _count_lines(path: str) -> int | None:
@@ -134,16 +135,11 @@ def extract_cmd(
     Example: attnx extract corpus.txt -o corpus.zarr --layers 0-5 --dtype uint8
     """
     from attnx.engine.extract import ExtractOptions, extract, parse_index_list
-    from attnx.engine.model import random_config, resolve_model_dir
+    from attnx.engine.model import model_shape
 
     if max_length < 2:
         raise AttnxError(f"--max-length {max_length}: must be at least 2 (room for the special tokens)")
-    if model.startswith("random-bert-"):
-        cfg = random_config(model)
-        n_layers, n_heads = cfg.num_hidden_layers, cfg.num_attention_heads
-    else:
-        config = json.loads((resolve_model_dir(model) / "config.json").read_text())
-        n_layers, n_heads = config.get("num_hidden_layers", 12), config.get("num_attention_heads", 12)
+    n_layers, n_heads = model_shape(model)
     opts = ExtractOptions(
         input=input_path,
         output=output,
@@ -167,8 +163,21 @@ def extract_cmd(
     progress = _Progress(not quiet and not as_json, _count_lines(input_path))
     try:
         summary = extract(opts, progress=progress)
+        rates = progress.finish(summary) if summary.status == "complete" else ""
     finally:
         progress.close()
+    if summary.status == "complete" and summary.records == 0:
+        raise AttnxError(
+            f"{input_path}: no records to extract (the input is empty); the empty store {summary.store} "
+            "holds nothing to analyse"
+        )
+    if summary.truncated_this_run:
+        click.echo(
+            f"warning: {summary.truncated_this_run:,} of {summary.records_this_run:,} records were longer than "
+            f"--max-length {max_length} and were cut (flagged in the store; attnx info counts them; "
+            "--no-truncate refuses them instead)",
+            err=True,
+        )
     if as_json:
         click.echo(json.dumps(summary.to_json(), indent=2))
     elif summary.status == "already complete":
@@ -176,9 +185,9 @@ def extract_cmd(
     else:
         resumed = f" (resumed after {summary.resumed_from})" if summary.resumed_from else ""
         click.echo(
-            f"stored {summary.records} records{resumed} in {summary.store}: {summary.sentences_per_s:,.1f} sent/s, "
-            f"{summary.tokens_per_s:,.0f} tokens/s, {summary.mb_written_per_s:,.1f} MB/s of attention, "
-            f"{summary.store_bytes / 1e6:,.1f} MB on disk ({summary.device}, {summary.compute_dtype})"
+            f"stored {summary.records} records{resumed} in {summary.store} in {summary.seconds:,.1f} s: "
+            f"{rates} of attention, {summary.store_bytes / 1e6:,.1f} MB on disk "
+            f"({summary.device}, {summary.compute_dtype})"
         )
 
 
@@ -233,6 +242,16 @@ def info_cmd(store_path: str, as_json: bool) -> None:
             click.echo(f"{'':>11}  ... {len(commits) - 7} more")
             continue
         click.echo(f"{'':>11}  {h['time']}  {h['records']:>10,} records (+{h['records_added']:,})  {h['snapshot']}")
+    from attnx.analysis.quantisation import quantisation_warnings
+
+    for line in quantisation_warnings(store):
+        click.echo(f"warning: {line}", err=True)
+    if info["truncated"]:
+        click.echo(
+            f"warning: {store_path}: {info['truncated']:,} of {info['records']:,} records were cut to --max-length "
+            f"{info['options'].get('max_length')}; their maps cover the kept wordpieces only",
+            err=True,
+        )
 
 
 def _precision_line(p: dict) -> str:
@@ -313,6 +332,8 @@ def demo_cmd(output: str, device: str, quiet: bool) -> None:
         progress = _Progress(not quiet, _count_lines(str(data / name)))
         try:
             summary = extract(ExtractOptions(input=str(data / name), output=str(out), device=device), progress=progress)
+            if summary.status == "complete":
+                progress.finish(summary)
         finally:
             progress.close()
         info = open_store(out).info()

@@ -16,8 +16,9 @@ def model_option(f: Callable) -> Callable:
         "-m",
         default="minilm",
         show_default=True,
-        help="'minilm' (packaged real all-MiniLM-L6-v2), a local model directory with "
-        "safetensors weights, or random-bert-{tiny,small,base,large}.",
+        help="'minilm' (packaged real all-MiniLM-L6-v2), a local BERT, RoBERTa, XLM-R, DistilBERT, ELECTRA or "
+        "ALBERT directory with safetensors weights, or random-<family>-<size> (family bert, roberta, xlmr, "
+        "distilbert, electra, albert; size tiny, small, base, large).",
     )(f)
 
 

@@ -18,7 +18,9 @@ from transformers.masking_utils import AttentionMaskInterface, eager_mask
 
 ATTN_IMPLEMENTATION = "attnx_capture"
 
-# collector(layer_idx, probs) with probs float32 (batch, heads, T, T); called once per layer.
+# collector(layer_idx, probs) with probs float32 (batch, heads, T, T); called once per layer. Layers are
+# numbered in call order within the context (one forward pass per context): DistilBERT's attention
+# modules carry no layer index and ALBERT runs one shared module at every depth.
 Collector = Callable[[int, torch.Tensor], None]
 
 _local = threading.local()
@@ -31,12 +33,13 @@ class capturing:
         self.collector = collector
 
     def __enter__(self) -> capturing:
-        self._previous = getattr(_local, "collector", None)
+        self._previous = getattr(_local, "collector", None), getattr(_local, "calls", 0)
         _local.collector = self.collector
+        _local.calls = 0
         return self
 
     def __exit__(self, *exc: object) -> None:
-        _local.collector = self._previous
+        _local.collector, _local.calls = self._previous
 
 
 def attention_probs(
@@ -81,7 +84,9 @@ def capture_attention_forward(
     probs = attention_probs(query, key, attention_mask, scaling)  # fp32 softmax even for fp16/bf16 models
     collector = getattr(_local, "collector", None)
     if collector is not None:
-        collector(module.layer_idx, probs)
+        layer = _local.calls
+        _local.calls = layer + 1
+        collector(layer, probs)
     out = attention_output(module, probs, value, dropout)
     return out.transpose(1, 2).contiguous(), None  # (batch, T, heads, head_dim)
 

@@ -86,6 +86,7 @@ class Summary:
     compute_dtype: str = ""
     batches: int = 0
     resumed_from: int = 0
+    truncated_this_run: int = 0  # records cut to --max-length in this run
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -358,19 +359,22 @@ def _extract_locked(
     n_lh = len(layers) * len(heads)
     n_features = len(MAP_FEATURES) if opts.stats_only else None
     pad_id = loaded.tokenizer.pad_token_id or 0
-    records = tokens = nbytes = batches = 0
+    records = tokens = nbytes = batches = truncated = 0
     in_flight: collections.deque = collections.deque()
     trim = heap_trimmer()
     t0 = time.perf_counter()
+    if progress:
+        progress(0, 0, 0)  # the clock starts here: rates are work done over time since now
 
     def process(item: tuple) -> None:
-        nonlocal records, tokens, nbytes
+        nonlocal records, tokens, nbytes, truncated
         window, idx, pending, keep_from = item
         stored = _stored_batch(window, idx, pending.result(), keep_from, n_lh, n_features)
         async_writer.put(stored)
         records += len(stored.input_id)
         tokens += int(stored.length.sum())
         nbytes += stored.attn.nbytes
+        truncated += int(stored.truncated.sum())
         trim()
         if progress:
             progress(records, tokens, nbytes)
@@ -381,7 +385,7 @@ def _extract_locked(
             source, tokenizer, window_records, cfg.tokenize_ahead, skip_windows, expect
         )
         for w, window in enumerate(windows):
-            plan = plan_batches(window.length, budget, len(loaded.model.encoder.layer), loaded.num_heads, max_tokens)
+            plan = plan_batches(window.length, budget, loaded.layers_run, loaded.num_heads, max_tokens)
             done_here = skip_in_window if w == 0 else 0
             for j in range(len(plan)):
                 lo, hi = int(plan.bounds[j]), int(plan.bounds[j + 1])
@@ -449,6 +453,7 @@ def _extract_locked(
         compute_dtype=compute,
         batches=batches,
         resumed_from=resumed_from,
+        truncated_this_run=truncated,
     )
 
 

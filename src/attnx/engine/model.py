@@ -14,12 +14,32 @@ from attnx.engine.capture import ATTN_IMPLEMENTATION
 from attnx.errors import ModelError
 
 DEFAULT_MODEL = "minilm"
-RANDOM_PREFIX = "random-bert-"  # random-bert-base / random-bert-large / random-bert-tiny, seeded
+RANDOM_PREFIX = "random-"  # random-<family>-<size>, e.g. random-bert-base, random-roberta-tiny; seeded
+
+# config.model_type -> (family name in messages, whether the model takes token_type_ids)
+FAMILIES = {
+    "bert": ("BERT", True),
+    "roberta": ("RoBERTa", False),
+    "xlm-roberta": ("XLM-RoBERTa", False),
+    "distilbert": ("DistilBERT", False),
+    "electra": ("ELECTRA", True),
+    "albert": ("ALBERT", True),
+}
+RANDOM_FAMILIES = {"bert": "bert", "roberta": "roberta", "xlmr": "xlm-roberta", "distilbert": "distilbert",
+                   "electra": "electra", "albert": "albert"}
+RANDOM_SIZES = ("tiny", "small", "base", "large")
+REFUSED = {
+    "deberta": "DeBERTa's disentangled attention adds content-to-position and position-to-content scores inside "
+    "its own attention module, outside transformers' attention interface, so attnx cannot capture its maps exactly",
+    "deberta-v2": "DeBERTa-v2/v3's disentangled attention adds content-to-position and position-to-content scores "
+    "inside its own attention module, outside transformers' attention interface, so attnx cannot capture its maps "
+    "exactly",
+}
 
 
 @dataclass(frozen=True)
 class LoadedModel:
-    model: torch.nn.Module  # a BertModel-compatible encoder in eval mode
+    model: torch.nn.Module  # a BERT-family encoder (BertModel, RobertaModel, ...) in eval mode
     tokenizer: object  # a transformers fast tokenizer
     name: str  # what the user asked for ("minilm", a path, "random-bert-base")
     path: str  # the directory weights came from ("" for random models)
@@ -28,6 +48,14 @@ class LoadedModel:
     num_heads: int
     device: torch.device
     dtype: torch.dtype
+    family: str = "bert"  # config.model_type: a key of FAMILIES
+    token_types: bool = True  # the model is given token_type_ids (segment A = 0, B = 1)
+
+    @property
+    def layers_run(self) -> int:
+        """Transformer layers a forward pass runs (after ``max_layer`` truncation)."""
+        layers = encoder_layers(self.model)
+        return len(layers) if layers is not None else self.model.config.num_hidden_layers
 
     @property
     def config_dict(self) -> dict:
@@ -73,20 +101,87 @@ def _sha256_state(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def random_config(name: str):
-    """BertConfig for ``random-bert-{tiny,base,large}``; BERT-base is ``BertConfig()`` itself."""
-    from transformers import BertConfig
+def _random_shape(family: str, size: str) -> dict:
+    """Config keyword arguments of ``random-<family>-<size>`` (BERT-base is the family's default shape)."""
+    h, layers, heads, ff = {"tiny": (64, 2, 4, 128), "small": (256, 4, 4, 1024), "base": (768, 12, 12, 3072),
+                            "large": (1024, 24, 16, 4096)}[size]
+    if family == "distilbert":
+        return dict(dim=h, n_layers=layers, n_heads=heads, hidden_dim=ff)
+    shape = dict(hidden_size=h, num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=ff)
+    if family in ("electra", "albert"):
+        shape["embedding_size"] = min(h, 128)
+    if family in ("roberta", "xlm-roberta"):
+        shape.update(max_position_embeddings=514, type_vocab_size=1)
+    return shape
 
-    shapes = {
-        "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128),
-        "small": dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024),
-        "base": {},
-        "large": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096),
-    }
-    size = name[len(RANDOM_PREFIX) :]
-    if size not in shapes:
-        raise ModelError(f"{name}: unknown random model (use {', '.join(RANDOM_PREFIX + s for s in shapes)})")
-    return BertConfig(**shapes[size])
+
+def random_config(name: str):
+    """The transformers config of ``random-<family>-<size>``: family one of bert, roberta, xlmr, distilbert,
+    electra, albert; size tiny (2 layers x 4 heads, d=64), small (4 x 4, 256), base (12 x 12, 768), large
+    (24 x 16, 1024). The vocabulary is MiniLM's (30,522 wordpieces), whose tokenizer these models use."""
+    from transformers import AutoConfig
+
+    parts = name[len(RANDOM_PREFIX) :].rsplit("-", 1) if name.startswith(RANDOM_PREFIX) else []
+    if len(parts) != 2 or parts[0] not in RANDOM_FAMILIES or parts[1] not in RANDOM_SIZES:
+        raise ModelError(
+            f"{name}: unknown random model (use random-<family>-<size>, family one of "
+            f"{', '.join(RANDOM_FAMILIES)}, size one of {', '.join(RANDOM_SIZES)})"
+        )
+    family = RANDOM_FAMILIES[parts[0]]
+    return AutoConfig.for_model(family, vocab_size=30522, **_random_shape(family, parts[1]))
+
+
+def is_random_name(name: str) -> bool:
+    return name.startswith(RANDOM_PREFIX) and not Path(name).expanduser().exists()
+
+
+def model_shape(name: str) -> tuple[int, int]:
+    """``(layers, heads)`` of a model name without loading its weights (for option checks)."""
+    from transformers import AutoConfig
+
+    if is_random_name(name):
+        config = random_config(name)
+    else:
+        model_dir = resolve_model_dir(name)
+        try:
+            config = AutoConfig.from_pretrained(str(model_dir), local_files_only=True, trust_remote_code=False)
+        except Exception as exc:
+            raise ModelError(f"{model_dir}: cannot read config.json ({type(exc).__name__}: {exc})") from exc
+        check_family(config, str(model_dir))
+    return int(config.num_hidden_layers), int(config.num_attention_heads)
+
+
+def check_family(config: object, where: str) -> str:
+    """``config.model_type`` when attnx supports it; otherwise a one-line :class:`ModelError` saying why."""
+    kind = getattr(config, "model_type", "")
+    if kind in REFUSED:
+        raise ModelError(f"{where}: {REFUSED[kind]}; supported: {', '.join(f for f, _ in FAMILIES.values())}")
+    if kind not in FAMILIES:
+        raise ModelError(
+            f"{where}: model type {kind!r} is not supported (attnx captures encoders of the BERT family: "
+            f"{', '.join(f for f, _ in FAMILIES.values())})"
+        )
+    return kind
+
+
+def encoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList | None:
+    """The encoder's per-layer modules in order, or None where layers share one module (ALBERT)."""
+    for path in ("encoder.layer", "transformer.layer"):
+        obj = model
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+        if isinstance(obj, torch.nn.ModuleList):
+            return obj
+    return None
+
+
+def _truncate_layers(model: torch.nn.Module, max_layer: int) -> None:
+    """Drop layers above ``max_layer`` (BERT, RoBERTa, XLM-R, ELECTRA, DistilBERT; ALBERT shares its layer
+    weights across depth and runs in full, the capture stops it after the last kept layer)."""
+    for owner in (getattr(model, "encoder", None), getattr(model, "transformer", None)):
+        if owner is not None and isinstance(getattr(owner, "layer", None), torch.nn.ModuleList):
+            owner.layer = owner.layer[: max_layer + 1]
+            return
 
 
 def _load_tokenizer(path: Path):
@@ -111,28 +206,36 @@ def load_model(
 ) -> LoadedModel:
     """Load an encoder for attention capture.
 
-    ``name``: ``minilm`` (the packaged real model), a local directory with safetensors weights, or
-    ``random-bert-{tiny,small,base,large}`` (randomly initialised with ``seed``, MiniLM's uncased
-    tokenizer; for speed tests). ``max_layer``: drop the layers above it, which no capture needs.
+    ``name``: ``minilm`` (the packaged real model), a local directory of a BERT, RoBERTa, XLM-RoBERTa,
+    DistilBERT, ELECTRA or ALBERT checkpoint with safetensors weights (loaded with transformers' Auto
+    classes, never remote code), or ``random-<family>-<size>`` (randomly initialised with ``seed``,
+    MiniLM's uncased tokenizer; for speed tests). ``max_layer``: drop the layers above it, which no
+    capture needs.
     """
-    from transformers import AutoConfig, AutoModel, BertModel
+    from transformers import AutoConfig, AutoModel
     from transformers.utils import logging as hf_logging
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
     device = torch.device(device)
-    if name.startswith(RANDOM_PREFIX):
+    if is_random_name(name):
         config = random_config(name)
         config._attn_implementation = attn_implementation
         torch.manual_seed(seed)
-        model = BertModel(config, add_pooling_layer=True)
+        model = AutoModel.from_config(config, attn_implementation=attn_implementation)
         tokenizer = _load_tokenizer(minilm_path())
         path, sha = "", None
+        family = check_family(config, name)
+        token_types = FAMILIES[family][1]
     else:
         model_dir = resolve_model_dir(name)
         try:
             config = AutoConfig.from_pretrained(str(model_dir), local_files_only=True, trust_remote_code=False)
+        except Exception as exc:
+            raise ModelError(f"{model_dir}: cannot read config.json ({type(exc).__name__}: {exc})") from exc
+        family = check_family(config, str(model_dir))
+        try:
             model = AutoModel.from_pretrained(
                 str(model_dir),
                 config=config,
@@ -146,13 +249,14 @@ def load_model(
         tokenizer = _load_tokenizer(model_dir)
         path = str(model_dir.resolve())
         sha = _sha256_files(list(model_dir.glob("*.safetensors")))
-    if not hasattr(model, "encoder") or not hasattr(model.encoder, "layer"):
-        raise ModelError(f"{name}: not a BertModel-compatible encoder ({type(model).__name__})")
+        # segment ids where the family was trained with them (BERT, ELECTRA, ALBERT: A = 0, B = 1), even
+        # where transformers 5's tokenizer leaves them out by default (ALBERT)
+        token_types = FAMILIES[family][1] and getattr(config, "type_vocab_size", 0) > 1
     if sha is None:
         sha = _sha256_state(model)
     num_layers = model.config.num_hidden_layers
     if max_layer is not None and max_layer < num_layers - 1:
-        model.encoder.layer = model.encoder.layer[: max_layer + 1]
+        _truncate_layers(model, max_layer)
     model = model.to(device=device, dtype=dtype).eval()
     return LoadedModel(
         model=model,
@@ -164,7 +268,13 @@ def load_model(
         num_heads=model.config.num_attention_heads,
         device=device,
         dtype=dtype,
+        family=family,
+        token_types=bool(token_types),
     )
 
 
-__all__ = ["DEFAULT_MODEL", "LoadedModel", "load_model", "minilm_path", "random_config"]
+__all__ = [
+    "DEFAULT_MODEL", "FAMILIES", "LoadedModel", "check_family", "encoder_layers", "is_random_name", "load_model",
+    "model_shape",
+    "minilm_path", "random_config",
+]

@@ -44,17 +44,24 @@ class OnnxExportError(AttnxError):
 
 
 class AttentionOutputs(torch.nn.Module):
-    """Wraps a BertModel: ``forward`` returns the kept layers' and heads' probabilities, nothing else.
+    """Wraps a BERT-family encoder: ``forward`` returns the kept layers' and heads' probabilities, nothing else.
 
     Returns ``(layers_kept, batch, heads_kept, T, T)`` in ``store_dtype``; padded key columns are 0,
     padded query rows are junk (the host crops them).
     """
 
     def __init__(
-        self, model: torch.nn.Module, layers: list[int], heads: list[int], n_heads: int, store_dtype: torch.dtype
+        self,
+        model: torch.nn.Module,
+        layers: list[int],
+        heads: list[int],
+        n_heads: int,
+        store_dtype: torch.dtype,
+        token_types: bool = True,
     ) -> None:
         super().__init__()
         self.model = model
+        self.token_types = token_types  # False: the model takes no token_type_ids (the input goes unused)
         self.layers = list(layers)
         self.heads = None if list(heads) == list(range(n_heads)) else torch.as_tensor(heads, dtype=torch.int64)
         self.store_dtype = store_dtype
@@ -68,8 +75,9 @@ class AttentionOutputs(torch.nn.Module):
             if layer_idx in self.layers:
                 got[layer_idx] = probs
 
+        extra = {"token_type_ids": token_type_ids} if self.token_types else {}
         with capturing(collect):
-            self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+            self.model(input_ids=input_ids, attention_mask=attention_mask, **extra)
         attn = torch.stack([got[k] for k in self.layers], 0)  # (layers_kept, batch, heads, T, T)
         if self.heads is not None:
             attn = attn.index_select(2, self.heads.to(attn.device))  # (layers_kept, batch, heads_kept, T, T)
@@ -120,11 +128,11 @@ def export_path(loaded: LoadedModel, layers: list[int], heads: list[int], store_
     return cache_dir(loaded) / f"{name}-{key['compute_dtype']}-{store_dtype}-{digest}.onnx"
 
 
-def _example_inputs(device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _example_inputs(device: torch.device, vocab_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Two records, one padded, so the traced mask path is the one that handles padding."""
     ids = torch.tensor([[101, 7592, 2088, 999, 102], [101, 7592, 102, 0, 0]], dtype=torch.int64, device=device)
-    mask = (ids != 0).to(torch.int64)
-    return ids, mask, torch.zeros_like(ids)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], dtype=torch.int64, device=device)
+    return ids % vocab_size, mask, torch.zeros_like(ids)
 
 
 def export_onnx(
@@ -133,7 +141,9 @@ def export_onnx(
     """Trace ``loaded.model`` and write the graph to ``path`` (atomically: temp file, then rename)."""
     if store_dtype not in ("float32", "float16", "uint8"):
         raise OnnxExportError(f"store dtype {store_dtype!r}: choose float32, float16 or uint8")
-    wrapper = AttentionOutputs(loaded.model, layers, heads, loaded.num_heads, TORCH_DTYPES[store_dtype]).eval()
+    wrapper = AttentionOutputs(
+        loaded.model, layers, heads, loaded.num_heads, TORCH_DTYPES[store_dtype], token_types=loaded.token_types
+    ).eval()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     axes = {name: {0: "batch", 1: "T"} for name in INPUT_NAMES}
@@ -143,7 +153,7 @@ def export_onnx(
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 wrapper,
-                _example_inputs(loaded.device),
+                _example_inputs(loaded.device, int(loaded.model.config.vocab_size)),
                 str(tmp),
                 dynamo=False,
                 opset_version=opset,

@@ -76,7 +76,7 @@ def run_packed(loaded: LoadedModel, batches: list[TokenBatch]) -> list[PackedBat
     from attnx.engine.backends.torch_backend import TorchBackend
 
     backend = TorchBackend(
-        loaded, list(range(len(loaded.model.encoder.layer))), list(range(loaded.num_heads)), "float32"
+        loaded, list(range(loaded.layers_run)), list(range(loaded.num_heads)), "float32"
     )
     out = [backend.submit(b).result() for b in batches]
     backend.close()
@@ -115,7 +115,7 @@ def measure_precision(
     del ref
     cand = load_model(model, device=device, dtype=DTYPES[compute_dtype], seed=seed)
     got = run_packed(cand, batches)
-    n_lh = len(cand.model.encoder.layer) * cand.num_heads
+    n_lh = cand.layers_run * cand.num_heads
     worst, total, count, row_worst = 0.0, 0.0, 0, 0.0
     errors = []
     for g, w in zip(got, want, strict=True):

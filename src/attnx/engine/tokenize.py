@@ -14,7 +14,7 @@ from itertools import islice
 import numpy as np
 
 from attnx.engine.sources import Record, Source
-from attnx.errors import InputError
+from attnx.errors import InputError, ModelError
 from attnx.threads import read_ahead
 
 
@@ -23,14 +23,14 @@ class TokenizedWindow:
     """``n`` records, ``T`` tokens, ``W`` CoNLL-U words (0 for other formats)."""
 
     first_id: int  # input id of record 0 of the window
-    ids: np.ndarray  # (T,) int32 wordpiece ids, with [CLS]/[SEP]
+    ids: np.ndarray  # (T,) int32 wordpiece ids, with the tokenizer's special tokens ([CLS]/[SEP], <s>/</s>)
     offsets: np.ndarray  # (n+1,) int64 record k's tokens are ids[offsets[k]:offsets[k+1]]
     segment: np.ndarray  # (T,) int8
     special: np.ndarray  # (T,) bool
     punct: np.ndarray  # (T,) bool
     word: np.ndarray  # (T,) int32 word index within the record, -1 for special tokens
     length: np.ndarray  # (n,) int32
-    len_a: np.ndarray  # (n,) int32 tokens up to and including the first [SEP]
+    len_a: np.ndarray  # (n,) int32 tokens up to and including the first separator after segment A
     line: np.ndarray  # (n,) int64
     truncated: np.ndarray  # (n,) bool
     word_head: np.ndarray | None = None  # (W,) int32
@@ -43,21 +43,101 @@ class TokenizedWindow:
         return len(self.length)
 
 
+# word-boundary markers of WordPiece continuations, byte-level BPE (RoBERTa) and SentencePiece (XLM-R, ALBERT)
+_PIECE_MARKERS = ("##", "\u0120", "\u2581")
+
+
 def punctuation_vocab(vocab: list[str]) -> np.ndarray:
-    """(V,) bool: wordpieces made only of Unicode punctuation or symbols (``##`` prefix ignored)."""
+    """(V,) bool: pieces made only of Unicode punctuation or symbols (a leading ``##``, ``Ġ`` or ``▁``
+    word marker ignored)."""
     out = np.zeros(len(vocab), bool)
     for i, piece in enumerate(vocab):
-        core = piece[2:] if piece.startswith("##") else piece
+        core = piece
+        for marker in _PIECE_MARKERS:
+            if core.startswith(marker):
+                core = core[len(marker) :]
+                break
         if core and not (core.startswith("[") and core.endswith("]")):
             out[i] = all(unicodedata.category(c)[0] in "PS" for c in core)
     return out
 
 
+@dataclass(frozen=True)
+class SpecialTemplate:
+    """Where a tokenizer puts its special tokens: ``prefix A suffix`` for one segment, ``pair_prefix A
+    pair_mid B pair_suffix`` for two (BERT ``[CLS] A [SEP] B [SEP]``; RoBERTa ``<s> A </s></s> B </s>``)."""
+
+    prefix: tuple[int, ...]
+    suffix: tuple[int, ...]
+    pair_prefix: tuple[int, ...]
+    pair_mid: tuple[int, ...]
+    pair_suffix: tuple[int, ...]
+
+    @property
+    def single_extra(self) -> int:
+        return len(self.prefix) + len(self.suffix)
+
+    @property
+    def pair_extra(self) -> int:
+        return len(self.pair_prefix) + len(self.pair_mid) + len(self.pair_suffix)
+
+
+def _words_need_space(tokenizer: object) -> bool:
+    """True when pre-split words tokenize differently from the same words in running text and a leading
+    space per word fixes it (byte-level BPE without ``add_prefix_space``), so CoNLL-U word forms get the
+    pieces the model saw in training."""
+    words = ["hello", "world", "again"]
+    running = tokenizer(" ".join(words), add_special_tokens=False)["input_ids"]
+    split = tokenizer(words, is_split_into_words=True, add_special_tokens=False)["input_ids"]
+    if split == running:
+        return False
+    spaced = tokenizer([words[0], *(" " + w for w in words[1:])], is_split_into_words=True,
+                       add_special_tokens=False)["input_ids"]
+    return spaced == running
+
+
+def _find(haystack: list[int], needle: list[int]) -> int:
+    for k in range(len(haystack) - len(needle) + 1):
+        if haystack[k : k + len(needle)] == needle:
+            return k
+    return -1
+
+
+def special_template(tokenizer: object) -> SpecialTemplate:
+    """Read the special-token template off the tokenizer itself by encoding two probe words with and
+    without special tokens (so each family's own post-processor decides, never a hard-coded BERT layout)."""
+    a_text, b_text = "hello", "world"
+    a = tokenizer(a_text, add_special_tokens=False)["input_ids"]
+    b = tokenizer(b_text, add_special_tokens=False)["input_ids"]
+    one = tokenizer(a_text, add_special_tokens=True)["input_ids"]
+    two = tokenizer(a_text, b_text, add_special_tokens=True)["input_ids"]
+    i = _find(one, a)
+    ia = _find(two, a)
+    ib = _find(two[ia + len(a) :], b) + ia + len(a) if ia >= 0 else -1
+    name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
+    if not a or not b or i < 0 or ia < 0 or ib < ia + len(a):
+        raise ModelError(f"{name}: cannot read the special-token template off this tokenizer")
+    if i == 0:
+        raise ModelError(
+            f"{name}: the tokenizer adds no start token ([CLS] / <s>) - its tokenizer.json has no post-processor; "
+            "attnx needs the special tokens the model was trained with"
+        )
+    return SpecialTemplate(
+        prefix=tuple(one[:i]),
+        suffix=tuple(one[i + len(a) :]),
+        pair_prefix=tuple(two[:ia]),
+        pair_mid=tuple(two[ia + len(a) : ib]),
+        pair_suffix=tuple(two[ib + len(b) :]),
+    )
+
+
 class WindowTokenizer:
     """Turns records into :class:`TokenizedWindow`s with the model's fast tokenizer.
 
-    Sequences longer than ``max_length`` (specials included) are cut (longest segment first for pairs)
-    and flagged, or rejected when ``truncate`` is false.
+    Special tokens and their places follow the tokenizer's own template (:func:`special_template`).
+    Segment A (``segment`` 0, ``len_a``) runs from the start up to and including the first separator
+    after A's tokens; segment B (1) is the rest. Sequences longer than ``max_length`` (specials included)
+    are cut (longest segment first for pairs) and flagged, or rejected when ``truncate`` is false.
     """
 
     def __init__(self, tokenizer: object, max_length: int, truncate: bool = True, source_name: str = "") -> None:
@@ -67,6 +147,8 @@ class WindowTokenizer:
         self.source_name = source_name
         self.cls_id = tokenizer.cls_token_id
         self.sep_id = tokenizer.sep_token_id
+        self.template = special_template(tokenizer)
+        self.space_words = _words_need_space(tokenizer)
         vocab_map = tokenizer.get_vocab()
         vocab = [""] * (max(vocab_map.values()) + 1)
         for piece, idx in vocab_map.items():
@@ -75,6 +157,14 @@ class WindowTokenizer:
         self.punct = punctuation_vocab(vocab)
         self.special = np.zeros(len(vocab), bool)
         self.special[list(tokenizer.all_special_ids)] = True
+        self.punct &= ~self.special
+
+    def _words(self, forms: tuple[str, ...]) -> list[str]:
+        """Pre-split words as the tokenizer sees them in running text: byte-level BPE (RoBERTa) marks a word
+        after a space with ``Ġ``, which ``is_split_into_words`` drops unless the word carries its space."""
+        if not self.space_words or not forms:
+            return list(forms)
+        return [forms[0], *(" " + w for w in forms[1:])]
 
     def _encode(self, texts: list[str], split: bool = False) -> tuple[list[list[int]], list[list[int | None]]]:
         if not texts:
@@ -91,7 +181,7 @@ class WindowTokenizer:
     def __call__(self, records: list[Record]) -> TokenizedWindow:
         conllu = bool(records) and records[0].words is not None
         if conllu:
-            ids_a, wid_a = self._encode([list(r.words.forms) for r in records], split=True)
+            ids_a, wid_a = self._encode([self._words(r.words.forms) for r in records], split=True)
         else:
             ids_a, wid_a = self._encode([r.text_a for r in records])
         pair_idx = [k for k, r in enumerate(records) if r.text_b is not None]
@@ -106,17 +196,19 @@ class WindowTokenizer:
         pieces_ids: list[np.ndarray] = []
         pieces_seg: list[np.ndarray] = []
         pieces_word: list[np.ndarray] = []
+        tpl = self.template
         for k, rec in enumerate(records):
             a, wa = ids_a[k], wid_a[k]
             b, wb = ids_b.get(k), wid_b.get(k)
-            budget = self.max_length - (3 if b is not None else 2)
+            extra = tpl.pair_extra if b is not None else tpl.single_extra
+            budget = self.max_length - extra
             na, nb = len(a), (len(b) if b is not None else 0)
             if na + nb > budget:
                 if not self.truncate:
                     raise InputError(
                         self.source_name,
                         rec.line,
-                        f"{na + nb + (3 if b is not None else 2)} wordpieces exceed --max-length "
+                        f"{na + nb + extra} wordpieces exceed --max-length "
                         f"{self.max_length} (drop --no-truncate to cut and flag it)",
                     )
                 truncated[k] = True
@@ -126,15 +218,21 @@ class WindowTokenizer:
                     else:
                         nb -= 1
             words_a = max((w for w in wa[:na] if w is not None), default=-1) + 1 if not conllu else len(rec.words.forms)
-            ids = [self.cls_id, *a[:na], self.sep_id]
-            word = [-1, *(w if w is not None else -1 for w in wa[:na]), -1]
-            seg = [0] * (na + 2)
-            if b is not None:
-                ids += [*b[:nb], self.sep_id]
-                word += [*(w + words_a if w is not None else -1 for w in wb[:nb]), -1]
-                seg += [1] * (nb + 1)
+            word_a = [w if w is not None else -1 for w in wa[:na]]
+            if b is None:
+                pre, post = tpl.prefix, tpl.suffix
+                ids = [*pre, *a[:na], *post]
+                word = [-1] * len(pre) + word_a + [-1] * len(post)
+                la = len(ids)  # one segment: all of it is A
+            else:
+                pre, mid, post = tpl.pair_prefix, tpl.pair_mid, tpl.pair_suffix
+                ids = [*pre, *a[:na], *mid, *b[:nb], *post]
+                word_b = [w + words_a if w is not None else -1 for w in wb[:nb]]
+                word = [-1] * len(pre) + word_a + [-1] * len(mid) + word_b + [-1] * len(post)
+                la = len(pre) + na + min(1, len(mid))
+            seg = [0] * la + [1] * (len(ids) - la)
             length[k] = len(ids)
-            len_a[k] = na + 2
+            len_a[k] = la
             pieces_ids.append(np.asarray(ids, np.int32))
             pieces_seg.append(np.asarray(seg, np.int8))
             pieces_word.append(np.asarray(word, np.int32))

@@ -13,6 +13,7 @@ The numba kernel reads stored blocks directly (float16 / uint8 raw codes through
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -114,10 +115,13 @@ def rollout_flat(
     return out, out_offsets
 
 
-def store_rollout(store_path: str | Path, max_bytes: int = 64 << 20) -> dict:
+def store_rollout(
+    store_path: str | Path, max_bytes: int = 64 << 20, progress: Callable[[int], None] | None = None
+) -> dict:
     """Rollout of every record of a complete store, written back into it as ``derived/rollout`` (float32,
     one ``(l, l)`` matrix per record; see :meth:`attnx.store.AttentionStore.derived`). Streams blocks, so
-    memory stays bounded by the block size.
+    memory stays bounded by the block size. ``progress(records_done)`` after each block; ``seconds`` in
+    the returned summary covers the blocks and the final write.
     """
     from attnx.store import open_store
 
@@ -131,6 +135,8 @@ def store_rollout(store_path: str | Path, max_bytes: int = 64 << 20) -> dict:
         )
         writer.append(vals, block.lengths.astype(np.int64) ** 2)
         done += len(block)
+        if progress is not None:
+            progress(done)
     writer.finish(
         {
             "definition": "Abnar & Zuidema 2020: heads averaged, 0.5*A + 0.5*I, product over the stored layers",

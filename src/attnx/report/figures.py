@@ -1,7 +1,8 @@
 """Figures (PNG, matplotlib Agg) and tables (CSV) of an ``attnx analyze`` output folder.
 
-Every figure states what is plotted, the units, and that layers and heads are numbered from 0 as in
-the CSV files (layer on the y axis, head on the x axis).
+Every figure states what is plotted, the units, the model, the data and n, and that layers and heads are
+numbered from 0 as in the CSV files (layer on the y axis with layer 0 at the top, head on the x axis);
+see :mod:`attnx.report.style` for the conventions.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np  # noqa: E402
 
 from attnx.errors import AttnxError  # noqa: E402
 from attnx.kernels.patterns import PATTERNS  # noqa: E402
+from attnx.report.style import LAYER_ORIGIN, about_line, annotate_cells, data_name  # noqa: E402
 
 FEATURE_TITLES = {
     "cls": ("Attention to [CLS]", "mean weight"),
@@ -53,7 +55,7 @@ def _read_grid(path: Path) -> tuple[list[int], list[int], dict[str, np.ndarray]]
 
 def _grid(ax, values: np.ndarray, layers: list[int], heads: list[int], title: str, label: str,  # noqa: ANN001
           vmin: float | None = None, vmax: float | None = None, cmap: str = "viridis", annotate: bool = True) -> None:
-    im = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", origin="upper")
+    im = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", origin=LAYER_ORIGIN)
     ax.set_xticks(range(len(heads)), [str(h) for h in heads], fontsize=7)
     ax.set_yticks(range(len(layers)), [str(v) for v in layers], fontsize=7)
     ax.set_xlabel("head (0-based)")
@@ -62,11 +64,10 @@ def _grid(ax, values: np.ndarray, layers: list[int], heads: list[int], title: st
     cb = plt.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     cb.set_label(label)
     if annotate and values.size <= 200:
-        lo, hi = np.nanmin(values), np.nanmax(values)
-        for (a, h), v in np.ndenumerate(values):
-            if np.isfinite(v):
-                dark = (v - lo) / (hi - lo + 1e-12) < 0.5
-                ax.text(h, a, f"{v:.2f}", ha="center", va="center", fontsize=5.5, color="white" if dark else "black")
+        finite = np.abs(values[np.isfinite(values)])
+        small = finite.size and finite.max() < 0.05  # two decimals would print 0.00 everywhere
+        fmt = (lambda v: f"{v:.2g}") if small else (lambda v: f"{v:.2f}")
+        annotate_cells(ax, im, values, fmt, fontsize=7 if values.size <= 144 else 6)
 
 
 def feature_figures(analysis: Path, out: Path, subtitle: str) -> list[Path]:
@@ -89,10 +90,14 @@ def feature_figures(analysis: Path, out: Path, subtitle: str) -> list[Path]:
 
 def pattern_figures(analysis: Path, out: Path, subtitle: str) -> list[Path]:
     layers, heads, cols = _read_grid(analysis / "patterns.csv")
-    fig, axes = plt.subplots(1, len(PATTERNS), figsize=(4.2 * len(PATTERNS), 1.8 + 0.45 * len(layers)))
-    for ax, name in zip(axes, PATTERNS, strict=True):
+    # 2 x 3 panels (the sixth empty) so cells stay big enough for their values
+    fig, grid = plt.subplots(2, 3, figsize=(3 * (1.8 + 0.5 * len(heads)), 2 * (1.4 + 0.42 * len(layers))))
+    axes = grid.ravel()
+    for ax, name in zip(axes, PATTERNS, strict=False):
         _grid(ax, cols[name], layers, heads, f"{name.replace('_', '+')}: share of maps", "proportion of maps",
               vmin=0, vmax=1, cmap="magma", annotate=len(heads) <= 12)
+    for ax in axes[len(PATTERNS):]:
+        ax.axis("off")
     fig.suptitle(f"Pattern type proportions per head (Kovaleva et al. 2019, Fig. 2 types) - {subtitle}")
     fig.tight_layout()
     p1 = out / "patterns_per_head.png"
@@ -117,7 +122,48 @@ def pattern_figures(analysis: Path, out: Path, subtitle: str) -> list[Path]:
     return [p1, p2]
 
 
+def _layer_ticks(ax, n_layers: int, n_heads: int, layers: list[int]) -> None:  # noqa: ANN001
+    """One tick per layer at the middle of its block of heads, and thin lines between layers."""
+    centres = [k * n_heads + (n_heads - 1) / 2 for k in range(n_layers)]
+    step = max(1, n_layers // 24)
+    ax.set_xticks(centres[::step], [str(v) for v in layers[::step]], fontsize=7)
+    ax.set_yticks(centres[::step], [str(v) for v in layers[::step]], fontsize=7)
+    for k in range(1, n_layers):
+        ax.axhline(k * n_heads - 0.5, color="white", lw=0.4, alpha=0.7)
+        ax.axvline(k * n_heads - 0.5, color="white", lw=0.4, alpha=0.7)
+    ax.set_xlabel(f"layer (0-based; {n_heads} heads each, head 0 first)")
+    ax.set_ylabel("layer (0-based; layer 0 at the top)")
+
+
+def _place_labels(ax, xy: np.ndarray, names: list[str], candidates: np.ndarray, fontsize: float = 6.5) -> int:  # noqa: ANN001
+    """Label the points ``candidates`` (in priority order) next to their marker, skipping any label whose box
+    would overlap a label already placed or a marker; returns how many were placed."""
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    pts = ax.transData.transform(xy)
+    placed: list = []
+    n = 0
+    for k in candidates:
+        for dx, dy, ha, va in ((4, 3, "left", "bottom"), (-4, 3, "right", "bottom"), (4, -3, "left", "top"),
+                               (-4, -3, "right", "top")):
+            t = ax.annotate(names[k], xy[k], xytext=(dx, dy), textcoords="offset points", fontsize=fontsize,
+                            ha=ha, va=va)
+            box = t.get_window_extent(renderer).expanded(1.05, 1.1)
+            hits_marker = np.any((pts[:, 0] > box.x0) & (pts[:, 0] < box.x1) & (pts[:, 1] > box.y0)
+                                 & (pts[:, 1] < box.y1))
+            if not hits_marker and not any(box.overlaps(b) for b in placed):
+                placed.append(box)
+                n += 1
+                break
+            t.remove()
+    return n
+
+
 def similarity_figures(analysis: Path, out: Path, subtitle: str, n_heads: int) -> list[Path]:
+    """Per metric: the (L*H) x (L*H) matrix in layer order (one tick per layer; the clustering is in the
+    dendrogram order column of head_clusters_*.csv) and the 2-D MDS of head distances coloured by flat
+    cluster, with labels (layer-head) on the heads farthest from their cluster's centre that fit."""
     paths = []
     for metric, label in (("cosine", "mean cosine similarity"), ("js", "mean JS divergence (bits)")):
         f = analysis / f"similarity_{metric}.npy"
@@ -126,32 +172,79 @@ def similarity_figures(analysis: Path, out: Path, subtitle: str, n_heads: int) -
         S = np.load(f)
         with open(analysis / f"head_clusters_{metric}.csv") as fh:
             rows = list(csv.DictReader(fh))
-        order = np.argsort([int(r["order"]) for r in rows])
         names = [f"{r['layer']}-{r['head']}" for r in rows]
-        n_cl = len({r["cluster"] for r in rows})
-        fig, axes = plt.subplots(1, 2, figsize=(15, 7), gridspec_kw={"width_ratios": [1.2, 1]})
-        im = axes[0].imshow(S[np.ix_(order, order)], cmap="viridis" if metric == "cosine" else "viridis_r")
-        step = max(1, len(order) // 48)
-        axes[0].set_xticks(range(0, len(order), step), [names[i] for i in order[::step]], rotation=90, fontsize=5)
-        axes[0].set_yticks(range(0, len(order), step), [names[i] for i in order[::step]], fontsize=5)
-        axes[0].set_title(f"Head similarity ({metric}), heads in average-linkage order\nlabels: layer-head (0-based)")
+        layers = sorted({int(r["layer"]) for r in rows}, key=lambda v: [int(r["layer"]) for r in rows].index(v))
+        n_layers = len(layers)
+        cluster = np.array([int(r["cluster"]) for r in rows])
+        n_cl = len(set(cluster))
+        fig, axes = plt.subplots(1, 2, figsize=(15, 7), gridspec_kw={"width_ratios": [1.1, 1]})
+        im = axes[0].imshow(S, cmap="viridis" if metric == "cosine" else "viridis_r", origin=LAYER_ORIGIN,
+                            interpolation="nearest")
+        _layer_ticks(axes[0], n_layers, n_heads, layers)
+        axes[0].set_title(f"Head similarity ({metric}) between every pair of heads", fontsize=10)
         plt.colorbar(im, ax=axes[0], fraction=0.046, pad=0.04).set_label(label)
+
         xy = np.array([[float(r["mds_x"]), float(r["mds_y"])] for r in rows])
-        layer_idx = np.array([k // n_heads for k in range(len(rows))])
-        sc = axes[1].scatter(xy[:, 0], xy[:, 1], c=layer_idx, cmap="plasma", s=22)
-        for k, nm in enumerate(names):
-            axes[1].annotate(nm, xy[k], fontsize=4.5, alpha=0.7)
-        axes[1].set_title(f"2-D classical MDS of head distances: {n_cl} clusters at cut 0.5")
+        sizes = np.bincount(cluster)
+        big = [c for c in np.argsort(-sizes, kind="stable") if sizes[c] > 0][:10]
+        palette = plt.get_cmap("tab10")
+        colour = np.array([palette(big.index(c)) if c in big else (0.6, 0.6, 0.6, 1.0) for c in cluster])
+        axes[1].scatter(xy[:, 0], xy[:, 1], c=colour, s=26, edgecolors="white", linewidths=0.4, zorder=3)
+        for k, c in enumerate(big):
+            plural = "s" if sizes[c] > 1 else ""
+            axes[1].scatter([], [], color=palette(k), label=f"cluster {c} ({sizes[c]} head{plural})")
+        if n_cl > len(big):
+            axes[1].scatter([], [], color=(0.6, 0.6, 0.6), label=f"{n_cl - len(big)} smaller clusters")
+        centre = np.array([xy[cluster == c].mean(axis=0) for c in range(cluster.max() + 1)]
+                          if cluster.size else np.zeros((0, 2)))
+        dist = np.linalg.norm(xy - centre[cluster], axis=1) if cluster.size else np.zeros(0)
+        spread = np.ptp(xy, axis=0).max() if len(xy) else 1.0
+        lonely = sizes[cluster] == 1
+        priority = np.argsort(-(dist / max(spread, 1e-12) + lonely), kind="stable")[: max(12, len(xy) // 6)]
+        shown = _place_labels(axes[1], xy, names, priority)
+        clusters = f"{n_cl} cluster{'s' if n_cl != 1 else ''}"
+        axes[1].set_title(f"2-D classical MDS of head distances, coloured by cluster ({clusters} at cut "
+                          f"0.5)\nlabels (layer-head) on the {shown} heads farthest from their cluster centre "
+                          "that fit", fontsize=10)
         axes[1].set_xlabel("MDS dimension 1")
         axes[1].set_ylabel("MDS dimension 2")
-        plt.colorbar(sc, ax=axes[1], fraction=0.046, pad=0.04).set_label("layer index")
+        axes[1].legend(fontsize=7, loc="best", framealpha=0.8)
         fig.suptitle(subtitle)
         fig.tight_layout()
         p = out / f"similarity_{metric}.png"
         fig.savefig(p, dpi=130)
         plt.close(fig)
         paths.append(p)
+        paths.append(_clustered_matrix(S, rows, names, cluster, big, palette, metric, label, subtitle, out))
     return paths
+
+
+def _clustered_matrix(S: np.ndarray, rows: list[dict], names: list[str], cluster: np.ndarray, big: list[int],  # noqa: PLR0913
+                      palette, metric: str, label: str, subtitle: str, out: Path) -> Path:  # noqa: ANN001
+    """The similarity matrix in average-linkage (dendrogram) order, with a cluster colour strip and at most
+    36 head labels (every k-th, 7 pt) so they stay legible."""
+    order = np.argsort([int(r["order"]) for r in rows])
+    n = len(order)
+    fig, ax = plt.subplots(figsize=(8.5, 8))
+    im = ax.imshow(S[np.ix_(order, order)], cmap="viridis" if metric == "cosine" else "viridis_r",
+                   interpolation="nearest", extent=(-0.5, n - 0.5, n - 0.5, -0.5))
+    strip = np.array([palette(big.index(c)) if c in big else (0.6, 0.6, 0.6, 1.0) for c in cluster[order]])
+    ax.imshow(strip[None, :, :], extent=(-0.5, n - 0.5, -0.5 - max(1.0, n / 40), -0.5), aspect="auto")
+    ax.set_ylim(n - 0.5, -0.5 - max(1.0, n / 40))
+    step = max(1, int(np.ceil(n / 36)))
+    ticks = list(range(0, n, step))
+    ax.set_xticks(ticks, [names[order[k]] for k in ticks], rotation=90, fontsize=7)
+    ax.set_yticks(ticks, [names[order[k]] for k in ticks], fontsize=7)
+    every = f"; one label per {step} heads" if step > 1 else ""
+    ax.set_xlabel(f"head (layer-head, 0-based), average-linkage order{every}")
+    ax.set_title(f"Head similarity ({metric}) in dendrogram order; top strip: cluster (as in the MDS)\n{subtitle}",
+                 fontsize=10)
+    plt.colorbar(im, ax=ax, fraction=0.046, pad=0.04).set_label(label)
+    fig.tight_layout()
+    p = out / f"similarity_{metric}_clustered.png"
+    fig.savefig(p, dpi=130)
+    plt.close(fig)
+    return p
 
 
 def compare_figure(analysis: Path, out: Path) -> list[Path]:
@@ -166,8 +259,13 @@ def compare_figure(analysis: Path, out: Path) -> list[Path]:
           vmin=0, vmax=1, cmap="RdYlGn")
     _grid(axes[1], cols["max_abs_diff"], layers, heads, "Max |A - B| of any weight", "attention weight", vmin=0,
           cmap="magma")
-    fig.suptitle(f"A = {meta.get('store_a', '?')}  vs  B = {meta.get('store_b', '?')}  "
-                 f"({meta.get('records', '?')} records; Kovaleva et al. Fig. 5)", fontsize=9)
+    def side(k: str) -> str:
+        model = meta.get(f"model_{k}") or "?"
+        return (f"{Path(model).name if '/' in str(model) else model} ({meta.get(f'dtype_{k}', '?')}) on "
+                f"{data_name(meta.get(f'input_{k}')) or Path(str(meta.get(f'store_{k}', '?'))).name}")
+
+    fig.suptitle(f"A = {side('a')}  vs  B = {side('b')}, n = {meta.get('records', '?')} records "
+                 "(Kovaleva et al. Fig. 5)", fontsize=9)
     fig.tight_layout()
     p = out / "compare.png"
     fig.savefig(p, dpi=130)
@@ -209,8 +307,12 @@ def make_report(analysis_dir: str | Path, out_dir: str | Path) -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     meta = json.loads((analysis / "params.json").read_text()) if (analysis / "params.json").exists() else {}
+    if meta and not meta.get("records"):
+        raise AttnxError(f"{analysis}: the analysis covers 0 records; there is nothing to draw")
     model = (meta.get("store_model") or {}).get("name", "?")
-    subtitle = f"{model}, {meta.get('records', '?')} records of {Path(meta.get('store', '?')).name}"
+    data = data_name(meta.get("store_input")) or Path(meta.get("store", "?")).name
+    subtitle = about_line(Path(model).name if "/" in str(model) else model, data, meta.get("records"),
+                          "sentences" if meta.get("store_input") else "records")
     paths: list[Path] = []
     if (analysis / "features.csv").exists():
         paths += feature_figures(analysis, out, subtitle)

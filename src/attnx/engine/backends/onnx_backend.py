@@ -102,6 +102,8 @@ class OnnxBackend:
                 "delete the file to re-export"
             ) from exc
         self.cuda = cuda
+        # an export of a model without token types may have dropped that (unused) input
+        self.input_names = [i.name for i in self.session.get_inputs()]
 
     def _run_cpu(self, batch: TokenBatch) -> np.ndarray:
         feeds = {
@@ -109,12 +111,14 @@ class OnnxBackend:
             "attention_mask": batch.attention_mask,
             "token_type_ids": batch.token_type_ids,
         }
-        return self.session.run([OUTPUT_NAME], feeds)[0]
+        return self.session.run([OUTPUT_NAME], {k: v for k, v in feeds.items() if k in self.input_names})[0]
 
     def _run_cuda(self, batch: TokenBatch) -> np.ndarray:
         binding = self.session.io_binding()
         arrays = (batch.input_ids, batch.attention_mask, batch.token_type_ids)
         for name, array in zip(INPUT_NAMES, arrays, strict=True):
+            if name not in self.input_names:
+                continue
             value = self.ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array), "cuda", self.device_id)
             binding.bind_ortvalue_input(name, value)
         binding.bind_output(OUTPUT_NAME, "cuda", self.device_id)  # onnxruntime allocates it on the device

@@ -176,11 +176,9 @@ class TorchBackend:
         self.transfer = _CudaTransfer(ring) if self.cuda else None
 
     def _inputs(self, batch: TokenBatch) -> dict[str, torch.Tensor]:
-        arrays = {
-            "input_ids": batch.input_ids,
-            "attention_mask": batch.attention_mask,
-            "token_type_ids": batch.token_type_ids,
-        }
+        arrays = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+        if self.loaded.token_types:  # RoBERTa, XLM-R, DistilBERT take no segment ids
+            arrays["token_type_ids"] = batch.token_type_ids
         if not self.cuda:
             return {k: torch.from_numpy(v) for k, v in arrays.items()}
         return {k: torch.from_numpy(v).pin_memory().to(self.device, non_blocking=True) for k, v in arrays.items()}
