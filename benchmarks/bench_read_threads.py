@@ -100,18 +100,57 @@ def worker(mode: str, path: str, name: str) -> dict:
     return {"seconds": time.perf_counter() - t, "bytes_out": total}
 
 
+def dequantise_speed(values: np.ndarray, repeats: int) -> list[dict]:
+    """stored -> float32 alone, GB/s of stored bytes: numpy reference vs attnx.quantize.decode, 1 and 2 threads."""
+    from attnx import quantize
+    from attnx.threads import ordered_map
+
+    rows = []
+    for name in DTYPES:
+        chunks = [quantize.encode(values[i : i + CHUNK], name) for i in range(0, len(values), CHUNK)]
+        nbytes = sum(c.nbytes for c in chunks)
+        quantize.decode(chunks[0], name)  # compile
+        for label, fn, threads in (
+            ("numpy decode_ref", quantize.decode_ref, 1),
+            ("decode (numba)", quantize.decode, 1),
+            ("decode (numba), ordered_map 2 threads", quantize.decode, 2),
+        ):
+            ts = []
+            for _ in range(repeats):
+                t = time.perf_counter()
+                for _ in ordered_map(lambda c, f=fn, n=name: f(c, n), chunks, threads=threads):
+                    pass
+                ts.append(time.perf_counter() - t)
+            gbs = [nbytes / t / 1e9 for t in ts]
+            rows.append(
+                {"dtype": name, "mode": label, "stored_gbs": statistics.median(gbs), "spread": [min(gbs), max(gbs)]}
+            )
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--store", help="float32 store to take real maps from")
     ap.add_argument("--chunks", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "read_threads.json"))
+    ap.add_argument("--dequantise-only", action="store_true", help="only time stored -> float32")
     ap.add_argument("--worker", nargs=3, metavar=("MODE", "PATH", "DTYPE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         print(json.dumps(worker(*args.worker)))
         return
     load_before = os.getloadavg()
+    if args.dequantise_only:
+        import attnx
+
+        block = next(iter(attnx.open_store(args.store).blocks(max_bytes=args.chunks * CHUNK * 4)))
+        rows = dequantise_speed(block.maps_f32()[: args.chunks * CHUNK], args.repeats)
+        print(f"load {load_before} -> {os.getloadavg()}\n\n| dtype | stored -> float32 | GB/s of stored bytes |")
+        print("|---|---|---:|")
+        for r in rows:
+            print(f"| {r['dtype']} | {r['mode']} | {r['stored_gbs']:.2f} [{r['spread'][0]:.2f}-{r['spread'][1]:.2f}] |")
+        return
     with tempfile.TemporaryDirectory(prefix="attnx-read-threads-") as tmp:
         info = build(args.store, Path(tmp), args.chunks)
         times: dict[str, list[float]] = {}

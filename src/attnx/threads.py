@@ -55,11 +55,12 @@ def read_ahead(produce: Callable[[], Iterable[T]], ahead: int, name: str) -> Ite
 def ordered_map(fn: Callable[[T], U], items: Iterable[T], threads: int, ahead: int | None = None) -> Iterator[U]:
     """``map(fn, items)`` on ``threads`` worker threads, yielded in input order, at most ``ahead`` in flight.
 
-    For decoding stored chunks or blocks on several cores: zarr's codecs (blosc, zstd) and crc32c release
-    the GIL, so ``fn = read and decode one chunk (and convert it to float32)`` scales with the cores
-    (benchmarks/bench_read_threads.py). ``ahead`` (default ``2 * threads``) bounds memory to about
-    ``ahead + 1`` results. ``threads <= 1`` runs in the caller's thread. An exception in ``fn`` is raised
-    at its item's turn; a consumer that stops early cancels the items not yet started.
+    For decoding stored chunks on several cores: blosc, zstd and :func:`attnx.quantize.decode` release the
+    GIL, so ``fn`` = read one or two chunks and decode them to float32 runs in parallel; on the shared
+    2-core box this was the fastest float32 read path (1.2-2.4x serial; benchmarks/RESULTS.md, issue 12).
+    ``ahead`` (default ``2 * threads``) bounds memory to about ``ahead + 1`` results. ``threads <= 1`` runs
+    in the caller's thread. An exception in ``fn`` is raised at its item's turn; a consumer that stops
+    early cancels the items not yet started.
     """
     if threads <= 1:
         yield from map(fn, items)
