@@ -116,7 +116,7 @@ def test_tiny_store_dtypes_match_torch_backend(tiny):
 
     loaded, _ = tiny
     batch = token_batch(loaded.tokenizer, records())
-    for dtype, tol in (("float16", 4.9e-4), ("uint8", 1)):
+    for dtype, tol in (("float16", 4.9e-4), ("uint8", 1), ("q12", 1), ("q16", 1)):  # codes within one step
         got = OnnxBackend(loaded, [0, 1], [1, 3], dtype).submit(batch).result().attn
         want = TorchBackend(loaded, [0, 1], [1, 3], dtype).submit(batch).result().attn
         assert got.dtype == want.dtype and got.shape == want.shape

@@ -506,3 +506,22 @@ def test_commands_on_a_corrupt_store_print_one_line_and_no_asyncio_noise(real_st
         assert done.returncode == 1, (args, done.stderr)
         assert done.stderr.startswith("Error: ") and done.stderr.count("\n") == 1, done.stderr
         assert "Task was destroyed" not in done.stderr + done.stdout
+
+
+@pytest.mark.parametrize("dtype", ["q10", "q16"])
+def test_quantised_store_round_trip_verify_and_analyse(tmp_path: Path, dtype: str) -> None:
+    """qN stores: uint16 codes, the dtype's codec, the bound stated by info, verified, analysed like floats."""
+    src = tmp_path / "a.txt"
+    src.write_text("\n".join(_lines(24)) + "\n", encoding="utf-8")
+    _extract(src, tmp_path / "q.zarr", dtype=dtype)
+    _extract(src, tmp_path / "f.zarr", dtype="float32")
+    q, f = open_store(tmp_path / "q.zarr"), open_store(tmp_path / "f.zarr")
+    bound = attnx.store.STORED_DTYPES[dtype].max_abs_error
+    assert q._attn.dtype == np.uint16 and q.info()["storage_max_abs_error"] == bound
+    assert max(float(np.abs(q.attention(i) - f.attention(i)).max()) for i in range(24)) <= bound
+    assert verify_store(tmp_path / "q.zarr").max_row_sum_error > 0
+    from attnx.analysis import AnalyzeParams, analyze_store
+
+    a = analyze_store(q, AnalyzeParams(only=("features",)))
+    b = analyze_store(f, AnalyzeParams(only=("features",)))
+    np.testing.assert_allclose(a.feature_sums[..., :3], b.feature_sums[..., :3], rtol=2e-3, atol=bound * 40)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from attnx.errors import AttnxError
 
@@ -34,7 +34,8 @@ class Config:
     tokenize_ahead: int = 2
     # torch intra-op threads on CPU (0: torch's default)
     cpu_threads: int = 0
-    zstd_level: int = field(default=1)
+    # compression level of an explicitly chosen --codec (0: that codec's usual level; auto picks its own)
+    codec_level: int = 0
     # a writer commits (one Icechunk snapshot, visible to readers, the resume point) after this many bytes of
     # stored attention or this many seconds, whichever comes first, always on a batch boundary
     commit_bytes: int = 128 << 20

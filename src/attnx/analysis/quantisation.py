@@ -9,7 +9,7 @@ and as uint8, every feature mean compared per head (72 heads).
 
 from __future__ import annotations
 
-from attnx.store import AttentionStore
+from attnx.store import STORED_DTYPES, AttentionStore
 
 # per-head |uint8 - float32| of the analysis means (MiniLM, 1,000 UD EWT dev sentences, 2026-11-29)
 MEASURED_SHIFT = {
@@ -23,8 +23,15 @@ MEASURED_ON = "all-MiniLM-L6-v2, 1,000 UD English EWT dev sentences, uint8 vs fl
 SENSITIVE_FEATURES = ("entropy", "cls_entropy")
 
 
+# q9..q16: the largest error of per-row entropy (bits) and of JS between heads (bits) over 600 real records of
+# four corpora, by benchmarks/quant_analysis_error.py (results/quant_analysis_error.json)
+MEASURED_QN = {"q10": (0.32, 0.038), "q12": (0.078, 0.0094), "q16": (0.0046, 4.6e-4)}
+
+
 def is_lossy(store: AttentionStore) -> bool:
-    return getattr(store, "dtype", "") == "uint8" and getattr(store, "payload", "maps") == "maps"
+    """Quantised maps (uint8, q8..q16): small weights are stored as 0."""
+    d = STORED_DTYPES.get(getattr(store, "dtype", ""))
+    return bool(d and d.quantised) and getattr(store, "payload", "maps") == "maps"
 
 
 def quantisation_warnings(store: AttentionStore, only: tuple[str, ...] = ("features", "similarity"),
@@ -33,6 +40,22 @@ def quantisation_warnings(store: AttentionStore, only: tuple[str, ...] = ("featu
     (empty for float16 / float32 stores), each with the shift measured on real data."""
     if not is_lossy(store):
         return []
+    if store.dtype not in ("uint8", "q8"):
+        step = STORED_DTYPES[store.dtype].max_abs_error
+        measured = MEASURED_QN.get(store.dtype)
+        shift = (
+            f"; measured on real MiniLM maps: row entropy off by up to {measured[0]} bits, JS by up to {measured[1]}"
+            if measured
+            else ""
+        )
+        wanted = [x for x, on in (("entropy and cls_entropy", "features" in only),
+                                  ("JS head similarity", "similarity" in only and "js" in metrics)) if on]
+        if not wanted:
+            return []
+        return [
+            f"{store.path}: {store.dtype} store: {' and '.join(wanted)} are sensitive to quantisation (weights "
+            f"< {step:.2g} stored as 0){shift}; use a float16 store for these"
+        ]
     out = []
     if "features" in only:
         e, c = MEASURED_SHIFT["entropy"], MEASURED_SHIFT["cls_entropy"]

@@ -10,6 +10,7 @@ import numpy as np
 
 from attnx.analysis.quantisation import quantisation_warnings
 from attnx.errors import AttnxError
+from attnx.store.layout import STORED_DTYPES
 
 
 def _split(value: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
@@ -112,7 +113,7 @@ def analyze(store: Path, output: Path | None, only: str, metric: str, sample: in
                                max_bytes=block_mb << 20, per_record=per_record,
                                thresholds=Thresholds.load(thresholds).to_json())
         n = min(sample or len(st), len(st))
-        itemsize = {"float16": 2, "float32": 4, "uint8": 1}[st.dtype]
+        itemsize = STORED_DTYPES[st.dtype].storage.itemsize
         total = st.commit.attn * itemsize * n // max(len(st), 1)
         bar = _Progress(total, st.n_layers * st.n_heads, progress, "analyze")
         try:
@@ -154,7 +155,7 @@ def compare(store_a: Path, store_b: Path, output: Path | None, block_mb: int, pr
 
     try:
         a = attnx.open_store(store_a)
-        itemsize = {"float16": 2, "float32": 4, "uint8": 1}[a.dtype]
+        itemsize = STORED_DTYPES[a.dtype].storage.itemsize
         bar = _Progress(a.commit.attn * itemsize, a.n_layers * a.n_heads, progress, "compare")
         try:
             bar.start()

@@ -27,6 +27,7 @@ from attnx.errors import AttnxError, InputError, StoreError
 from attnx.kernels.features import MAP_FEATURES
 from attnx.memory import heap_trimmer
 from attnx.store import (
+    STORED_DTYPES,
     AttentionStore,
     Payload,
     StoredBatch,
@@ -50,7 +51,7 @@ class ExtractOptions:
     output: str
     model: str = DEFAULT_MODEL
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    dtype: str = "float16"  # stored dtype: float32 | float16 | uint8
+    dtype: str = "float16"  # stored dtype: float32 | float16 | uint8 | q8..q16 (attnx.quantize.DTYPES)
     compute_dtype: str | None = None  # float32 | float16 | bfloat16; default fp16 on CUDA, fp32 on CPU
     layers: tuple[int, ...] | None = None  # model layers to keep (0-based); None = all
     heads: tuple[int, ...] | None = None  # heads to keep in every kept layer; None = all
@@ -268,8 +269,8 @@ def extract(
     compute = opts.compute_dtype or ("float16" if device.type == "cuda" else "float32")
     if compute not in COMPUTE_DTYPES:
         raise AttnxError(f"--compute-dtype {compute!r}: choose float32, float16 or bfloat16")
-    if opts.dtype not in ("float32", "float16", "uint8"):
-        raise AttnxError(f"--dtype {opts.dtype!r}: choose float32, float16 or uint8")
+    if opts.dtype not in STORED_DTYPES:
+        raise AttnxError(f"--dtype {opts.dtype!r}: choose one of {', '.join(STORED_DTYPES)}")
     if cfg.cpu_threads and device.type == "cpu":
         torch.set_num_threads(cfg.cpu_threads)
 
@@ -318,7 +319,7 @@ def _extract_locked(
 
     if existing is not None:
         dtype = "float32" if opts.stats_only else opts.dtype  # features are always stored as float32
-        _check_resumable(existing, meta, dtype, resolve_codec(opts.codec, dtype))
+        _check_resumable(existing, meta, dtype, resolve_codec(opts.codec, dtype)[0])
         if existing.complete:
             made_from = existing.attrs.get("input", {})
             if made_from.get("sha256") and raw_sha256(opts.input) != made_from["sha256"]:
@@ -343,7 +344,7 @@ def _extract_locked(
             cfg.attn_chunk_elems,
             cfg.record_chunk,
             cfg.token_chunk,
-            cfg.zstd_level,
+            cfg.codec_level or None,
             conllu=source.format == "conllu",
             payload=payload,
             config=writer_config,
@@ -469,5 +470,5 @@ def _max_positions(config: dict) -> int | None:
 
 def _precision_note(dtype: str, compute: str) -> dict:
     """The stated error of the stored maps against fp32 eager attention (measured by the tests)."""
-    storage = {"float32": 0.0, "float16": 4.9e-4, "uint8": 1.0 / 510}[dtype]
+    storage = STORED_DTYPES[dtype].max_abs_error
     return {"compute_dtype": compute, "storage_dtype": dtype, "storage_max_abs_error": storage}

@@ -56,7 +56,8 @@ class KernelInput:
 
 
 def kernel_input(attn: np.ndarray, scale: float = 1.0) -> KernelInput:
-    """Wrap a flat attention array (float16 / float32 / uint8 with ``scale``) for the kernels, zero-copy."""
+    """Wrap a flat attention array (float16 / float32 / uint8 with ``scale``) for the kernels, zero-copy;
+    uint16 (q9..q16) codes are decoded to float32 first (the kernels' uint16 path means float16 bits)."""
     if attn.dtype == np.float16:
         lut, plogp = tables("float16")
         return KernelInput(attn.view(np.uint16), lut, plogp)
@@ -68,6 +69,9 @@ def kernel_input(attn: np.ndarray, scale: float = 1.0) -> KernelInput:
         return KernelInput(attn, dummy, dummy)
     if attn.dtype == np.float64:
         return kernel_input(attn.astype(np.float32), scale)
+    if attn.dtype == np.uint16:  # q9..q16 codes (float16 arrays arrive as float16): decode once to float32
+        out = np.empty(attn.shape, np.float32)
+        return kernel_input(np.multiply(attn, np.float32(scale), out=out, dtype=np.float32, casting="unsafe"))
     raise TypeError(f"unsupported attention dtype {attn.dtype}")
 
 

@@ -43,7 +43,7 @@ def convert_format_1(old: str | os.PathLike, new: str | os.PathLike, batch_recor
         int(first.chunks[0]),
         int(g["rec/length"].chunks[0]),
         int(g["tok/ids"].chunks[0]),
-        int(attrs.get("zstd_level", 1)),
+        int(attrs.get("zstd_level", 1)) if attrs["codec"] == "zstd" else None,
         conllu=conllu,
         payload=payload,
     )

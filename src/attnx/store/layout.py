@@ -34,9 +34,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ZstdCodec
 
 from attnx.errors import StoreError
+from attnx.quantize import CODECS as _CODECS
+from attnx.quantize import DTYPES, StoredDtype, zarr_codecs
 
 FORMAT = "attnx-store/2"
 FORMAT_1 = "attnx-store/1"
@@ -49,32 +50,15 @@ MAX_LENGTH = 1 << 16
 MAX_FEATURES = 1024
 
 
-@dataclass(frozen=True)
-class StoredDType:
-    """How attention probabilities are stored: numpy dtype, decode scale, stated max abs error vs float32."""
-
-    name: str
-    numpy: np.dtype
-    scale: float  # stored value * scale = probability
-    max_abs_error: float  # rounding error of storage alone, against the float32 probabilities
-    default_codec: str  # chosen by benchmarks/bench_codecs.py
-    lossy_for_entropy: bool  # quantised: entropies/JS of tiny probabilities shift measurably
+# Stored attention dtypes (float32, float16, uint8, q8..q16): one table, in attnx.quantize
+STORED_DTYPES: dict[str, StoredDtype] = DTYPES
 
 
-STORED_DTYPES: dict[str, StoredDType] = {
-    "float32": StoredDType("float32", np.dtype(np.float32), 1.0, 0.0, "blosc-lz4", False),
-    # float16 has a 10-bit mantissa: relative error 2^-11, so at most 2^-12 (2.4e-4) for p <= 0.5 and
-    # 2^-11 (4.9e-4) for p in (0.5, 1]
-    "float16": StoredDType("float16", np.dtype(np.float16), 1.0, 4.9e-4, "blosc-lz4", False),
-    "uint8": StoredDType("uint8", np.dtype(np.uint8), 1.0 / 255.0, 1.0 / 510.0, "zstd", True),
-}
-
-
-def stored_dtype(name: str) -> StoredDType:
+def stored_dtype(name: str) -> StoredDtype:
     try:
-        return STORED_DTYPES[name]
+        return DTYPES[name]
     except KeyError:
-        raise StoreError(f"unknown stored dtype {name!r} (choose from {', '.join(STORED_DTYPES)})") from None
+        raise StoreError(f"unknown stored dtype {name!r} (choose from {', '.join(DTYPES)})") from None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -197,34 +181,24 @@ class Commit:
         return commit
 
 
-CODECS = ("auto", "blosc-lz4", "blosc-zstd", "zstd", "none")
+CODECS = ("auto", *_CODECS)
 
 
-def resolve_codec(codec: str, dtype: str) -> str:
-    """``auto``: the stored dtype's default (measured by benchmarks/bench_codecs.py).
-
-    float16 probabilities have about 10 noisy mantissa bits, so no lossless codec gets past ~1.2x; lz4 with
-    bit-shuffle comes within 1% of the best ratio at several times zstd's speed. uint8 maps are mostly small
-    integers, where zstd's entropy coding wins (about 1.9x against lz4's 1.4x).
-    """
+def resolve_codec(codec: str, dtype: str, level: int | None = None) -> tuple[str, int]:
+    """``(codec, level)`` for the payload: ``auto`` is the stored dtype's default, measured by
+    benchmarks/bench_codecs.py (floats: blosc-lz4 + bit-shuffle; uint8/q8: zstd-1; q9..q16: blosc-zstd-5 +
+    bit-shuffle); an explicit codec gets ``level`` (default: that codec's usual level)."""
+    d = stored_dtype(dtype)
     if codec == "auto":
-        return stored_dtype(dtype).default_codec
+        return d.codec, d.level
     if codec not in CODECS:
         raise StoreError(f"unknown codec {codec!r} (choose from {', '.join(CODECS)})")
-    return codec
+    return codec, level if level is not None else (5 if codec.startswith("blosc") else 1)
 
 
 def codecs(codec: str, dtype: np.dtype | type, level: int = 1) -> dict:
     """Zarr v3 codec pipeline: bytes -> compressor -> crc32c (so a corrupt chunk fails on read)."""
-    itemsize = np.dtype(dtype).itemsize
-    if codec == "zstd":
-        comp = [ZstdCodec(level=level)]
-    elif codec == "blosc-zstd":
-        comp = [BloscCodec(cname="zstd", clevel=level, shuffle="bitshuffle", typesize=itemsize)]
-    elif codec == "blosc-lz4":
-        comp = [BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle", typesize=itemsize)]
-    elif codec == "none":
-        comp = []
-    else:
-        raise StoreError(f"unknown codec {codec!r} (choose from {', '.join(CODECS)})")
-    return {"serializer": BytesCodec(), "compressors": [*comp, Crc32cCodec()]}
+    try:
+        return zarr_codecs(codec, np.dtype(dtype), level)
+    except ValueError as exc:
+        raise StoreError(str(exc)) from None

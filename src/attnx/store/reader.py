@@ -372,7 +372,7 @@ class AttentionStore:
         memory stays bounded by ``(read_ahead + 2) * max_bytes`` whatever the store's size.
         ``records``: optional input-order ids to restrict to (e.g. a sample).
         """
-        itemsize = STORED_DTYPES[self.dtype].numpy.itemsize
+        itemsize = STORED_DTYPES[self.dtype].storage.itemsize
         positions = None
         if records is not None:
             records = np.asarray(records, np.int64)
@@ -449,7 +449,7 @@ class AttentionStore:
 
     def info(self) -> dict:
         """A JSON-able summary: sizes, model, dtype, codec, compression ratio, commit history size."""
-        itemsize = STORED_DTYPES[self.dtype].numpy.itemsize
+        itemsize = STORED_DTYPES[self.dtype].storage.itemsize
         raw = self.commit.attn * itemsize
         attn_disk = self.payload_nbytes_stored()
         lengths = self._physical["length"]

@@ -85,7 +85,7 @@ def check_chunk_count(name: str, n: int, chunk: int, present: int, where: str) -
 def array_specs(attrs: dict, commit: Commit) -> dict[str, tuple[np.dtype, int]]:
     """name -> (dtype, elements) of every array the committed store must hold."""
     payload = Payload.from_attrs(attrs)
-    specs = {payload.array: (STORED_DTYPES[attrs["dtype"]].numpy, commit.attn)}
+    specs = {payload.array: (STORED_DTYPES[attrs["dtype"]].storage, commit.attn)}
     specs.update({name: (np.dtype(dt), commit.records) for name, dt in REC_ARRAYS.items()})
     specs.update({name: (np.dtype(dt), commit.tokens) for name, dt in TOK_ARRAYS.items()})
     if attrs.get("conllu"):

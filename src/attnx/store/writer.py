@@ -189,7 +189,7 @@ class StoreWriter:
         attn_chunk_elems: int,
         record_chunk: int,
         token_chunk: int,
-        zstd_level: int = 1,
+        codec_level: int | None = None,
         conllu: bool = False,
         payload: Payload | None = None,
         config: WriterConfig | None = None,
@@ -204,8 +204,8 @@ class StoreWriter:
         payload = payload or Payload.maps()
         if payload.kind == "features":
             dtype = "float32"
-        codec = resolve_codec(codec, dtype)
-        np_dtype = stored_dtype(dtype).numpy
+        codec, level = resolve_codec(codec, dtype, codec_level)
+        np_dtype = stored_dtype(dtype).storage
         try:
             repo = _fresh_repository(location)
         except BaseException:
@@ -221,7 +221,7 @@ class StoreWriter:
                 dtype=np_dtype,
                 fill_value=0,
                 dimension_names=[dimension(payload.array)],
-                **codecs(codec, np_dtype, zstd_level),
+                **codecs(codec, np_dtype, level),
             )
             small = {**REC_ARRAYS, **TOK_ARRAYS, **(WORD_ARRAYS if conllu else {})}
             for name, dt in small.items():
@@ -241,7 +241,7 @@ class StoreWriter:
                 **meta,
                 "dtype": dtype,
                 "codec": codec,
-                "zstd_level": zstd_level,
+                "codec_level": level,
                 "conllu": conllu,
                 **payload.to_attrs(),
                 "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),

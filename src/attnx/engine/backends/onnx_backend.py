@@ -19,8 +19,9 @@ import numpy as np
 from attnx.engine.backends.base import Done, PackedBatch, TokenBatch, packed_offsets
 from attnx.engine.model import LoadedModel
 from attnx.engine.onnx_export import INPUT_NAMES, OUTPUT_NAME, OnnxExportError, ensure_onnx
+from attnx.quantize import encode, stored_dtype
 
-STORE_NP_DTYPES = {"float16": np.float16, "float32": np.float32, "uint8": np.uint8}
+GRAPH_DTYPES = ("float32", "float16", "uint8")
 
 
 def usable_cores() -> int:
@@ -65,7 +66,10 @@ class OnnxBackend:
         import torch
 
         self.ort = ort
-        self.store_dtype = STORE_NP_DTYPES[store_dtype]
+        # the graph emits float32, float16 or uint8 (q8); q9..q16 leave it as float32 and are encoded here
+        self.store_name = store_dtype
+        self.graph_dtype = store_dtype if store_dtype in GRAPH_DTYPES else "float32"
+        self.store_dtype = stored_dtype(store_dtype).storage
         self.n_layers, self.n_heads = len(layers), len(heads)
         cuda = loaded.device.type == "cuda"
         if cuda and "CUDAExecutionProvider" not in ort.get_available_providers():
@@ -78,7 +82,7 @@ class OnnxBackend:
                 "--backend onnx: bfloat16 compute is not supported by onnxruntime; "
                 "use --compute-dtype float32 (CPU) or float16 (CUDA), or --backend torch"
             )
-        self.export_path, self.export_cached = ensure_onnx(loaded, layers, heads, store_dtype)
+        self.export_path, self.export_cached = ensure_onnx(loaded, layers, heads, self.graph_dtype)
 
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -127,6 +131,8 @@ class OnnxBackend:
 
     def submit(self, batch: TokenBatch) -> Done:
         attn = self._run_cuda(batch) if self.cuda else self._run_cpu(batch)  # (layers, B, heads, T, T)
+        if self.graph_dtype != self.store_name:
+            attn = encode(attn, self.store_name)
         packed = pack_padded(attn.astype(self.store_dtype, copy=False), batch.lengths)
         return Done(PackedBatch(attn=packed, lengths=batch.lengths))
 

@@ -18,8 +18,7 @@ import torch
 from attnx.engine.backends.base import Done, PackedBatch, TokenBatch
 from attnx.engine.capture import capturing
 from attnx.engine.model import LoadedModel
-
-STORE_TORCH_DTYPES = {"float16": torch.float16, "float32": torch.float32, "uint8": torch.uint8}
+from attnx.quantize import encode_torch, torch_storage_dtype
 
 
 @dataclass(frozen=True)
@@ -58,11 +57,9 @@ def packing_index(
     return PackingIndex(src=src, dst=dst, layer_stride=per_layer[rec], total=n_layers_kept * total_layer)
 
 
-def to_store_dtype(values: torch.Tensor, store_dtype: torch.dtype) -> torch.Tensor:
-    """float32 probabilities -> store dtype; uint8 is ``round(p * 255)`` (max error 1/510 ~ 1.96e-3)."""
-    if store_dtype == torch.uint8:
-        return torch.round(values * 255.0).to(torch.uint8)
-    return values.to(store_dtype)
+def _as_storage(a: np.ndarray) -> np.ndarray:
+    """Packed maps as the store's numpy dtype: q9..q16 travel as int16 bit patterns (see attnx.quantize)."""
+    return a.view(np.uint16) if a.dtype == np.int16 else a
 
 
 class CaptureComplete(Exception):
@@ -73,8 +70,8 @@ class CaptureComplete(Exception):
 class _Collector:
     """Receives each layer's probabilities and scatters the kept part into ``out``."""
 
-    def __init__(self, layer_pos: dict[int, int], index: PackingIndex, out: torch.Tensor) -> None:
-        self.layer_pos, self.index, self.out = layer_pos, index, out
+    def __init__(self, layer_pos: dict[int, int], index: PackingIndex, out: torch.Tensor, store_dtype: str) -> None:
+        self.layer_pos, self.index, self.out, self.store_dtype = layer_pos, index, out, store_dtype
         self.last = max(layer_pos)
 
     def __call__(self, layer_idx: int, probs: torch.Tensor) -> None:
@@ -83,7 +80,7 @@ class _Collector:
             return
         values = probs.reshape(-1).index_select(0, self.index.src)
         dst = self.index.dst + k * self.index.layer_stride if k else self.index.dst
-        self.out.index_copy_(0, dst, to_store_dtype(values, self.out.dtype))
+        self.out.index_copy_(0, dst, encode_torch(values, self.store_dtype))
         if layer_idx == self.last:
             raise CaptureComplete
 
@@ -113,7 +110,7 @@ class _CudaPending:
     def result(self) -> PackedBatch:
         self.event.synchronize()
         self._keep = None
-        return PackedBatch(attn=self.host[: self.n].numpy(), lengths=self.lengths)
+        return PackedBatch(attn=_as_storage(self.host[: self.n].numpy()), lengths=self.lengths)
 
 
 class _CudaTransfer:
@@ -170,7 +167,8 @@ class TorchBackend:
         self.layer_pos = {layer: k for k, layer in enumerate(layers)}
         self.n_layers_kept = len(layers)
         self.heads = torch.as_tensor(heads, dtype=torch.int64, device=self.device)
-        self.store_dtype = STORE_TORCH_DTYPES["float32" if stats_only else store_dtype]
+        self.store_name = "float32" if stats_only else store_dtype
+        self.store_dtype = torch_storage_dtype(self.store_name)
         self.stats_only = stats_only
         self.cuda = self.device.type == "cuda"
         self.transfer = _CudaTransfer(ring) if self.cuda else None
@@ -195,12 +193,12 @@ class TorchBackend:
         )
         out = torch.empty(index.total, dtype=self.store_dtype, device=self.device)
         try:
-            with capturing(_Collector(self.layer_pos, index, out)):
+            with capturing(_Collector(self.layer_pos, index, out, self.store_name)):
                 self.loaded.model(**inputs)
         except CaptureComplete:
             pass
         if self.transfer is None:
-            return Done(PackedBatch(attn=out.numpy(), lengths=batch.lengths))
+            return Done(PackedBatch(attn=_as_storage(out.numpy()), lengths=batch.lengths))
         return self.transfer.start(out, batch.lengths)
 
     def _submit_stats(self, batch: TokenBatch, inputs: dict[str, torch.Tensor]) -> Done | _CudaPending:
