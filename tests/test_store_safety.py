@@ -390,7 +390,7 @@ def test_one_line_errors_for_bad_environment_and_lengths(tmp_path: Path) -> None
 def test_open_dataset(real_store: Path) -> None:
     ds = attnx.open_dataset(real_store)
     store = open_store(real_store)
-    assert ds["attn"].dims == ("element",) and ds["length"].dims == ("record",) and ds["ids"].dims == ("token",)
+    assert ds["attn"].dims == ("element",) and ds["length"].dims == ("record",) and ds["token_ids"].dims == ("token",)
     assert ds.sizes["record"] == len(store) and ds.attrs["attnx"]["commit"]["records"] == len(store)
     p = int(store.position[7])
     l = int(ds["length"][p])

@@ -10,6 +10,25 @@ def open_store(path, snapshot=None):  # noqa: ANN001, ANN201 - re-exported, docu
     return _open(path, snapshot)
 
 
+def extract(input, output, progress=None, **options):  # noqa: ANN001, ANN003, ANN201 - see ExtractOptions
+    """Run a model over ``input`` and store its attention in ``output``, as ``attnx extract`` does, with the same
+    options and defaults (:class:`attnx.engine.extract.ExtractOptions`: ``model``, ``dtype``, ``layers``,
+    ``heads``, ``max_length``, ``backend``, ``overwrite``, ...); returns the run's
+    :class:`~attnx.engine.extract.Summary`. Resumes an interrupted store; leaves a complete one alone."""
+    from attnx.engine.extract import ExtractOptions
+    from attnx.engine.extract import extract as _extract
+
+    layers, heads = options.pop("layers", None), options.pop("heads", None)
+    opts = ExtractOptions(
+        input=str(input),
+        output=str(output),
+        layers=tuple(layers) if layers is not None else None,
+        heads=tuple(heads) if heads is not None else None,
+        **options,
+    )
+    return _extract(opts, progress=progress)
+
+
 def open_dataset(path, snapshot=None):  # noqa: ANN001, ANN201 - re-exported, documented in attnx.store.dataset
     """Open a store as a lazy ``xarray.Dataset``; see :func:`attnx.store.dataset.open_dataset`."""
     from attnx.store.dataset import open_dataset as _open
@@ -24,4 +43,4 @@ def verify(path):  # noqa: ANN001, ANN201 - re-exported, documented in attnx.sto
     return verify_store(path)
 
 
-__all__ = ["__version__", "open_dataset", "open_store", "verify"]
+__all__ = ["__version__", "extract", "open_dataset", "open_store", "verify"]

@@ -9,12 +9,14 @@ from attnx.store.location import StoreLocation
 from attnx.store.reader import AttentionStore
 
 _GROUPS = ("", "rec", "tok", "words", "index")
+_PREFIX = {"tok": "token_", "words": "word_"}  # tok/word would clash with the dimension "word"
 
 
 def open_dataset(where: str | os.PathLike | StoreLocation, snapshot: str | None = None):  # noqa: ANN201
     """Open a store as an ``xarray.Dataset``: ``attn`` (or ``features``) on dimension ``element``; ``input_id``,
-    ``attn_start``, ``length``, ... on ``record``; ``ids``, ``segment``, ... on ``token``; ``head``, ``deprel`` on
-    ``word``; ``position`` on ``input_record``. The ``attnx`` attributes are the dataset's attributes.
+    ``attn_start``, ``length``, ... on ``record``; ``token_ids``, ``token_segment``, ... on ``token``;
+    ``word_head``, ``word_deprel`` on ``word``; ``position`` on ``input_record``. The ``attnx`` attributes are
+    the dataset's attributes.
 
     The store is validated first (:class:`AttentionStore`), so a broken store fails here in one line.
     """
@@ -28,7 +30,10 @@ def open_dataset(where: str | os.PathLike | StoreLocation, snapshot: str | None 
         if group and group not in store.group:
             continue
         ds = xr.open_zarr(store.session.store, group=group or None, consolidated=False, zarr_format=3, chunks={})
-        parts.append(ds.drop_attrs() if hasattr(ds, "drop_attrs") else ds)
+        ds = ds.drop_attrs() if hasattr(ds, "drop_attrs") else ds
+        if group in _PREFIX:
+            ds = ds.rename({name: _PREFIX[group] + name for name in ds.data_vars})
+        parts.append(ds)
     merged = xr.merge(parts, combine_attrs="drop")
     merged.attrs = {"attnx": store.attrs, "snapshot": store.snapshot_id}
     return merged

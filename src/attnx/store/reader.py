@@ -24,6 +24,7 @@ from attnx.store import validate
 from attnx.store.layout import BRANCH, INDEX_ARRAY, REC_ARRAYS, STORED_DTYPES, Commit, Payload
 from attnx.store.location import StoreLocation, _first_line
 from attnx.store.writer import open_repository
+from attnx.threads import ordered_map
 from attnx.threads import read_ahead as _read_ahead
 
 
@@ -364,13 +365,18 @@ class AttentionStore:
         )
 
     def blocks(
-        self, max_bytes: int = 64 << 20, records: np.ndarray | None = None, read_ahead: int = 2
+        self,
+        max_bytes: int = 64 << 20,
+        records: np.ndarray | None = None,
+        read_ahead: int = 2,
+        threads: int | None = None,
     ) -> Iterator[AttentionBlock]:
-        """Stream the store as contiguous blocks of about ``max_bytes`` of stored attention each.
+        """Stream the store as contiguous blocks of about ``max_bytes`` of stored attention each, in order.
 
-        A background thread reads (and decompresses) ``read_ahead`` blocks ahead of the consumer, so
-        memory stays bounded by ``(read_ahead + 2) * max_bytes`` whatever the store's size.
-        ``records``: optional input-order ids to restrict to (e.g. a sample).
+        ``threads`` reader threads (default: the usable cores, at most 4) read and decompress blocks ahead of
+        the consumer (blosc, zstd and crc32c release the GIL, so decoding scales with the cores), at most
+        ``read_ahead + threads`` blocks in flight: memory stays bounded by about that many times
+        ``max_bytes`` whatever the store's size. ``records``: optional input-order ids to restrict to.
         """
         itemsize = STORED_DTYPES[self.dtype].storage.itemsize
         positions = None
@@ -382,7 +388,13 @@ class AttentionStore:
             if (positions < 0).any():
                 raise StoreError(f"{self.path}: some requested records are not stored")
         plan = self.plan_blocks(max(1, max_bytes // itemsize), positions)
-        yield from _read_ahead(lambda: (self.read_block(p0, p1) for p0, p1 in plan), read_ahead, "attnx-block-reader")
+        threads = threads if threads is not None else min(4, len(os.sched_getaffinity(0)))
+        if threads <= 1:
+            yield from _read_ahead(
+                lambda: (self.read_block(p0, p1) for p0, p1 in plan), read_ahead, "attnx-block-reader"
+            )
+            return
+        yield from ordered_map(lambda r: self.read_block(*r), plan, threads, ahead=read_ahead + threads)
 
     # -- derived results ---------------------------------------------------------------------------------------
     def derived_writer(self, name: str, dtype: str, shape: str = "l,l"):  # noqa: ANN201 - DerivedWriter

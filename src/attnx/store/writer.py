@@ -242,6 +242,7 @@ class StoreWriter:
                 "dtype": dtype,
                 "codec": codec,
                 "codec_level": level,
+                "scale": stored_dtype(dtype).scale,  # stored value * scale = probability
                 "conllu": conllu,
                 **payload.to_attrs(),
                 "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
