@@ -46,7 +46,7 @@ def test_empty_input_is_an_error(tmp_path):
     r = run("analyze", str(out), "--no-progress")
     assert r.exit_code == 1
     assert "holds 0 records; nothing to analyse" in _error_line(r)
-    assert not (out / "analysis" / "features.csv").exists()
+    assert not (tmp_path / "e.zarr.analysis" / "features.csv").exists()
 
 
 def test_relations_on_a_text_store(text_store, tmp_path):

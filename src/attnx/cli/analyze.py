@@ -13,6 +13,13 @@ from attnx.errors import AttnxError
 from attnx.store.layout import STORED_DTYPES
 
 
+def analysis_dir(store: Path) -> Path:
+    """Where results of a store go by default: beside it (``corpus.zarr`` -> ``corpus.zarr.analysis``), never
+    inside the store's repository, whose size and objects then stay the store's own."""
+    return store.with_name(store.name + ".analysis")
+
+
+
 def _split(value: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
     items = tuple(v.strip() for v in value.split(",") if v.strip())
     bad = [v for v in items if v not in allowed]
@@ -107,7 +114,7 @@ def analyze(store: Path, output: Path | None, only: str, metric: str, sample: in
         if truncated:
             _warn(f"{store}: {truncated:,} of {len(st):,} records were cut to --max-length at extraction; "
                   "their maps cover the kept wordpieces only")
-        out = output or store / "analysis"
+        out = output or analysis_dir(store)
         out.mkdir(parents=True, exist_ok=True)
         params = AnalyzeParams(only=only_t, metrics=metrics, sample=sample, seed=seed, js_records=js_records,
                                max_bytes=block_mb << 20, per_record=per_record,
@@ -164,7 +171,7 @@ def compare(store_a: Path, store_b: Path, output: Path | None, block_mb: int, pr
             bar.finish(time.perf_counter() - t0)
         finally:
             bar.close()
-        out = output or store_a / "analysis"
+        out = output or analysis_dir(store_a)
         write_compare(result, out, store_a, store_b)
     except AttnxError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -186,7 +193,7 @@ def report(source: Path, output: Path) -> None:
     """
     from attnx.report import make_report
 
-    analysis = source / "analysis" if (source / "analysis").is_dir() else source
+    analysis = analysis_dir(source) if analysis_dir(source).is_dir() else source
     try:
         paths = make_report(analysis, output)
     except AttnxError as exc:
