@@ -172,7 +172,7 @@ def _retype(name: str, dtype: str):  # noqa: ANN202
     def edit(g: zarr.Group) -> None:
         data = np.asarray(g[name][:])
         del g[name]
-        g.create_array(name, data=data.astype(dtype), chunks=(16,))
+        g.create_array(name, data=data.astype(dtype), chunks=(4096,))
 
     return edit
 

@@ -7,10 +7,7 @@ import numpy as np
 
 def render_map(attn: np.ndarray, tokens: list[str], path: str, title: str = "", max_labels: int = 80) -> None:
     """Draw ``attn`` (l, l), rows = queries, columns = keys, with wordpiece labels, to ``path``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from attnx import figure as plt
 
     l = attn.shape[0]
     size = min(4 + l * 0.18, 18)

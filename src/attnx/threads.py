@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import collections
+import functools
 import queue
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -78,3 +80,23 @@ def ordered_map(fn: Callable[[T], U], items: Iterable[T], threads: int, ahead: i
         finally:
             for f in pending:
                 f.cancel()
+
+
+def keeps_thread_settings(fn: Callable[..., U]) -> Callable[..., U]:
+    """Decorator: the caller's torch intra-op thread count is as it was after ``fn`` returns.
+
+    numba's OpenMP threading layer sets the process's OpenMP thread count when a parallel kernel first runs,
+    which is what ``torch.get_num_threads`` reports; a library call must not change the caller's setting.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: object, **kwargs: object) -> U:
+        torch = sys.modules.get("torch")
+        before = torch.get_num_threads() if torch is not None else None
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if before is not None and torch.get_num_threads() != before:
+                torch.set_num_threads(before)
+
+    return wrapper

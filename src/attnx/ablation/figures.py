@@ -9,12 +9,9 @@ import numpy as np
 
 
 def _plt():
-    import matplotlib
+    from attnx import figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return figure
 
 
 def head_grid_figure(

@@ -27,6 +27,7 @@ from attnx.kernels.relations import MAX_OFFSET, relation_counts
 from attnx.kernels.similarity import METRICS, head_similarity
 from attnx.memory import heap_trimmer
 from attnx.store import AttentionBlock, AttentionStore
+from attnx.threads import keeps_thread_settings
 
 ANALYSES = ("features", "patterns", "similarity", "relations")
 # features.csv columns after layer, head (the public contract)
@@ -98,6 +99,7 @@ def _sample(store: AttentionStore, n: int | None, seed: int) -> np.ndarray | Non
     return np.sort(np.random.default_rng(seed).choice(stored, size=n, replace=False))
 
 
+@keeps_thread_settings
 def analyze_store(
     store: AttentionStore | str | Path,
     params: AnalyzeParams | None = None,
@@ -352,6 +354,7 @@ def _as_store(store: AttentionStore | str | Path) -> AttentionStore:
     return store if isinstance(store, AttentionStore) else attnx.open_store(store)
 
 
+@keeps_thread_settings
 def compare_stores(path_a: AttentionStore | str | Path, path_b: AttentionStore | str | Path,
                    max_bytes: int = 64 << 20,
                    progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import os
 import sys
+from pathlib import Path
 
 import click
 
-import attnx
-from attnx.cli.ablate import ablate_cmd, importance_cmd, rollout_cmd
-from attnx.cli.analyze import analyze as analyze_cmd
-from attnx.cli.analyze import compare as compare_cmd
-from attnx.cli.analyze import report as report_cmd
-from attnx.cli.bench import bench_cmd
-from attnx.cli.extract import demo_cmd, extract_cmd, info_cmd, show_cmd
-from attnx.cli.store_cmds import convert_cmd, verify_cmd
+# The command owns its process: numba's compiled-kernel cache goes to the user's cache folder, not into the
+# installed package (set before anything imports numba); no hub lookups. The library itself changes neither.
+os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "attnx" / "numba"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import attnx  # noqa: E402
+from attnx.cli.ablate import ablate_cmd, importance_cmd, rollout_cmd  # noqa: E402
+from attnx.cli.analyze import analyze as analyze_cmd  # noqa: E402
+from attnx.cli.analyze import compare as compare_cmd  # noqa: E402
+from attnx.cli.analyze import report as report_cmd  # noqa: E402
+from attnx.cli.bench import bench_cmd  # noqa: E402
+from attnx.cli.extract import demo_cmd, extract_cmd, info_cmd, show_cmd  # noqa: E402
+from attnx.cli.store_cmds import convert_cmd, verify_cmd  # noqa: E402
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

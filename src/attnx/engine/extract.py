@@ -271,18 +271,20 @@ def extract(
         raise AttnxError(f"--compute-dtype {compute!r}: choose float32, float16 or bfloat16")
     if opts.dtype not in STORED_DTYPES:
         raise AttnxError(f"--dtype {opts.dtype!r}: choose one of {', '.join(STORED_DTYPES)}")
-    if cfg.cpu_threads and device.type == "cpu":
-        torch.set_num_threads(cfg.cpu_threads)
 
     location = StoreLocation.parse(opts.output)
     source = Source(opts.input, opts.format, opts.text_field, opts.pair_field)  # fails fast on a bad path
     lock = WriterLock(location).acquire()  # held until the writer closes; refused at once if taken
+    threads = torch.get_num_threads()
     try:
+        if cfg.cpu_threads and device.type == "cpu":
+            torch.set_num_threads(cfg.cpu_threads)  # for this run only: restored below
         if opts.overwrite and (location.exists() or location.is_format_1()):
             location.remove()
         existing = AttentionStore(location) if holds_store(location) else None
         return _extract_locked(opts, cfg, device, compute, location, lock, source, existing, progress)
     finally:
+        torch.set_num_threads(threads)
         lock.release()
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -212,12 +213,33 @@ def load_model(
     MiniLM's uncased tokenizer; for speed tests). ``max_layer``: drop the layers above it, which no
     capture needs.
     """
-    from transformers import AutoConfig, AutoModel
     from transformers.utils import logging as hf_logging
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    hf_logging.disable_progress_bar()
+    with _quiet_transformers(hf_logging):
+        return _load_model(name, device, dtype, seed, max_layer, attn_implementation)
+
+
+@contextlib.contextmanager
+def _quiet_transformers(hf_logging: object) -> Iterator[None]:
+    """transformers' loading chatter off while attnx loads a model, restored after (the caller's process keeps
+    its own verbosity and progress-bar setting). Files are read with ``local_files_only``: no network."""
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _load_model(
+    name: str, device: str | torch.device, dtype: torch.dtype, seed: int, max_layer: int | None,
+    attn_implementation: str,
+) -> LoadedModel:
+    from transformers import AutoConfig, AutoModel
+
     device = torch.device(device)
     if is_random_name(name):
         config = random_config(name)

@@ -20,6 +20,7 @@ import numpy as np
 from numba import njit, prange
 
 from attnx.kernels.common import balanced_bounds, decode, kernel_input
+from attnx.threads import keeps_thread_settings
 
 
 def rollout_reference(maps: np.ndarray) -> np.ndarray:
@@ -115,6 +116,7 @@ def rollout_flat(
     return out, out_offsets
 
 
+@keeps_thread_settings
 def store_rollout(
     store_path: str | Path, max_bytes: int = 64 << 20, progress: Callable[[int], None] | None = None
 ) -> dict:

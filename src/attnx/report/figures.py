@@ -12,15 +12,12 @@ import json
 import shutil
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from attnx.errors import AttnxError  # noqa: E402
-from attnx.kernels.patterns import PATTERNS  # noqa: E402
-from attnx.report.style import LAYER_ORIGIN, about_line, annotate_cells, data_name  # noqa: E402
+from attnx import figure as plt
+from attnx.errors import AttnxError
+from attnx.kernels.patterns import PATTERNS
+from attnx.report.style import LAYER_ORIGIN, about_line, annotate_cells, data_name
 
 FEATURE_TITLES = {
     "cls": ("Attention to [CLS]", "mean weight"),

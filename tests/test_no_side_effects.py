@@ -1,0 +1,67 @@
+"""Using attnx as a library leaves the caller's process as it was: environment, logging levels, torch threads,
+matplotlib backend (checked in a fresh interpreter, so nothing imported earlier by the test session counts)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import SAMPLE
+
+SCRIPT = r"""
+import json, logging, os, sys
+import matplotlib
+import torch
+from transformers.utils import logging as hf_logging
+
+def state():
+    return {
+        "env": dict(os.environ),
+        "root_level": logging.getLogger().level,
+        "transformers_verbosity": hf_logging.get_verbosity(),
+        "transformers_bars": hf_logging.is_progress_bar_enabled(),
+        "torch_threads": torch.get_num_threads(),
+        "backend": matplotlib.rcParams._get_backend_or_none(),
+        "numba_cache_env": os.environ.get("NUMBA_CACHE_DIR"),
+    }
+
+import torch._dynamo  # noqa: F401 - torch itself sets TORCHINDUCTOR_CACHE_DIR when its compiler is imported,
+                      # which loading any transformers model does: not attnx's doing, so it happens before "before"
+torch.set_num_threads(1)
+before = state()
+import attnx
+from attnx import analysis
+src, out, rep = sys.argv[1:4]
+summary = attnx.extract(src, out, model="random-bert-tiny", device="cpu")
+store = attnx.open_store(out)
+store.attention(0)
+analysis.features(store)
+from attnx.analysis import AnalyzeParams, analyze_store, write_results
+write_results(analyze_store(store, AnalyzeParams(only=("features", "patterns"))), rep + "/an", store)
+from attnx.report import make_report
+make_report(rep + "/an", rep + "/fig")
+from attnx.render import render_map
+render_map(store.attention(0)[0, 0], store.tokens(0), rep + "/map.png")
+after = state()
+print(json.dumps({"before": before, "after": after, "records": summary.records}))
+"""
+
+
+def test_library_calls_leave_the_process_as_it_was(tmp_path: Path) -> None:
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join((SAMPLE / "sample.txt").read_text(encoding="utf-8").splitlines()[:12]) + "\n")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "ATTNX_CPU_THREADS": "2", "PYTHONPATH": ""}
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(src), str(tmp_path / "s.zarr"), str(tmp_path)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["records"] == 12
+    before, after = result["before"], result["after"]
+    assert after["env"] == before["env"], set(after["env"].items()) ^ set(before["env"].items())
+    for key in ("root_level", "transformers_verbosity", "transformers_bars", "torch_threads", "backend"):
+        assert after[key] == before[key], key
+    assert (tmp_path / "fig").is_dir() and (tmp_path / "map.png").is_file()
