@@ -68,6 +68,33 @@ class ExtractOptions:
     overwrite: bool = False  # replace an existing store (local stores) instead of resuming it
 
 
+@dataclass(frozen=True)
+class InFlight:
+    """A batch submitted to the backend and not yet handed to the writer."""
+
+    window: TokenizedWindow
+    idx: np.ndarray  # (b,) window-local record indices, physical order
+    pending: object  # the backend's handle: .result() -> PackedBatch
+    keep_from: int  # records at the front already committed before a resume: not written again
+
+
+@dataclass
+class RunTotals:
+    """What this run has handed to the writer so far."""
+
+    records: int = 0
+    tokens: int = 0
+    attention_bytes: int = 0  # stored payload produced (before compression)
+    truncated: int = 0
+    batches: int = 0
+
+    def add(self, stored: StoredBatch) -> None:
+        self.records += len(stored.input_id)
+        self.tokens += int(stored.length.sum())
+        self.attention_bytes += stored.attn.nbytes
+        self.truncated += int(stored.truncated.sum())
+
+
 @dataclass
 class Summary:
     """What a run did. ``seconds`` excludes model loading."""
@@ -80,7 +107,7 @@ class Summary:
     seconds: float = 0.0
     sentences_per_s: float = 0.0
     tokens_per_s: float = 0.0
-    mb_written_per_s: float = 0.0
+    attention_mb_per_s: float = 0.0  # stored attention produced per second, before compression
     attention_bytes: int = 0
     store_bytes: int = 0
     device: str = ""
@@ -362,25 +389,21 @@ def _extract_locked(
     n_lh = len(layers) * len(heads)
     n_features = len(MAP_FEATURES) if opts.stats_only else None
     pad_id = loaded.tokenizer.pad_token_id or 0
-    records = tokens = nbytes = batches = truncated = 0
-    in_flight: collections.deque = collections.deque()
+    totals = RunTotals()
+    in_flight: collections.deque[InFlight] = collections.deque()
     trim = heap_trimmer()
     t0 = time.perf_counter()
     if progress:
         progress(0, 0, 0)  # the clock starts here: rates are work done over time since now
 
-    def process(item: tuple) -> None:
-        nonlocal records, tokens, nbytes, truncated
-        window, idx, pending, keep_from = item
-        stored = _stored_batch(window, idx, pending.result(), keep_from, n_lh, n_features)
+    def process(item: InFlight) -> None:
+        """Hand a finished batch, with its records' tokens, to the writer; count it."""
+        stored = _stored_batch(item.window, item.idx, item.pending.result(), item.keep_from, n_lh, n_features)
         async_writer.put(stored)
-        records += len(stored.input_id)
-        tokens += int(stored.length.sum())
-        nbytes += stored.attn.nbytes
-        truncated += int(stored.truncated.sum())
+        totals.add(stored)
         trim()
         if progress:
-            progress(records, tokens, nbytes)
+            progress(totals.records, totals.tokens, totals.attention_bytes)
 
     try:
         expect = (writer.commit.input_window, writer.commit.input_digest) if resumed_from else None
@@ -403,8 +426,8 @@ def _extract_locked(
                     pad_id,
                     *((window.special, window.punct, window.len_a) if opts.stats_only else ()),
                 )
-                in_flight.append((window, idx, backend.submit(batch), max(0, done_here - lo)))
-                batches += 1
+                in_flight.append(InFlight(window, idx, backend.submit(batch), max(0, done_here - lo)))
+                totals.batches += 1
                 while len(in_flight) >= cfg.queue_depth:
                     process(in_flight.popleft())
         while in_flight:
@@ -444,19 +467,19 @@ def _extract_locked(
         store=out,
         status="complete",
         records=writer.records,
-        records_this_run=records,
-        tokens_this_run=tokens,
+        records_this_run=totals.records,
+        tokens_this_run=totals.tokens,
         seconds=seconds,
-        sentences_per_s=records / seconds if seconds else 0.0,
-        tokens_per_s=tokens / seconds if seconds else 0.0,
-        mb_written_per_s=nbytes / seconds / 1e6 if seconds else 0.0,
-        attention_bytes=nbytes,
+        sentences_per_s=totals.records / seconds if seconds else 0.0,
+        tokens_per_s=totals.tokens / seconds if seconds else 0.0,
+        attention_mb_per_s=totals.attention_bytes / seconds / 1e6 if seconds else 0.0,
+        attention_bytes=totals.attention_bytes,
         store_bytes=store_bytes,
         device=str(device),
         compute_dtype=compute,
-        batches=batches,
+        batches=totals.batches,
         resumed_from=resumed_from,
-        truncated_this_run=truncated,
+        truncated_this_run=totals.truncated,
     )
 
 
