@@ -136,18 +136,24 @@ def is_random_name(name: str) -> bool:
     return name.startswith(RANDOM_PREFIX) and not Path(name).expanduser().exists()
 
 
+def _read_config(model_dir: Path):  # noqa: ANN202 - a transformers PretrainedConfig
+    """A local checkpoint's config.json (never remote code), or a one-line ModelError."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(str(model_dir), local_files_only=True, trust_remote_code=False)
+    except Exception as exc:
+        raise ModelError(f"{model_dir}: cannot read config.json ({type(exc).__name__}: {exc})") from exc
+
+
 def model_shape(name: str) -> tuple[int, int]:
     """``(layers, heads)`` of a model name without loading its weights (for option checks)."""
-    from transformers import AutoConfig
 
     if is_random_name(name):
         config = random_config(name)
     else:
         model_dir = resolve_model_dir(name)
-        try:
-            config = AutoConfig.from_pretrained(str(model_dir), local_files_only=True, trust_remote_code=False)
-        except Exception as exc:
-            raise ModelError(f"{model_dir}: cannot read config.json ({type(exc).__name__}: {exc})") from exc
+        config = _read_config(model_dir)
         check_family(config, str(model_dir))
     return int(config.num_hidden_layers), int(config.num_attention_heads)
 
@@ -238,7 +244,7 @@ def _load_model(
     name: str, device: str | torch.device, dtype: torch.dtype, seed: int, max_layer: int | None,
     attn_implementation: str,
 ) -> LoadedModel:
-    from transformers import AutoConfig, AutoModel
+    from transformers import AutoModel
 
     device = torch.device(device)
     if is_random_name(name):
@@ -252,10 +258,7 @@ def _load_model(
         token_types = FAMILIES[family][1]
     else:
         model_dir = resolve_model_dir(name)
-        try:
-            config = AutoConfig.from_pretrained(str(model_dir), local_files_only=True, trust_remote_code=False)
-        except Exception as exc:
-            raise ModelError(f"{model_dir}: cannot read config.json ({type(exc).__name__}: {exc})") from exc
+        config = _read_config(model_dir)
         family = check_family(config, str(model_dir))
         try:
             model = AutoModel.from_pretrained(
