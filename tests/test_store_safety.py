@@ -3,6 +3,9 @@
 Every fault injected into a real store's objects (chunks, manifests, snapshots, refs, transaction logs;
 deleted, truncated or with one byte flipped) must be reported by ``attnx verify``, by the API and by
 ``attnx analyze`` with a one-line error, or be provably harmless (every record reads back identical).
+
+One file for everything the store promises (faults, crafted stores, writers, resume identity, the ecosystem
+views), so its fixtures are built once; hence its length.
 """
 
 from __future__ import annotations

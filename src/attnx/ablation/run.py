@@ -7,6 +7,9 @@ layer a configuration ablates compute exactly what the unablated model computes,
 (the "trunk", B rows) and a configuration's rows branch off the trunk at its first ablated layer.
 For single heads that halves the work of C independent passes; for C passes it also amortises
 tokenisation, padding and per-call overhead.
+
+Kept in one file (about 470 lines): the layer-by-layer pass, the trunk/branch scheduling and the chunked
+evaluation depend on each other's tensor layouts.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 The loop is schedule (plan a window's batches) -> execute (backend.submit) -> process (hand the finished
 batch, with its records' tokens, to the writer), with ``queue_depth`` batches in flight so batch k+1
 computes while batch k is copied and written.
+
+Longer than most modules on purpose: the whole data path of a run (options, the store's create/resume
+checks, the loop, the summary) reads top to bottom in this one file.
 """
 
 from __future__ import annotations

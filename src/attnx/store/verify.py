@@ -19,7 +19,8 @@ import numpy as np
 from attnx.errors import StoreError
 from attnx.store.layout import STORED_DTYPES
 from attnx.store.location import StoreLocation, _first_line
-from attnx.store.reader import AttentionBlock, AttentionStore
+from attnx.store.block import AttentionBlock
+from attnx.store.reader import AttentionStore
 
 
 @dataclass
