@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from attnx.errors import StoreError
+from attnx.store.block import AttentionBlock
 from attnx.store.layout import STORED_DTYPES
 from attnx.store.location import StoreLocation, _first_line
-from attnx.store.block import AttentionBlock
 from attnx.store.reader import AttentionStore
 
 
