@@ -2,7 +2,8 @@
 
 Times, on blocks already read into memory (compute only, as ``bench_kernels.py`` does), the feature kernel
 alone and the feature kernel + pattern labels (what ``attnx analyze --only patterns`` runs per block),
-median of ``--repeats`` runs after a warm-up, in MB/s of *stored* attention (float16 = 2 bytes/value).
+median of ``--repeats`` runs after a warm-up, in MB/s of *stored* attention (float16 = 2 bytes/value), and
+per CPU-second of the process (all threads; less sensitive than wall time to other jobs on a shared machine).
 Also runs against an older attnx (rule classifier, ``block_patterns(sums, block, thresholds)``) so the
 same script times the baseline: ``PYTHONPATH=/path/to/old/src python benchmarks/bench_patterns.py``.
 Prints one JSON line (with the 1-minute load average, since shared machines are noisy).
@@ -55,13 +56,16 @@ def main() -> None:
            "records": len(st), "mb": nbytes / 1e6, "maps": maps, "threads": numba.get_num_threads()}
     for name, fn in (("features", feat), ("features+patterns", feat_pat)):
         fn()  # warm-up (JIT, caches)
-        ts = []
+        ts, cpu = [], []
         for _ in range(args.repeats):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             fn()
             ts.append(time.perf_counter() - t)
+            cpu.append(time.process_time() - c)
         out[f"{name}_mb_s"] = nbytes / statistics.median(ts) / 1e6
         out[f"{name}_mb_s_spread"] = [nbytes / max(ts) / 1e6, nbytes / min(ts) / 1e6]
+        out[f"{name}_mb_per_cpu_s"] = nbytes / statistics.median(cpu) / 1e6
+        out[f"{name}_mb_s_best"] = nbytes / min(ts) / 1e6  # least disturbed run on a shared machine
     out["load_avg_1m"] = os.getloadavg()[0]
     print(json.dumps(out))
 

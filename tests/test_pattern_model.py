@@ -12,7 +12,7 @@ from attnx_synth import block_from_records, encode
 from attnx.errors import InputError
 from attnx.kernels.common import kernel_input
 from attnx.kernels.features import F, map_features, per_map_means
-from attnx.kernels.pattern_model import DESIGN, PatternModel, classify, classify_means, design_matrix
+from attnx.kernels.pattern_model import DESIGN, PatternModel, classify, classify_means, classify_sums, design_matrix
 from attnx.kernels.patterns import PATTERNS, Thresholds
 from attnx.kernels.reference import map_features_ref, pattern_proba_ref
 
@@ -117,6 +117,33 @@ def test_hand_built_maps_of_each_type(dtype: str) -> None:
     p_ref = pattern_proba_ref(x_ref, m.mean, m.scale, m.coef, m.intercept)
     assert [PATTERNS[c] for c in lab.codes[:, 0, 0]] == want
     np.testing.assert_allclose(lab.prob[:, 0, 0], p_ref.max(axis=1), atol=2e-3 if dtype == "float16" else 1e-5)
+    fused = classify_sums(got, lengths[:, 0, 0], la[:, 0, 0], n_stripe[:, 0, 0], m)  # what analyze runs
+    assert np.array_equal(fused.codes, lab.codes)
+    np.testing.assert_allclose(fused.prob, lab.prob, rtol=1e-5)
+
+
+def test_fused_numba_classifier_matches_numpy_path() -> None:
+    """classify_sums (numba, from row sums) == design_matrix + PatternModel.proba on random ragged records."""
+    from attnx_synth import synth_records
+
+    rng = np.random.default_rng(3)
+    recs = synth_records(rng, 25, 2, 3, dtype="float16", lmin=2, lmax=40, pair_frac=0.5)
+    b = block_from_records(recs, "float16")
+    sums = map_features(kernel_input(b.attn, b.scale), b.attn_offsets, b.lengths, b.len_a, b.tok_offsets,
+                        b.special, b.punct, 2, 3)
+    la = np.minimum(b.len_a, b.lengths)
+    n_stripe = np.add.reduceat((b.special | b.punct).astype(np.int64), b.tok_offsets[:-1])
+    m = PatternModel.load()
+    fused = classify_sums(sums, b.lengths, la, n_stripe, m)
+    shp = (-1, 1, 1)
+    ref = classify_means(per_map_means(sums, b.lengths), b.lengths.reshape(shp), la.reshape(shp),
+                         n_stripe.reshape(shp), m)
+    assert fused.codes.shape == (25, 2, 3)
+    assert np.array_equal(fused.codes, ref.codes)
+    np.testing.assert_allclose(fused.prob, ref.prob, rtol=1e-5)
+    np.testing.assert_allclose(fused.margin, ref.margin, rtol=1e-4, atol=1e-6)
+    empty = classify_sums(sums[:0], b.lengths[:0], la[:0], n_stripe[:0], m)
+    assert empty.codes.shape == (0, 2, 3)
 
 
 def test_new_features_exact_on_uniform_map() -> None:

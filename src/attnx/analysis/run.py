@@ -21,8 +21,8 @@ from attnx.analysis.cluster import cluster_heads
 from attnx.analysis.partial import Partial
 from attnx.errors import AttnxError, StoreError
 from attnx.kernels.common import block_input
-from attnx.kernels.features import MAP_FEATURES, F, map_features, per_map_means
-from attnx.kernels.pattern_model import Labels, PatternModel, classify_means
+from attnx.kernels.features import MAP_FEATURES, F, map_features
+from attnx.kernels.pattern_model import Labels, PatternModel, classify_sums
 from attnx.kernels.patterns import PATTERNS, pattern_counts
 from attnx.kernels.relations import MAX_OFFSET, relation_counts
 from attnx.kernels.similarity import METRICS, head_similarity
@@ -85,9 +85,7 @@ def stored_sums(block: AttentionBlock, store: AttentionStore) -> np.ndarray:
 def block_patterns(sums: np.ndarray, block: AttentionBlock, model: PatternModel | None = None) -> Labels:
     """Pattern labels ``(b, L, H)`` (code, probability, margin) from the block's row-sum features."""
     la, n_stripe = record_shape_info(block)
-    shp = (-1, 1, 1)
-    means = per_map_means(sums, block.lengths)
-    return classify_means(means, block.lengths.reshape(shp), la.reshape(shp), n_stripe.reshape(shp), model)
+    return classify_sums(sums, block.lengths, la, n_stripe, model)
 
 
 

@@ -6,10 +6,12 @@ the stored attention), so classification costs O(maps), not O(l^2): the features
 kernel pass that ``attnx analyze`` runs anyway.
 
 :func:`design_matrix` turns the means into :data:`DESIGN` (chance-corrected where a uniform map would
-score above 0), and :class:`PatternModel` maps them to class probabilities. The model (multinomial
-logistic regression on standardised design features) lives in ``attnx/data/pattern_model.json``,
-written by ``benchmarks/train_patterns.py``; :func:`classify` returns the code of the most probable
-type, its probability and the margin to the runner-up.
+score above 0), and :class:`PatternModel` maps them to class probabilities. Those two are the plain numpy
+path (training, evaluation, the reference); ``attnx analyze`` runs :func:`classify_sums`, one numba pass
+from the kernel's row sums straight to labels (the same arithmetic, tested against the numpy path).
+The model (multinomial logistic regression on standardised design features) lives in
+``attnx/data/pattern_model.json``, written by ``benchmarks/train_patterns.py``; labels are the most
+probable type, its probability and the margin to the runner-up.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+from numba import njit, prange
 
 from attnx.errors import InputError
 from attnx.kernels.features import F
@@ -179,6 +182,111 @@ def classify_means(means: np.ndarray, lengths: np.ndarray, len_a: np.ndarray, n_
                    model: PatternModel | None = None) -> Labels:
     """:func:`classify` of :func:`design_matrix` (arguments as there): per-map means -> labels."""
     return classify(design_matrix(means, lengths, len_a, n_stripe), model)
+
+
+# feature indices as module constants (numba freezes globals at compile time)
+_CLS, _SEP, _PUN, _SELF, _PREV, _NEXT = F["cls"], F["sep"], F["punct"], F["self"], F["prev"], F["next"]
+_DIST, _ENT, _CLSENT, _MAXW, _OWN = F["distance"], F["entropy"], F["cls_entropy"], F["max_weight"], F["own_segment"]
+_COLMAX, _COLTOP3, _BAND2, _COLSQ, _SEGBLK = F["col_max"], F["col_top3"], F["band2"], F["col_sq"], F["seg_block"]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _c(x, chance):  # noqa: ANN001, ANN202
+    chance = min(chance, 1.0 - 1e-9)
+    return (x - chance) / (1.0 - chance)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _classify_kernel(sums, lengths, len_a, n_stripe, w, w0, codes, prob, margin):  # noqa: ANN001, ANN202
+    """Per record ``r`` and map ``m``: design features of ``sums[r, m]`` (as :func:`design_matrix`), logits
+    ``w @ x + w0`` (standardisation folded into ``w``, ``w0``), softmax, arg-max. ``sums`` (b, M, NF) row sums;
+    writes ``codes``, ``prob``, ``margin`` (b, M)."""
+    b, n_maps = sums.shape[0], sums.shape[1]
+    n_k, n_d = w.shape
+    for r in prange(b):
+        l = float(lengths[r])
+        la = min(float(len_a[r]), l)
+        lb = l - la
+        pair = la < l
+        inv = 1.0 / l
+        c_stripe = float(n_stripe[r]) * inv
+        c_top3 = min(3.0, l) * inv
+        c_diag = (3.0 * l - 2.0) * inv * inv
+        c_own = (la * la + lb * lb) * inv * inv
+        c_band2 = min(2.0, max(l - 2.0, 0.0)) * inv
+        blk_chance = (la * max(la - 5.0, 0.0) + lb * max(lb - 4.0, 0.0)) * inv * inv
+        logl = np.log(max(l, 2.0))
+        x = np.empty(n_d)
+        z = np.empty(n_k)
+        for m in range(n_maps):
+            s = sums[r, m]
+            stripe = _c((s[_CLS] + s[_SEP] + s[_PUN]) * inv, c_stripe)
+            col_max = _c(s[_COLMAX] * inv, inv)
+            col_top3 = _c(s[_COLTOP3] * inv, c_top3)
+            x[0] = max(max(stripe, col_max), col_top3)  # DESIGN order
+            x[1] = stripe
+            x[2] = _c(s[_CLS] * inv, inv)
+            x[3] = col_max
+            x[4] = col_top3
+            x[5] = _c(s[_COLSQ] * inv, inv)
+            x[6] = _c((s[_SELF] + s[_PREV] + s[_NEXT]) * inv, c_diag)
+            x[7] = _c(s[_SELF] * inv, inv)
+            x[8] = _c(s[_PREV] * inv, inv)
+            x[9] = _c(s[_NEXT] * inv, inv)
+            x[10] = _c(s[_BAND2] * inv, c_band2)
+            x[11] = _c(s[_OWN] * inv, c_own) if pair else 0.0
+            x[12] = s[_SEGBLK] * inv - blk_chance
+            x[13] = s[_ENT] * inv / logl
+            x[14] = s[_CLSENT] / logl
+            x[15] = _c(s[_MAXW] * inv, inv)
+            x[16] = s[_DIST] * inv * inv
+            x[17] = logl
+            x[18] = 1.0 if pair else 0.0
+            top = -np.inf
+            for k in range(n_k):
+                v = w0[k]
+                for d in range(n_d):
+                    v += w[k, d] * x[d]
+                z[k] = v
+                top = max(top, v)
+            tot = 0.0
+            for k in range(n_k):
+                z[k] = np.exp(z[k] - top)
+                tot += z[k]
+            best, p1, p2 = 0, -1.0, -1.0
+            for k in range(n_k):
+                p = z[k] / tot
+                if p > p1:
+                    best, p2, p1 = k, p1, p
+                elif p > p2:
+                    p2 = p
+            codes[r, m] = best
+            prob[r, m] = p1
+            margin[r, m] = p1 - p2
+
+
+def classify_sums(sums: np.ndarray, lengths: np.ndarray, len_a: np.ndarray, n_stripe: np.ndarray,
+                  model: PatternModel | None = None) -> Labels:
+    """Labels of every map from the feature kernel's row sums, in one numba pass (what ``attnx analyze`` runs).
+
+    sums: ``(b, L, H, NF)`` row sums (:func:`attnx.kernels.features.map_features`); lengths, len_a, n_stripe:
+    ``(b,)`` per record (``len_a`` = l for singles; [CLS] + [SEP] + punctuation columns). Returns
+    :class:`Labels` of shape ``(b, L, H)``; equal to :func:`classify_means` of the per-map means up to
+    floating-point rounding (tested).
+    """
+    model = model or default_model()
+    b = sums.shape[0]
+    flat = np.ascontiguousarray(sums.reshape(b, int(np.prod(sums.shape[1:-1])), sums.shape[-1]), np.float64)
+    codes = np.empty(flat.shape[:2], np.int8)
+    prob = np.empty(flat.shape[:2], np.float32)
+    margin = np.empty(flat.shape[:2], np.float32)
+    if b:
+        w = np.ascontiguousarray(model.coef / model.scale)  # (K, D): logits = w @ x + w0
+        w0 = model.intercept - w @ model.mean
+        _classify_kernel(flat, np.ascontiguousarray(lengths, np.int64), np.ascontiguousarray(len_a, np.int64),
+                         np.ascontiguousarray(n_stripe, np.int64), w, w0, codes, prob, margin)
+    shape = sums.shape[:-1]
+    return Labels(codes.reshape(shape), prob.reshape(shape), margin.reshape(shape))
 
 
 _DEFAULT: list[PatternModel] = []
