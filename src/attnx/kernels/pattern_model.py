@@ -37,10 +37,14 @@ DESIGN: tuple[str, ...] = (
 MODEL_FILE = "data/pattern_model.json"
 
 
+MAX_CHANCE = 0.9  # records made almost only of stripe tokens (GUM lists of symbols) would divide by ~0
+
+
 def _corr(x: np.ndarray, chance: np.ndarray) -> np.ndarray:
-    """Chance-corrected ``(x - c) / (1 - c)``: 0 under uniform attention, 1 at the maximum."""
-    chance = np.minimum(chance, 1.0 - 1e-9)
-    return (x - chance) / (1.0 - chance)
+    """Chance-corrected ``(x - c) / (1 - c)``, ``c`` capped at :data:`MAX_CHANCE` and the result clipped to
+    ``[-1, 1]``: 0 under uniform attention, 1 at the maximum."""
+    chance = np.minimum(chance, MAX_CHANCE)
+    return np.clip((x - chance) / (1.0 - chance), -1.0, 1.0)
 
 
 def design_matrix(means: np.ndarray, lengths: np.ndarray, len_a: np.ndarray, n_stripe: np.ndarray) -> np.ndarray:
@@ -192,8 +196,8 @@ _COLMAX, _COLTOP3, _BAND2, _COLSQ, _SEGBLK = F["col_max"], F["col_top3"], F["ban
 
 @njit(cache=True, nogil=True, inline="always")
 def _c(x, chance):  # noqa: ANN001, ANN202
-    chance = min(chance, 1.0 - 1e-9)
-    return (x - chance) / (1.0 - chance)
+    chance = min(chance, MAX_CHANCE)
+    return min(max((x - chance) / (1.0 - chance), -1.0), 1.0)
 
 
 @njit(parallel=True, cache=True, nogil=True)
