@@ -36,7 +36,7 @@ import attnx
 from attnx.analysis import AnalyzeParams, analyze_store
 from attnx.analysis.run import block_maps, block_patterns
 from attnx.kernels.common import block_input
-from attnx.kernels.patterns import Thresholds
+from attnx.kernels.pattern_model import PatternModel
 from attnx.kernels.reference import map_features_ref, relations_ref, similarity_ref
 from attnx.kernels.relations import relation_counts
 from attnx.kernels.similarity import head_similarity
@@ -135,12 +135,12 @@ def bench_compute(store: attnx.store.AttentionStore, repeats: int, ref_records: 
     blocks = list(store.blocks(64 << 20))
     nbytes = sum(b.attn.nbytes for b in blocks)
     maps = len(store) * M
-    thr = Thresholds.load()
+    model = PatternModel.load()
     rows = []
 
     def feat_pat() -> None:
         for b in blocks:
-            block_patterns(block_maps(b, L, H), b, thr)
+            block_patterns(block_maps(b, L, H), b, model)
 
     threads = numba.get_num_threads()
     numba.set_num_threads(1)

@@ -17,6 +17,7 @@ from attnx.analysis.cluster import cluster_heads
 from attnx.cli.analyze import analyze, compare, report
 from attnx.errors import AttnxError, StoreError
 from attnx.kernels.features import F
+from attnx.kernels.patterns import PATTERNS
 from attnx.kernels.reference import map_features_ref
 
 L, H = 2, 3
@@ -79,7 +80,8 @@ def test_write_results_public_files(store: Path, tmp_path: Path) -> None:
     assert len(feats) == L * H
     pats = _read_csv(tmp_path / "patterns.csv")
     for row in pats:
-        assert sum(float(row[k]) for k in list(row)[2:]) == pytest.approx(1.0)
+        assert sum(float(row[k]) for k in PATTERNS) == pytest.approx(1.0)
+        assert 0.0 <= float(row["uncertain"]) <= 1.0 and 0.2 <= float(row["mean_probability"]) <= 1.0
     assert np.load(tmp_path / "similarity_cosine.npy").shape == (L * H, L * H)
     assert np.load(tmp_path / "similarity_js.npy").shape == (L * H, L * H)
     rel = _read_csv(tmp_path / "relations.csv")
@@ -87,11 +89,14 @@ def test_write_results_public_files(store: Path, tmp_path: Path) -> None:
                             "offset_accuracy"]
     labels = np.load(tmp_path / "pattern_labels.npy")
     assert labels.dtype == np.int8 and labels.shape == (120, L, H)
+    probs = np.load(tmp_path / "pattern_probs.npy")
+    assert probs.dtype == np.float16 and probs.shape == (120, L, H)
+    assert np.array_equal(np.isnan(probs), labels < 0) and (probs[labels >= 0] >= 0.2).all()
     analysed = (labels[:, 0, 0] >= 0).sum()
     assert analysed == 50 and part.records == 50
     assert np.array_equal(np.bincount(labels[labels >= 0].ravel(), minlength=5), part.pattern_counts.sum((0, 1)))
     meta = json.loads((tmp_path / "params.json").read_text())
-    assert meta["params"]["sample"] == 50 and meta["records"] == 50 and "thresholds" in meta["params"]
+    assert meta["params"]["sample"] == 50 and meta["records"] == 50 and "pattern_model" in meta["params"]
 
 
 def test_clustering_recovers_groups() -> None:

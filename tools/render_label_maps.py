@@ -248,6 +248,226 @@ def write_sample_csv(sample: Sample, path: str | Path | None) -> None:
         f.close()
 
 
+# --------------------------------------------------------------------------------------------------------
+# The larger two-labeller sample (issue 10): ``validation/pattern_sample_v2.csv``, items ``n0001``..
+# --------------------------------------------------------------------------------------------------------
+
+V2_SEED = 2026
+V2_SINGLE_SOURCES: tuple[str, ...] = ("ud_english_ewt/dev/sentences.txt", "ud_english_gum/dev/sentences.txt")
+V2_PAIR_SOURCES: tuple[str, ...] = ("glue_qnli_dev/dev.tsv", "glue_rte_dev/dev.tsv")
+V2_LENGTH_BINS: tuple[tuple[int, int], ...] = ((8, 20), (21, 40), (41, 60), (61, 80))  # singles
+V2_PAIR_BINS: tuple[tuple[int, int], ...] = ((10, 32), (33, 48), (49, 64), (65, 80))  # pairs are longer
+V2_FIELDS: tuple[str, ...] = ("item", "stratum", "source", "line", "layer", "head", "length", "len_a", "page")
+
+
+def _v2_candidates(source: str) -> list[tuple[int, str, str | None]]:
+    """``(1-based physical line, text, text_b)`` of a source (RTE is read with CSV quoting)."""
+    if source.endswith("sentences.txt"):
+        lines = (DATA_DIR / source).read_text(encoding="utf-8").splitlines()
+        return [(k + 1, t.strip(), None) for k, t in enumerate(lines) if t.strip()]
+    if source == PAIR_SOURCE:
+        return _pair_candidates()
+    out: list[tuple[int, str, str | None]] = []
+    with (DATA_DIR / source).open(encoding="utf-8", newline="") as f:
+        reader = csv.reader(f, delimiter="\t")
+        next(reader)
+        for row in reader:
+            if len(row) == 4 and row[0].strip() and row[1].strip():
+                out.append((reader.line_num, row[0].strip(), row[1].strip()))
+    return out
+
+
+def _v2_draw(rng: np.random.Generator, source: str, per_bin: int, tok: object,
+             exclude: set[tuple[str, int]]) -> list[SourceRecord]:
+    """``per_bin`` records of ``source`` in each length bin (:data:`V2_LENGTH_BINS` for singles,
+    :data:`V2_PAIR_BINS` for pairs), in seeded random order; ``exclude`` (source, line) is updated."""
+    cands = _v2_candidates(source)
+    bins = V2_PAIR_BINS if source in V2_PAIR_SOURCES else V2_LENGTH_BINS
+    need = {b: per_bin for b in bins}
+    chosen: list[SourceRecord] = []
+    seen: set[tuple[str, str | None]] = set()
+    for k in rng.permutation(len(cands)):
+        line, a, b = cands[int(k)]
+        if (a, b) in seen or (source, line) in exclude:
+            continue
+        n_tok = len(tok(a, b)["input_ids"] if b is not None else tok(a)["input_ids"])  # type: ignore[operator]
+        for lo, hi in bins:
+            if lo <= n_tok <= hi and need[(lo, hi)] > 0:
+                need[(lo, hi)] -= 1
+                chosen.append(SourceRecord(source, line, a, b, n_tok))
+                seen.add((a, b))
+                exclude.add((source, line))
+        if not any(need.values()):
+            return chosen
+    short = {f"{lo}-{hi}": n for (lo, hi), n in need.items() if n}
+    raise ValueError(f"{source}: not enough texts in length bins {short}")
+
+
+@dataclass(frozen=True)
+class SampleV2:
+    """Records (random singles, random pairs, block-candidate pool pairs) and the drawn items."""
+
+    records: list[SourceRecord]
+    n_random: int  # records[:n_random] are the random records; the rest are the block-candidate pool
+    items: list[Item]
+    stratum: dict[str, str]  # item -> "random" | "block_candidate"
+
+
+def build_records_v2(seed: int = V2_SEED, singles_per_bin: int = 5, pairs_per_bin: int = 3,
+                     pool_pairs_per_bin: int = 12) -> tuple[list[SourceRecord], int]:
+    """Random records (singles from EWT + GUM, pairs from QNLI + RTE, equal per length bin) + a pool of
+    other pair records from which block candidates are drawn. Returns ``(records, n_random)``."""
+    rng = np.random.default_rng(seed)
+    tok = _tokenizer()
+    used: set[tuple[str, int]] = set()
+    records: list[SourceRecord] = []
+    for src in V2_SINGLE_SOURCES:
+        records += _v2_draw(rng, src, singles_per_bin, tok, used)
+    for src in V2_PAIR_SOURCES:
+        records += _v2_draw(rng, src, pairs_per_bin, tok, used)
+    n_random = len(records)
+    for src in V2_PAIR_SOURCES:
+        records += _v2_draw(rng, src, pool_pairs_per_bin, tok, used)
+    return records, n_random
+
+
+def block_likeness(attn: np.ndarray, len_a: int) -> float:
+    """How block-like a pair map looks: ``(attn (l, l), len_a) -> float`` (higher = more block-like).
+
+    Columns 0, ``len_a - 1`` and ``l - 1`` ([CLS], [SEP]s) are dropped and rows renormalised; then
+    ``band`` = mean row mass within 2 tokens of the diagonal, ``stripe`` = mean share of the most-attended
+    remaining column, ``own`` = own-segment share of the mass *outside* the band, chance-corrected by the
+    own-segment share of those keys under uniform attention. Score = ``own - band - stripe``: spread
+    within the own segment, not a diagonal, not a column. Used only to *choose* candidate maps; never
+    shown to labellers.
+    """
+    l = attn.shape[0]
+    keep = np.ones(l, bool)
+    keep[[0, len_a - 1, l - 1]] = False
+    p = attn[:, keep].astype(np.float64)
+    p /= np.maximum(p.sum(axis=1, keepdims=True), 1e-12)
+    q_idx = np.arange(l)[:, None]
+    k_idx = np.arange(l)[keep][None, :]
+    near = np.abs(q_idx - k_idx) <= 2
+    band = float((p * near).sum(axis=1).mean())
+    stripe = float(p.mean(axis=0).max())
+    same = (q_idx >= len_a) == (k_idx >= len_a)
+    off = np.where(near, 0.0, p)
+    off_mass = np.maximum(off.sum(axis=1), 1e-12)
+    own = (off * same).sum(axis=1) / off_mass
+    chance = (same & ~near).sum(axis=1) / np.maximum((~near).sum(axis=1), 1)
+    own_c = float(np.mean((own - chance) / np.maximum(1.0 - chance, 1e-9)))
+    return own_c - band - stripe
+
+
+def build_sample_v2(store_path: str | Path, records: list[SourceRecord], n_random: int,
+                    seed: int = V2_SEED, maps_per_record: int = 12, n_block: int = 240,
+                    per_record_cap: int = 4, per_head_cap: int = 8) -> SampleV2:
+    """Items: every random record gets ``maps_per_record`` heads (consecutive seeded permutations of all 72,
+    separately for singles and pairs); then ``n_block`` block candidates from the pool (greedy by
+    :func:`block_likeness`, at most ``per_record_cap`` per record and ``per_head_cap`` per (layer, head)).
+    Items are shuffled (seeded) and numbered ``n0001``.. in page order, so ids reveal no stratum."""
+    import attnx
+
+    rng = np.random.default_rng([seed, 2])
+    store = attnx.open_store(store_path)
+    n_single = sum(r.text_b is None for r in records[:n_random])
+    drawn: list[tuple[int, int, int, str]] = []  # (record, layer, head, stratum)
+    for group in (range(n_single), range(n_single, n_random)):
+        slots = _slots(rng, len(group) * maps_per_record)
+        for k, (layer, head) in enumerate(slots):
+            drawn.append((group[k // maps_per_record], layer, head, "random"))
+    scored: list[tuple[float, int, int, int]] = []
+    for r in range(n_random, len(records)):
+        attn = store.attention(r)
+        la = int((np.asarray(store.segments(r)) == 0).sum())
+        for layer in range(N_LAYERS):
+            for head in range(N_HEADS):
+                scored.append((block_likeness(attn[layer, head], la), r, layer, head))
+    scored.sort(key=lambda t: -t[0])
+    per_rec: dict[int, int] = {}
+    per_head: dict[tuple[int, int], int] = {}
+    for _, r, layer, head in scored:
+        if sum(s == "block_candidate" for *_, s in drawn) >= n_block:
+            break
+        if per_rec.get(r, 0) >= per_record_cap or per_head.get((layer, head), 0) >= per_head_cap:
+            continue
+        per_rec[r] = per_rec.get(r, 0) + 1
+        per_head[(layer, head)] = per_head.get((layer, head), 0) + 1
+        drawn.append((r, layer, head, "block_candidate"))
+    order = rng.permutation(len(drawn))
+    items: list[Item] = []
+    stratum: dict[str, str] = {}
+    for n, k in enumerate(order):
+        r, layer, head, s = drawn[int(k)]
+        name = f"n{n + 1:04d}"
+        items.append(Item(name, r, layer, head))
+        stratum[name] = s
+    return SampleV2(records, n_random, items, stratum)
+
+
+def render_blind(items: list[Item], maps: dict[str, tuple[np.ndarray, int]], out_dir: str | Path,
+                 rows: int = 3, cols: int = 4, dpi: int = 100) -> dict[str, str]:
+    """Like :func:`render` but the panel title is only ``item  single|pair  l=N`` (no layer/head, no score).
+
+    PNGs ``sheet_NNN.png``; returns ``item -> PNG file name``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    per = rows * cols
+    where: dict[str, str] = {}
+    for page in range(0, len(items), per):
+        fig, axes = plt.subplots(rows, cols, figsize=(cols * 3.2, rows * 3.3), squeeze=False)
+        name = f"sheet_{page // per + 1:03d}.png"
+        for ax, it in zip(axes.ravel(), items[page:page + per] + [None] * per, strict=False):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if it is None:
+                ax.axis("off")
+                continue
+            attn, len_a = maps[it.item]
+            l = attn.shape[0]
+            ax.imshow(attn, cmap="viridis", vmin=0.0, vmax=max(float(attn.max()), 1e-6), interpolation="nearest")
+            if len_a < l:
+                ax.axvline(len_a - 0.5, color="white", lw=0.6)
+                ax.axhline(len_a - 0.5, color="white", lw=0.6)
+            kind = "pair" if len_a < l else "single"
+            ax.set_title(f"{it.item}  {kind}  l={l}", fontsize=10)
+            where[it.item] = name
+        fig.tight_layout()
+        fig.savefig(out_dir / name, dpi=dpi)
+        plt.close(fig)
+    return where
+
+
+def run_v2(render_dir: str | Path, sample_csv: str | Path, work: str | Path, seed: int = V2_SEED) -> None:
+    """Draw the v2 sample, render it blind to ``render_dir`` (+ ``items.csv``: item, png) and write the full
+    sample (with layer, head, stratum; no text) to ``sample_csv``."""
+    records, n_random = build_records_v2(seed)
+    store = extract_sample(Sample(records, []), work)
+    sample = build_sample_v2(store, records, n_random, seed)
+    maps = item_maps(Sample(records, sample.items), store)
+    where = render_blind(sample.items, maps, render_dir)
+    with open(Path(render_dir) / "items.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["item", "png"])
+        for it in sample.items:
+            w.writerow([it.item, where[it.item]])
+    with open(sample_csv, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(V2_FIELDS), lineterminator="\n")
+        w.writeheader()
+        for it in sample.items:
+            rec = records[it.record]
+            w.writerow({"item": it.item, "stratum": sample.stratum[it.item], "source": rec.source, "line": rec.line,
+                        "layer": it.layer, "head": it.head, "length": rec.n_tokens,
+                        "len_a": maps[it.item][1], "page": where[it.item]})
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
@@ -255,7 +475,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--store", default=None, help="work folder for the TSV + store (default: OUT/work)")
     ap.add_argument("--gamma", type=float, default=1.0, help="colour scale exponent (1 = linear)")
     ap.add_argument("--sample-only", action="store_true", help="print the sample as CSV and stop")
+    ap.add_argument("--v2", action="store_true",
+                    help="the larger blind sample (issue 10): PNGs + items.csv to --out, full sample to --sample-csv")
+    ap.add_argument("--sample-csv", default="validation/pattern_sample_v2.csv")
     args = ap.parse_args(argv)
+    if args.v2:
+        out = Path(args.out or tempfile.mkdtemp(prefix="attnx_labelmaps_v2_"))
+        run_v2(out, args.sample_csv, Path(args.store) if args.store else Path(tempfile.mkdtemp(prefix="attnx_v2_")),
+               args.seed if args.seed != DEFAULT_SEED else V2_SEED)
+        return
     sample = build_sample(args.seed)
     if args.sample_only:
         write_sample_csv(sample, None)

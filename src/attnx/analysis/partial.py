@@ -27,6 +27,8 @@ class Partial:
     feature_sums: np.ndarray = None  # (L, H, NF) row sums of every feature (own_segment: pair rows only)
     pair_rows: float = 0.0  # query rows of sentence-pair records
     pattern_counts: np.ndarray = None  # (L, H, 5) int64 maps per pattern type
+    pattern_uncertain: np.ndarray = None  # (L, H) int64 maps whose label probability is below the model's cut
+    pattern_prob_sum: np.ndarray = None  # (L, H) float64 sum of the chosen labels' probabilities
     sim_sum: dict = field(default_factory=dict)  # metric -> (M, M) float64
     sim_count: dict = field(default_factory=dict)  # metric -> float (records for cosine, rows for js)
     rel_count: np.ndarray = None  # (R,) int64
@@ -38,6 +40,10 @@ class Partial:
             self.feature_sums = np.zeros((self.n_layers, self.n_heads, NF))
         if self.pattern_counts is None:
             self.pattern_counts = np.zeros((self.n_layers, self.n_heads, len(PATTERNS)), np.int64)
+        if self.pattern_uncertain is None:
+            self.pattern_uncertain = np.zeros((self.n_layers, self.n_heads), np.int64)
+        if self.pattern_prob_sum is None:
+            self.pattern_prob_sum = np.zeros((self.n_layers, self.n_heads))
 
     def add_relations(self, count: np.ndarray, correct: np.ndarray, offset: np.ndarray) -> None:
         if self.rel_count is None:
@@ -61,7 +67,8 @@ class Partial:
             raise ValueError("cannot merge partials of different layer x head shapes")
         out = Partial(self.n_layers, self.n_heads, self.records + other.records, self.rows + other.rows,
                       self.attn_bytes + other.attn_bytes, self.feature_sums + other.feature_sums,
-                      self.pair_rows + other.pair_rows, self.pattern_counts + other.pattern_counts)
+                      self.pair_rows + other.pair_rows, self.pattern_counts + other.pattern_counts,
+                      self.pattern_uncertain + other.pattern_uncertain, self.pattern_prob_sum + other.pattern_prob_sum)
         for p in (self, other):
             for m in p.sim_sum:
                 out.add_similarity(m, p.sim_sum[m], p.sim_count[m])
@@ -77,6 +84,8 @@ class Partial:
             "scalars": np.array([self.records, self.rows, self.attn_bytes, self.pair_rows], np.float64),
             "feature_sums": self.feature_sums,
             "pattern_counts": self.pattern_counts,
+            "pattern_uncertain": self.pattern_uncertain,
+            "pattern_prob_sum": self.pattern_prob_sum,
         }
         for m, v in self.sim_sum.items():
             arrays[f"sim_sum_{m}"] = v
@@ -91,7 +100,8 @@ class Partial:
         L, H = (int(x) for x in z["shape"])
         records, rows, nbytes, pair_rows = z["scalars"]
         p = cls(L, H, int(records), float(rows), int(nbytes), z["feature_sums"], float(pair_rows),
-                z["pattern_counts"])
+                z["pattern_counts"], z["pattern_uncertain"] if "pattern_uncertain" in z.files else None,
+                z["pattern_prob_sum"] if "pattern_prob_sum" in z.files else None)
         for key in z.files:
             if key.startswith("sim_sum_"):
                 m = key[len("sim_sum_"):]

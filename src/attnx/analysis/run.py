@@ -11,7 +11,7 @@ import csv
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +21,9 @@ from attnx.analysis.cluster import cluster_heads
 from attnx.analysis.partial import Partial
 from attnx.errors import AttnxError, StoreError
 from attnx.kernels.common import block_input
-from attnx.kernels.features import MAP_FEATURES, F, map_features, per_map_means
-from attnx.kernels.patterns import PATTERNS, Thresholds, classify_maps, pattern_counts
+from attnx.kernels.features import MAP_FEATURES, F, map_features
+from attnx.kernels.pattern_model import Labels, PatternModel, classify_sums
+from attnx.kernels.patterns import PATTERNS, pattern_counts
 from attnx.kernels.relations import MAX_OFFSET, relation_counts
 from attnx.kernels.similarity import METRICS, head_similarity
 from attnx.memory import heap_trimmer
@@ -47,7 +48,7 @@ class AnalyzeParams:
     max_bytes: int = 64 << 20  # stored attention per block
     per_record: bool = False
     max_offset: int = MAX_OFFSET
-    thresholds: dict = field(default_factory=lambda: Thresholds.load().to_json())
+    pattern_model: str | None = None  # pattern-classifier JSON (None: the packaged attnx/data/pattern_model.json)
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -82,12 +83,10 @@ def stored_sums(block: AttentionBlock, store: AttentionStore) -> np.ndarray:
     return flat[..., [names.index(f) for f in MAP_FEATURES]]
 
 
-def block_patterns(sums: np.ndarray, block: AttentionBlock, thresholds: Thresholds) -> np.ndarray:
-    """Pattern codes ``(b, L, H)`` int8 from the block's row-sum features."""
+def block_patterns(sums: np.ndarray, block: AttentionBlock, model: PatternModel | None = None) -> Labels:
+    """Pattern labels ``(b, L, H)`` (code, probability, margin) from the block's row-sum features."""
     la, n_stripe = record_shape_info(block)
-    shp = (-1, 1, 1)
-    means = per_map_means(sums, block.lengths)
-    return classify_maps(means, block.lengths.reshape(shp), la.reshape(shp), n_stripe.reshape(shp), thresholds)
+    return classify_sums(sums, block.lengths, la, n_stripe, model)
 
 
 
@@ -113,7 +112,9 @@ def analyze_store(
     returned partials with :meth:`Partial.merge`). Overrides ``params.sample``.
 
     ``labels_path``: where to write per-record pattern codes (``(N, L, H)`` int8 ``.npy``, -1 = not analysed;
-    N = input records) when ``params.per_record``. ``progress(records, bytes)`` is called after each block.
+    N = input records) when ``params.per_record``; the probability of each label goes beside it to
+    ``pattern_probs.npy`` (``(N, L, H)`` float16, NaN = not analysed). ``progress(records, bytes)`` is called
+    after each block.
     """
     params = params or AnalyzeParams()
     if not isinstance(store, AttentionStore):
@@ -123,7 +124,7 @@ def analyze_store(
     unknown = set(params.only) - set(ANALYSES)
     if unknown:
         raise AttnxError(f"unknown analyses {sorted(unknown)} (choose from {', '.join(ANALYSES)})")
-    thresholds = Thresholds(**params.thresholds)
+    model = PatternModel.load(params.pattern_model)
     stats_only = getattr(store, "payload", "maps") == "features"
     if stats_only:
         need_maps = [a for a in params.only if a in ("similarity", "relations")]
@@ -151,6 +152,9 @@ def analyze_store(
             raise AttnxError("per-record labels need an output path")
         labels = np.lib.format.open_memmap(labels_path, mode="w+", dtype=np.int8, shape=(len(store.position), L, H))
         labels[:] = -1
+        probs = np.lib.format.open_memmap(Path(labels_path).with_name("pattern_probs.npy"), mode="w+",
+                                          dtype=np.float16, shape=(len(store.position), L, H))
+        probs[:] = np.nan
     part = Partial(L, H)
     trim = heap_trimmer()
     progress_bytes = 0
@@ -168,10 +172,13 @@ def analyze_store(
             part.feature_sums += totals
             part.pair_rows += float(block.lengths[pair].sum())
             if "patterns" in params.only or labels is not None:
-                codes = block_patterns(sums, block, thresholds)
-                part.pattern_counts += pattern_counts(codes)
+                lab = block_patterns(sums, block, model)
+                part.pattern_counts += pattern_counts(lab.codes)
+                part.pattern_uncertain += (lab.prob < model.uncertain_below).sum(axis=0)
+                part.pattern_prob_sum += lab.prob.sum(axis=0, dtype=np.float64)
                 if labels is not None:
-                    labels[block.record_ids] = codes
+                    labels[block.record_ids] = lab.codes
+                    probs[block.record_ids] = lab.prob
         inp = block_input(block) if (metrics or do_rel) else None
         for metric in metrics:
             if metric == "js" and js_keep is not None:
@@ -187,13 +194,14 @@ def analyze_store(
             part.add_relations(*relation_counts(
                 inp, block.attn_offsets, block.lengths, block.tok_offsets, block.special, block.word,
                 block.word_head, block.word_deprel, block.word_offsets, M, n_rel, params.max_offset))
-        block = inp = sums = own = totals = codes = None  # drop this block's arrays before trimming
+        block = inp = sums = own = totals = lab = None  # drop this block's arrays before trimming
         trim()
         if progress is not None:
             progress(b, part.attn_bytes - progress_bytes)
         progress_bytes = part.attn_bytes
     if labels is not None:
         labels.flush()
+        probs.flush()
     return part
 
 
@@ -214,6 +222,13 @@ def feature_means(part: Partial) -> dict[str, np.ndarray]:
             else:
                 out[name] = s / part.rows
     return out
+
+
+def pattern_uncertainty(part: Partial) -> dict[str, np.ndarray]:
+    """``(L, H)`` share of maps whose label's probability is below the model's ``uncertain_below``
+    (``uncertain``) and the mean probability of the chosen label (``mean_probability``)."""
+    n = np.maximum(part.pattern_counts.sum(axis=-1), 1)
+    return {"uncertain": part.pattern_uncertain / n, "mean_probability": part.pattern_prob_sum / n}
 
 
 def pattern_proportions(part: Partial) -> np.ndarray:
@@ -278,7 +293,8 @@ def write_results(part: Partial, out_dir: str | Path, store: AttentionStore | st
         written.append(out / "features.csv")
     if "patterns" in params.only:
         prop = pattern_proportions(part)
-        _write_grid_csv(out / "patterns.csv", layers, heads, {p: prop[..., k] for k, p in enumerate(PATTERNS)})
+        _write_grid_csv(out / "patterns.csv", layers, heads,
+                        {**{p: prop[..., k] for k, p in enumerate(PATTERNS)}, **pattern_uncertainty(part)})
         by_layer = part.pattern_counts.sum(axis=1)
         by_layer = by_layer / np.maximum(by_layer.sum(axis=-1, keepdims=True), 1)
         with open(out / "patterns_by_layer.csv", "w", newline="") as fh:
@@ -317,6 +333,8 @@ def write_results(part: Partial, out_dir: str | Path, store: AttentionStore | st
     part.save(out / "partial.npz")
     meta = {
         "params": params.to_json(),
+        "pattern_model": {"source": (m := PatternModel.load(params.pattern_model)).source, "sha256_16": m.digest,
+                          "uncertain_below": m.uncertain_below, **m.info.get("training", {})},
         "store": str(store.path),
         "store_model": store.attrs.get("model", {}),
         "store_input": (store.attrs.get("input") or {}).get("path"),

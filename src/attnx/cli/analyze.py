@@ -72,14 +72,15 @@ def _warn(message: str) -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of --sample and of the JS subset.")
 @click.option("--js-records", type=click.IntRange(min=1), default=5000, show_default=True,
               help="JS similarity costs ~20x cosine: use at most this many (seeded) records for it.")
-@click.option("--per-record", is_flag=True, help="Also write pattern_labels.npy (records x layers x heads, int8).")
-@click.option("--thresholds", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Pattern-classifier thresholds JSON (default: the packaged pattern_thresholds.json).")
+@click.option("--per-record", is_flag=True,
+              help="Also write pattern_labels.npy (records x layers x heads, int8) and pattern_probs.npy (float16).")
+@click.option("--pattern-model", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Pattern-classifier JSON (default: the packaged pattern_model.json).")
 @click.option("--block-mb", type=click.IntRange(min=1), default=64, show_default=True,
               help="Stored attention per streamed block (memory is about 4x this).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
 def analyze(store: Path, output: Path | None, only: str, metric: str, sample: int | None, seed: int,
-            js_records: int, per_record: bool, thresholds: Path | None, block_mb: int, progress: bool) -> None:
+            js_records: int, per_record: bool, pattern_model: Path | None, block_mb: int, progress: bool) -> None:
     """Features, pattern types, head similarity and relation heads of every map in STORE.
 
     Streams the store block by block through numba kernels (memory bounded by --block-mb) and writes
@@ -90,7 +91,7 @@ def analyze(store: Path, output: Path | None, only: str, metric: str, sample: in
     """
     import attnx
     from attnx.analysis import ANALYSES, AnalyzeParams, analyze_store, write_results
-    from attnx.kernels.patterns import Thresholds
+    from attnx.kernels.pattern_model import PatternModel
     from attnx.kernels.similarity import METRICS
 
     only_t = _split(only, ANALYSES, "analyses")
@@ -118,7 +119,8 @@ def analyze(store: Path, output: Path | None, only: str, metric: str, sample: in
         out.mkdir(parents=True, exist_ok=True)
         params = AnalyzeParams(only=only_t, metrics=metrics, sample=sample, seed=seed, js_records=js_records,
                                max_bytes=block_mb << 20, per_record=per_record,
-                               thresholds=Thresholds.load(thresholds).to_json())
+                               pattern_model=str(pattern_model) if pattern_model else None)
+        PatternModel.load(params.pattern_model)  # a bad file fails here, before any work
         n = min(sample or len(st), len(st))
         itemsize = STORED_DTYPES[st.dtype].storage.itemsize
         total = st.commit.attn * itemsize * n // max(len(st), 1)

@@ -17,6 +17,7 @@ from attnx.kernels.features import MAP_FEATURES
 _ORDER = (
     "cls", "sep", "sep_max", "punct", "self", "prev", "next", "distance",
     "entropy", "cls_entropy", "max_weight", "own_segment", "col_max", "col_top3",
+    "band2", "col_sq", "seg_block",
 )  # fmt: skip
 if tuple(MAP_FEATURES) != _ORDER:  # pragma: no cover - guards a change of the kernels' feature list
     raise ImportError(f"attnx.engine.stats computes {_ORDER}, the kernels now define {MAP_FEATURES}")
@@ -59,4 +60,11 @@ def batch_features(
     top = colsum.topk(min(3, t), dim=-1).values  # padded columns have sum 0, so l < 3 sums all l columns
     out[..., 12] = top[..., 0]
     out[..., 13] = top.sum(-1)
+    out[..., 14] = (torch.diagonal(p, -2, dim1=-2, dim2=-1).sum(-1)
+                    + torch.diagonal(p, 2, dim1=-2, dim2=-1).sum(-1))  # padded keys hold 0
+    out[..., 15] = (colsum * colsum).sum(-1) / lengths[:, None].to(probs.dtype)
+    keyok = ~(sep | (pos[None, :] == 0))  # (B, T) keys that are neither [CLS] nor a [SEP]
+    far = (dist > 1).to(probs.dtype)  # (T, T)
+    blk = same * far[None] * keyok[:, None, :].to(probs.dtype)  # (B, T, T)
+    out[..., 16] = (p * blk[:, None]).sum((-2, -1))
     return out

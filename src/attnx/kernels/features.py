@@ -20,7 +20,15 @@ max_weight     sum_i max_j P[i, j]                   "confidence" (Voita et al. 
 own_segment    sum_i sum_{j: seg(j) = seg(i)} P      seg = A for j < len_a, else B; = row mass for singles
 col_max        max_j sum_i P[i, j]                   mass of the most-attended key column (vertical stripes)
 col_top3       sum of the 3 largest column sums      mass of the 3 most-attended key columns (multi-stripe)
+band2          sum_i P[i, i-2] + P[i, i+2]           mass at offsets -2 and +2 (a wider diagonal band)
+col_sq         sum_j (sum_i P[i, j])^2 / l           column-mass concentration: its mean (/ l) is the
+                                                     Herfindahl index sum_j c_j^2 of the column shares c_j
+seg_block      sum_i sum_{j in B(i)} P[i, j]         segment-block mass: B(i) = keys in i's own segment
+                                                     that are not special tokens and not within 1 of i
+                                                     (spread inside the segment, no sink, no diagonal)
 =============  ========================================================================================
+
+The last three exist for the learned pattern classifier (:mod:`attnx.kernels.patterns`).
 """
 
 from __future__ import annotations
@@ -41,25 +49,33 @@ from attnx.kernels.common import (
 MAP_FEATURES: tuple[str, ...] = (
     "cls", "sep", "sep_max", "punct", "self", "prev", "next", "distance",
     "entropy", "cls_entropy", "max_weight", "own_segment", "col_max", "col_top3",
+    "band2", "col_sq", "seg_block",
 )
 NF = len(MAP_FEATURES)
 F = {name: k for k, name in enumerate(MAP_FEATURES)}
 
 
 @njit(cache=True, nogil=True)
-def record_weights(l, la, w, same):  # noqa: ANN001, ANN201
-    """Per-record flat weights: ``w[i*l+j] = |i - j|``, ``same[i*l+j] = 1`` if i and j share a segment."""
+def record_weights(l, la, seps, w, same, blk):  # noqa: ANN001, ANN201
+    """Per-record flat weights: ``w[i*l+j] = |i - j|``, ``same[i*l+j] = 1`` if i and j share a segment,
+    ``blk[i*l+j] = 1`` if they share a segment, ``|i - j| > 1`` and ``j`` is not [CLS] (0) or a [SEP]
+    (``seps``: special positions > 0)."""
     for i in range(l):
         for j in range(l):
             w[i * l + j] = abs(i - j)
-            same[i * l + j] = 1.0 if (i < la) == (j < la) else 0.0
+            s = 1.0 if (i < la) == (j < la) else 0.0
+            same[i * l + j] = s
+            blk[i * l + j] = s if abs(i - j) > 1 and j > 0 else 0.0
+    for s in range(len(seps)):
+        for i in range(l):
+            blk[i * l + seps[s]] = 0.0
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def record_features(raw, lut, table, a0, l, la, seps, puncts, n_maps, out, w, same):  # noqa: ANN001, ANN201
+def record_features(raw, lut, table, a0, l, la, seps, puncts, n_maps, out, w, same, blk):  # noqa: ANN001, ANN201
     """Features of one record: ``n_maps`` maps of ``l x l`` starting at element ``a0`` of ``raw``.
 
-    ``out``: (n_maps, NF) float64 row sums, written. ``w``, ``same``: the
+    ``out``: (n_maps, NF) float64 row sums, written. ``w``, ``same``, ``blk``: the
     record's weights from :func:`record_weights`. ``la``: tokens of segment A (= l for single sentences).
     Two passes per map: a flat pass over the ``l^2`` weights (entropy through the ``p ln p`` table, distance,
     own segment: long, vectorizable loops) and a row pass (row max on raw codes, which order like the
@@ -75,11 +91,13 @@ def record_features(raw, lut, table, a0, l, la, seps, puncts, n_maps, out, w, sa
         h = np.float32(0.0)
         d = np.float32(0.0)
         own = np.float32(0.0)
+        sb = np.float32(0.0)
         for k in range(ll):  # flat pass
             p = decode(mp, k, lut)
             h -= plogp(mp, k, p, table)
             d += p * w[k]
             own += p * same[k]
+            sb += p * blk[k]
         h0 = np.float32(0.0)
         for j in range(l):  # the [CLS] row's entropy
             h0 -= plogp(mp, j, decode(mp, j, lut), table)
@@ -93,6 +111,7 @@ def record_features(raw, lut, table, a0, l, la, seps, puncts, n_maps, out, w, sa
         f_prev = 0.0
         f_next = 0.0
         f_max = 0.0
+        f_band2 = 0.0
         for i in range(l):  # row pass
             row = mp[i * l:(i + 1) * l]
             mx = row[0]
@@ -106,6 +125,10 @@ def record_features(raw, lut, table, a0, l, la, seps, puncts, n_maps, out, w, sa
                 f_prev += decode(row, i - 1, lut)
             if i < l - 1:
                 f_next += decode(row, i + 1, lut)
+            if i > 1:
+                f_band2 += decode(row, i - 2, lut)
+            if i < l - 2:
+                f_band2 += decode(row, i + 2, lut)
             smx = np.float32(0.0)
             for s in range(nsep):
                 p = decode(row, seps[s], lut)
@@ -117,8 +140,10 @@ def record_features(raw, lut, table, a0, l, la, seps, puncts, n_maps, out, w, sa
         c1 = np.float32(0.0)  # three largest column sums, c1 >= c2 >= c3
         c2 = np.float32(0.0)
         c3 = np.float32(0.0)
+        csq = np.float32(0.0)
         for j in range(l):
             c = col[j]
+            csq += c * c
             if c > c3:
                 if c > c1:
                     c3 = c2
@@ -144,6 +169,9 @@ def record_features(raw, lut, table, a0, l, la, seps, puncts, n_maps, out, w, sa
         o[11] = own
         o[12] = c1
         o[13] = c1 + c2 + c3
+        o[14] = f_band2
+        o[15] = csq / l
+        o[16] = sb
 
 
 @njit(parallel=True, nogil=True, cache=True)
@@ -157,13 +185,15 @@ def _features_parallel(raw, lut, table, attn_offsets, lengths, len_a, tok_offset
     for t in prange(len(bounds) - 1):
         w = np.empty(maxl * maxl, np.float32)
         same = np.empty(maxl * maxl, np.float32)
+        blk = np.empty(maxl * maxl, np.float32)
         for r in range(bounds[t], bounds[t + 1]):
             l = lengths[r]
             t0 = tok_offsets[r]
             seps = sep_positions(special, t0, l)
             puncts = punct_positions(special, punct, t0, l)
-            record_weights(l, len_a[r], w, same)
-            record_features(raw, lut, table, attn_offsets[r], l, len_a[r], seps, puncts, n_maps, out[r], w, same)
+            record_weights(l, len_a[r], seps, w, same, blk)
+            record_features(raw, lut, table, attn_offsets[r], l, len_a[r], seps, puncts, n_maps, out[r], w, same,
+                            blk)
     return out
 
 

@@ -59,6 +59,12 @@ def map_features_ref(attn, scale, attn_offsets, lengths, len_a, tok_offsets, spe
                 cols = np.sort(P.sum(axis=0))[::-1]
                 o[12] = cols[0]
                 o[13] = cols[:3].sum()
+                o[14] = sum(P[i, i - 2] for i in range(2, l)) + sum(P[i, i + 2] for i in range(l - 2))
+                o[15] = (P.sum(axis=0) ** 2).sum() / l
+                blk = same & (dist > 1)
+                blk[:, 0] = False
+                blk[:, seps] = False
+                o[16] = (P * blk).sum()
     return out
 
 
@@ -157,3 +163,20 @@ def relations_ref(attn, scale, attn_offsets, lengths, tok_offsets, special, word
                 if candidates and max(candidates, key=lambda u: (to_word[u], -u)) == h:
                     correct[rel, m] += 1
     return count, correct, off
+
+
+def pattern_proba_ref(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, coef: np.ndarray,
+                      intercept: np.ndarray) -> np.ndarray:
+    """Reference of :meth:`attnx.kernels.pattern_model.PatternModel.proba`: design features ``(n, D)`` ->
+    ``(n, K)`` softmax probabilities, one map and one class at a time with ``math.exp``."""
+    import math
+
+    x = np.asarray(x, np.float64).reshape(-1, len(mean))
+    out = np.zeros((len(x), len(intercept)))
+    for m in range(len(x)):
+        z = [float(intercept[k]) + sum(float(coef[k, d]) * (float(x[m, d]) - float(mean[d])) / float(scale[d])
+                                       for d in range(len(mean))) for k in range(len(intercept))]
+        top = max(z)
+        e = [math.exp(v - top) for v in z]
+        out[m] = [v / sum(e) for v in e]
+    return out

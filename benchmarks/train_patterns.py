@@ -1,0 +1,435 @@
+"""Train the learned pattern classifier on one split of the labelled maps and evaluate it on the other.
+
+Data (``validation/``, no text: pointers into the shared data folder):
+
+* ``v2``: ``pattern_sample_v2.csv`` (1008 MiniLM maps, drawn by ``tools/render_label_maps.py --v2``) with
+  ``pattern_labels_v2.csv`` (labeller A, labeller B, consensus + confidence, ``split``: by record);
+* ``v1``: ``pattern_labels.csv`` (240 maps, one labeller, ``tune``/``test`` by item).
+
+The maps are re-extracted with the real MiniLM model into ``--workdir`` (reused), their features are
+computed by the production path (:func:`attnx.analysis.run.block_maps` -> ``per_map_means`` ->
+:func:`attnx.kernels.pattern_model.design_matrix`), and:
+
+1. model choice by 5 x 5-fold cross-validation grouped by record on the *training* split only: multinomial
+   logistic regression (several C, balanced or not), gradient-boosted trees, a random forest, and a small
+   CNN on maps resized to 32 x 32 (Kovaleva et al. 2019 trained a CNN on ~400 labelled maps);
+2. the chosen logistic model is refitted on the whole training split and (``--write``) written to
+   ``src/attnx/data/pattern_model.json``;
+3. held-out report: per-type precision / recall / F1, macro-F1, accuracy, confusion, calibration
+   (10-bin reliability table, expected calibration error, Brier score), the uncertain share and the
+   accuracy on certain / uncertain maps; F1 against labeller A and against labeller B separately, and the
+   labellers' own agreement on the same items; the hand-set rules (``Thresholds``) on the same items.
+
+Writes ``benchmarks/results/patterns_learned.{json,md}``. Usage::
+
+    python benchmarks/train_patterns.py --data v2 --write          # the shipped model
+    python benchmarks/train_patterns.py --data v1 --no-cnn         # on the 240 old labels only
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import render_label_maps as tool  # noqa: E402
+
+from attnx.kernels.pattern_model import DESIGN  # noqa: E402
+from attnx.kernels.patterns import PATTERNS  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+MODEL_OUT = ROOT / "src" / "attnx" / "data" / "pattern_model.json"
+SEED = 2026
+CNN_SIZE = 32
+UNCERTAIN_BELOW = 0.6
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Data: labelled items -> design features (production path), raw maps (for the CNN), labels, groups
+# ----------------------------------------------------------------------------------------------------------
+def store_design(store_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Design features ``(N, L, H, D)`` and the rules' codes ``(N, L, H)`` of every map of a store."""
+    import attnx
+    from attnx.analysis.run import block_maps, record_shape_info
+    from attnx.kernels.features import per_map_means
+    from attnx.kernels.pattern_model import design_matrix
+    from attnx.kernels.patterns import Thresholds, classify_maps
+
+    st = attnx.open_store(store_path)
+    L, H = st.n_layers, st.n_heads
+    x = np.zeros((len(st), L, H, len(DESIGN)))
+    rules = np.zeros((len(st), L, H), np.int8)
+    for b in st.blocks():
+        sums = block_maps(b, L, H)
+        la, ns = record_shape_info(b)
+        shp = (-1, 1, 1)
+        ids = np.asarray(b.record_ids)
+        means = per_map_means(sums, b.lengths)
+        x[ids] = design_matrix(means, b.lengths.reshape(shp), la.reshape(shp), ns.reshape(shp))
+        rules[ids] = classify_maps(means, b.lengths.reshape(shp), la.reshape(shp), ns.reshape(shp), Thresholds.load())
+    return x, rules
+
+
+def resized(attn: np.ndarray, len_a: int, size: int = CNN_SIZE) -> np.ndarray:
+    """A map ``(l, l)`` -> ``(2, size, size)`` float32: the map scaled to max 1 and its same-segment mask,
+    resized by area averaging (nearest-neighbour upsampling first when ``l < size``)."""
+    import torch
+    import torch.nn.functional as tf
+
+    l = attn.shape[0]
+    seg = np.arange(l) >= len_a
+    same = (seg[:, None] == seg[None, :]).astype(np.float32)
+    t = torch.from_numpy(np.stack([attn / max(float(attn.max()), 1e-9), same]).astype(np.float32))[None]
+    if l < size:
+        t = tf.interpolate(t, size=(size * ((size + l - 1) // l),) * 2, mode="nearest")
+    return tf.adaptive_avg_pool2d(t, size)[0].numpy()
+
+
+def load_items(data: str, workdir: Path, labels_v2: Path | None = None) -> dict:
+    """Items of a labelled set with features and labels: a dict of equally long arrays + metadata."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    if data == "v1":
+        sample = tool.build_sample()
+        store = tool.extract_sample(sample, workdir / "v1")
+        rows = list(csv.DictReader(open(ROOT / "validation" / "pattern_labels.csv", encoding="utf-8")))
+        by = {it.item: it for it in sample.items}
+        items = [by[r["item"]] for r in rows]
+        lab = {"consensus": [r["label"] for r in rows]}
+        conf = ["high"] * len(rows)
+        split = ["train" if r["split"] == "tune" else "test" for r in rows]
+        maps = tool.item_maps(sample, store)
+    else:
+        records, n_random = tool.build_records_v2()
+        store = tool.extract_sample(tool.Sample(records, []), workdir / "v2")
+        index = {(r.source, r.line): k for k, r in enumerate(records)}
+        srows = {r["item"]: r for r in csv.DictReader(open(ROOT / "validation" / "pattern_sample_v2.csv",
+                                                              encoding="utf-8"))}
+        path = labels_v2 or ROOT / "validation" / "pattern_labels_v2.csv"
+        rows = list(csv.DictReader(open(path, encoding="utf-8")))
+        items = []
+        for r in rows:
+            s = srows[r["item"]]
+            items.append(tool.Item(r["item"], index[(s["source"], int(s["line"]))], int(s["layer"]), int(s["head"])))
+        lab = {"consensus": [r["consensus"] for r in rows], "A": [r["label_a"] for r in rows],
+               "B": [r["label_b"] for r in rows]}
+        conf = [r["confidence"] for r in rows]
+        split = [r["split"] for r in rows]
+        maps = tool.item_maps(tool.Sample(records, items), store)
+    x, rules = store_design(store)
+    out = {
+        "item": np.array([it.item for it in items]),
+        "record": np.array([it.record for it in items]),
+        "layer": np.array([it.layer for it in items]),
+        "x": np.stack([x[it.record, it.layer, it.head] for it in items]),
+        "rules": np.array([rules[it.record, it.layer, it.head] for it in items]),
+        "img": np.stack([resized(*maps[it.item]) for it in items]),
+        "confidence": np.array(conf),
+        "split": np.array(split),
+    }
+    for who, labels in lab.items():
+        out[f"y_{who}"] = np.array([PATTERNS.index(v) if v in PATTERNS else -1 for v in labels])
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Metrics
+# ----------------------------------------------------------------------------------------------------------
+def scores(gold: np.ndarray, pred: np.ndarray) -> dict:
+    """Per-type P/R/F1/support, macro-F1 (over types present in gold or predictions), accuracy, confusion."""
+    k = len(PATTERNS)
+    cm = np.zeros((k, k), np.int64)
+    for g, p in zip(gold, pred, strict=True):
+        cm[g, p] += 1
+    per, f1s = {}, []
+    for c, name in enumerate(PATTERNS):
+        tp, npred, ngold = int(cm[c, c]), int(cm[:, c].sum()), int(cm[c].sum())
+        prec = tp / npred if npred else 0.0
+        rec = tp / ngold if ngold else 0.0
+        f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
+        per[name] = {"precision": prec, "recall": rec, "f1": f1, "support": ngold, "predicted": npred}
+        if ngold or npred:
+            f1s.append(f1)
+    n = int(cm.sum())
+    return {"n": n, "accuracy": float(np.trace(cm) / n) if n else 0.0, "macro_f1": float(np.mean(f1s)) if f1s else 0.0,
+            "per_class": per, "confusion": cm.tolist()}
+
+
+def calibration(gold: np.ndarray, proba: np.ndarray, bins: int = 10) -> dict:
+    """Reliability of the winning probability: per bin (count, mean confidence, accuracy), ECE, Brier."""
+    conf = proba.max(axis=1)
+    correct = proba.argmax(axis=1) == gold
+    edges = np.linspace(0, 1, bins + 1)
+    table, ece = [], 0.0
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        sel = (conf > lo) & (conf <= hi)
+        if sel.any():
+            table.append({"bin": f"{lo:.1f}-{hi:.1f}", "n": int(sel.sum()), "confidence": float(conf[sel].mean()),
+                          "accuracy": float(correct[sel].mean())})
+            ece += sel.mean() * abs(conf[sel].mean() - correct[sel].mean())
+    onehot = np.eye(proba.shape[1])[gold]
+    unc = conf < UNCERTAIN_BELOW
+    return {"ece": float(ece), "brier": float(((proba - onehot) ** 2).sum(axis=1).mean()), "table": table,
+            "uncertain_below": UNCERTAIN_BELOW, "uncertain_share": float(unc.mean()),
+            "accuracy_certain": float(correct[~unc].mean()) if (~unc).any() else None,
+            "accuracy_uncertain": float(correct[unc].mean()) if unc.any() else None}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Models
+# ----------------------------------------------------------------------------------------------------------
+def candidates() -> dict:
+    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    out = {}
+    for c in (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0):
+        for cw in (None, "balanced"):
+            out[f"logreg C={c}{' balanced' if cw else ''}"] = make_pipeline(
+                StandardScaler(), LogisticRegression(C=c, max_iter=10000, class_weight=cw))
+    out["gbt depth=3"] = HistGradientBoostingClassifier(max_depth=3, max_iter=150, learning_rate=0.1,
+                                                        min_samples_leaf=5, random_state=0)
+    out["gbt depth=3 balanced"] = HistGradientBoostingClassifier(max_depth=3, max_iter=150, learning_rate=0.1,
+                                                                 min_samples_leaf=5, class_weight="balanced",
+                                                                 random_state=0)
+    out["random forest"] = RandomForestClassifier(300, min_samples_leaf=2, random_state=0)
+    return out
+
+
+class SmallCNN:
+    """Two conv layers + a linear head on ``(2, 32, 32)`` resized maps; sklearn-like fit / predict_proba."""
+
+    def __init__(self, epochs: int = 25, seed: int = 0) -> None:
+        self.epochs, self.seed = epochs, seed
+
+    def fit(self, img: np.ndarray, y: np.ndarray) -> SmallCNN:
+        import torch
+        from torch import nn
+
+        torch.manual_seed(self.seed)
+        self.net = nn.Sequential(
+            nn.Conv2d(2, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (8, 16, 16)
+            nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (16, 8, 8)
+            nn.Flatten(), nn.Linear(16 * 8 * 8, 32), nn.ReLU(), nn.Linear(32, len(PATTERNS)))
+        opt = torch.optim.Adam(self.net.parameters(), lr=3e-3, weight_decay=1e-4)
+        xt, yt = torch.from_numpy(img), torch.from_numpy(y.astype(np.int64))
+        g = torch.Generator().manual_seed(self.seed)
+        for _ in range(self.epochs):
+            for idx in torch.randperm(len(xt), generator=g).split(32):
+                opt.zero_grad()
+                nn.functional.cross_entropy(self.net(xt[idx]), yt[idx]).backward()
+                opt.step()
+        return self
+
+    def predict_proba(self, img: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            return torch.softmax(self.net(torch.from_numpy(img)), dim=1).numpy()
+
+
+def _proba_full(model, x: np.ndarray) -> np.ndarray:  # noqa: ANN001
+    """predict_proba with a column for every type, also those absent from the training fold."""
+    p = model.predict_proba(x)
+    classes = getattr(model, "classes_", None)
+    if classes is None:
+        return p
+    out = np.zeros((len(x), len(PATTERNS)))
+    out[:, classes] = p
+    return out
+
+
+def cross_validate(d: dict, train: np.ndarray, use_cnn: bool, folds: int = 5, repeats: int = 5,
+                   cnn_folds: int = 3) -> list[dict]:
+    """Macro-F1 / accuracy of every candidate on the training split only: ``repeats`` x ``folds``-fold CV
+    grouped by record (shuffled groups, seeds 0..repeats-1), scores of each repeat's pooled out-of-fold
+    predictions, mean and standard deviation over repeats. With 7 training blocks one repeat is too noisy
+    to choose between neighbouring candidates. The CNN (far slower to train here) runs one repeat on
+    ``cnn_folds`` of the folds."""
+    import warnings
+
+    from sklearn.base import clone
+    from sklearn.model_selection import GroupKFold
+
+    x, y, g, img = d["x"][train], d["y_consensus"][train], d["record"][train], d["img"][train]
+    splits = [list(GroupKFold(folds, shuffle=True, random_state=rep).split(x, y, g)) for rep in range(repeats)]
+    rows = []
+    cands = dict(candidates())
+    if use_cnn:
+        cands["cnn 32x32"] = None
+    for name, model in cands.items():
+        t0 = time.perf_counter()
+        per_rep = []
+        for cv in (splits[:1] if model is None else splits):
+            pred = np.zeros(len(y), np.int64)
+            seen = np.zeros(len(y), bool)
+            for tr, te in (cv[:cnn_folds] if model is None else cv):
+                seen[te] = True
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    if model is None:
+                        m = SmallCNN().fit(img[tr], y[tr])
+                        pred[te] = m.predict_proba(img[te]).argmax(axis=1)
+                    else:
+                        m = clone(model).fit(x[tr], y[tr])
+                        pred[te] = _proba_full(m, x[te]).argmax(axis=1)
+            per_rep.append(scores(y[seen], pred[seen]))
+        f1 = {k: float(np.mean([s["per_class"][k]["f1"] for s in per_rep])) for k in PATTERNS}
+        macro = [s["macro_f1"] for s in per_rep]
+        rows.append({"model": name, "folds": cnn_folds if model is None else folds, "repeats": len(per_rep),
+                     "macro_f1": float(np.mean(macro)), "macro_f1_sd": float(np.std(macro)),
+                     "accuracy": float(np.mean([s["accuracy"] for s in per_rep])),
+                     "min_f1": min(f1.values()), "f1": {k: round(v, 3) for k, v in f1.items()},
+                     "seconds": time.perf_counter() - t0})
+        print(f"  cv {name:28s} macro-F1 {np.mean(macro):.3f} +- {np.std(macro):.3f}", flush=True)
+    return rows
+
+
+def to_json(pipe, info: dict) -> dict:  # noqa: ANN001
+    """A fitted StandardScaler + LogisticRegression pipeline as the packaged model JSON."""
+    scaler, lr = pipe[0], pipe[-1]
+    coef = np.zeros((len(PATTERNS), len(DESIGN)))
+    icpt = np.full(len(PATTERNS), -30.0)  # a type absent from training gets ~0 probability
+    coef[lr.classes_] = lr.coef_
+    icpt[lr.classes_] = lr.intercept_
+    return {
+        "_doc": "Learned attention-pattern classifier of attnx.kernels.pattern_model (multinomial logistic "
+                "regression on standardised design features). Written by benchmarks/train_patterns.py; "
+                "see validation/README.md for the labels and benchmarks/results/patterns_learned.md for scores.",
+        "version": 3, "kind": "softmax", "classes": list(PATTERNS), "features": list(DESIGN),
+        "mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(), "coef": coef.tolist(),
+        "intercept": icpt.tolist(), "uncertain_below": UNCERTAIN_BELOW, "training": info,
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Report
+# ----------------------------------------------------------------------------------------------------------
+SHORT = {"vertical": "vert", "diagonal": "diag", "vertical_diagonal": "v+d", "block": "block", "heterogeneous": "het"}
+
+
+def md_scores(title: str, s: dict) -> list[str]:
+    out = [f"#### {title} (n = {s['n']})", "", f"macro-F1 **{s['macro_f1']:.3f}**, accuracy {s['accuracy']:.3f}", "",
+           "| type | support | predicted | precision | recall | F1 |", "|---|---:|---:|---:|---:|---:|"]
+    for name in PATTERNS:
+        c = s["per_class"][name]
+        out.append(f"| {name} | {c['support']} | {c['predicted']} | {c['precision']:.3f} | {c['recall']:.3f} | "
+                   f"{c['f1']:.3f} |")
+    out += ["", "| gold \\ predicted | " + " | ".join(SHORT[n] for n in PATTERNS) + " |", "|---|" + "---:|" * 5]
+    out += [f"| {n} | " + " | ".join(str(v) for v in row) + " |" for n, row in zip(PATTERNS, s["confusion"],
+                                                                                  strict=True)]
+    return [*out, ""]
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", choices=["v1", "v2"], default="v2")
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/attnx_train_patterns"))
+    ap.add_argument("--labels", type=Path, default=None,
+                    help="v2 labels CSV (default: validation/pattern_labels_v2.csv)")
+    ap.add_argument("--model", default=None, help="fit this candidate instead of the CV winner among logreg")
+    ap.add_argument("--no-cnn", action="store_true", help="skip the CNN candidate")
+    ap.add_argument("--write", action="store_true", help=f"write the model to {MODEL_OUT.relative_to(ROOT)}")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+
+    from sklearn.base import clone
+
+    d = load_items(args.data, args.workdir, args.labels)
+    usable = d["y_consensus"] >= 0  # disputed consensus labels are left out of training and scoring
+    train = (d["split"] == "train") & usable
+    test = (d["split"] == "test") & usable
+    print(f"{args.data}: {len(d['item'])} items, train {train.sum()}, test {test.sum()}, "
+          f"disputed {int((~usable).sum())}", flush=True)
+    cv = cross_validate(d, train, use_cnn=not args.no_cnn)
+    logreg = [r for r in cv if r["model"].startswith("logreg")]
+    chosen = args.model or max(logreg, key=lambda r: (r["macro_f1"], r["accuracy"]))["model"]
+    best_any = max(cv, key=lambda r: (r["macro_f1"], r["accuracy"]))
+    model = clone(candidates()[chosen]).fit(d["x"][train], d["y_consensus"][train])
+    info = {"data": args.data, "train_items": int(train.sum()), "model": chosen,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    js = to_json(model, info)
+    from attnx.kernels.pattern_model import PatternModel
+
+    tmp = args.workdir / "pattern_model.json"
+    tmp.write_text(json.dumps(js, indent=1) + "\n")
+    pm = PatternModel.load(tmp)  # evaluate through the shipped code path, not sklearn
+    proba = pm.proba(d["x"][test])
+    pred = proba.argmax(axis=1)
+    gold = d["y_consensus"][test]
+    report: dict = {"data": args.data, "n_items": len(d["item"]), "train": int(train.sum()), "test": int(test.sum()),
+                    "disputed": int((~usable).sum()), "cv": cv, "chosen": chosen, "best_cv": best_any["model"],
+                    "held_out": {"consensus": scores(gold, pred),
+                                 "rules_consensus": scores(gold, d["rules"][test].astype(int)),
+                                 "calibration": calibration(gold, proba)}}
+    conf_te = d["confidence"][test]
+    for c in ("high", "resolved"):
+        sel = conf_te == c
+        if sel.any():
+            report["held_out"][f"consensus_{c}"] = scores(gold[sel], pred[sel])
+    md = [f"# Learned pattern classifier ({args.data} labels)", "",
+          f"{len(d['item'])} labelled maps; train {int(train.sum())}, held-out test {int(test.sum())} "
+          f"(split by record; {int((~usable).sum())} disputed maps left out). Model chosen by mean macro-F1 of "
+          f"5 x 5-fold CV grouped by record on the training split: **{chosen}** (best CV candidate overall: "
+          f"{best_any['model']}).", "",
+          "| candidate (CV on train) | folds x repeats | macro-F1 (sd) | accuracy | "
+          + " | ".join(f"F1 {SHORT[n]}" for n in PATTERNS) + " | s |", "|---|---:|---:|---:|" + "---:|" * len(PATTERNS)
+          + "---:|"]
+    md += [f"| {r['model']} | {r['folds']} x {r['repeats']} | {r['macro_f1']:.3f} ({r['macro_f1_sd']:.3f}) | "
+           f"{r['accuracy']:.3f} | "
+           + " | ".join(f"{r['f1'][n]:.2f}" for n in PATTERNS) + f" | {r['seconds']:.0f} |" for r in cv]
+    if args.data == "v2":  # the 240 v1 maps, labelled by a third person with other conventions
+        v1 = load_items("v1", args.workdir)
+        g1 = v1["y_consensus"]
+        report["v1_labels"] = {"learned": scores(g1, pm.proba(v1["x"]).argmax(axis=1)),
+                               "rules": scores(g1, v1["rules"].astype(int))}
+    md += ["", "### Held-out", ""]
+    md += md_scores("learned classifier vs consensus", report["held_out"]["consensus"])
+    md += md_scores("hand-set rules (Thresholds) vs consensus", report["held_out"]["rules_consensus"])
+    if "y_A" in d:
+        ya, yb = d["y_A"][(d["split"] == "test")], d["y_B"][(d["split"] == "test")]
+        pa = pm.proba(d["x"][d["split"] == "test"]).argmax(axis=1)
+        ok = (ya >= 0) & (yb >= 0)
+        report["held_out"]["vs_A"] = scores(ya[ok], pa[ok])
+        report["held_out"]["vs_B"] = scores(yb[ok], pa[ok])
+        report["held_out"]["A_vs_B"] = scores(ya[ok], yb[ok])
+        md += md_scores("learned classifier vs labeller A", report["held_out"]["vs_A"])
+        md += md_scores("learned classifier vs labeller B", report["held_out"]["vs_B"])
+        md += md_scores("labeller B vs labeller A (human agreement, same items)", report["held_out"]["A_vs_B"])
+    if "v1_labels" in report:
+        md += md_scores("learned classifier vs the 240 v1 labels (third labeller, never trained on)",
+                        report["v1_labels"]["learned"])
+        md += md_scores("hand-set rules vs the 240 v1 labels (their thresholds were tuned on 96 of them)",
+                        report["v1_labels"]["rules"])
+    cal = report["held_out"]["calibration"]
+    md += ["#### Calibration of the winning probability (held-out, vs consensus)", "",
+           f"ECE {cal['ece']:.3f}, Brier {cal['brier']:.3f}; uncertain (p < {UNCERTAIN_BELOW}) "
+           f"{cal['uncertain_share']:.1%} of maps, accuracy {cal['accuracy_uncertain'] or 0:.3f} there vs "
+           f"{cal['accuracy_certain'] or 0:.3f} on the rest.", "",
+           "| p bin | maps | mean p | accuracy |", "|---|---:|---:|---:|"]
+    md += [f"| {r['bin']} | {r['n']} | {r['confidence']:.3f} | {r['accuracy']:.3f} |" for r in cal["table"]]
+    for c in ("high", "resolved"):
+        if f"consensus_{c}" in report["held_out"]:
+            s = report["held_out"][f"consensus_{c}"]
+            md += ["", f"Consensus confidence `{c}` only: macro-F1 {s['macro_f1']:.3f}, accuracy {s['accuracy']:.3f} "
+                   f"(n = {s['n']})."]
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "patterns_learned.json").write_text(json.dumps(report, indent=1) + "\n")
+    (args.out / "patterns_learned.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+    if args.write:
+        js["training"]["held_out_macro_f1"] = report["held_out"]["consensus"]["macro_f1"]
+        MODEL_OUT.write_text(json.dumps(js, indent=1) + "\n")
+        print(f"wrote {MODEL_OUT}")
+
+
+if __name__ == "__main__":
+    main()
