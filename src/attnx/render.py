@@ -5,8 +5,18 @@ from __future__ import annotations
 import numpy as np
 
 
+# word-start markers of byte-level BPE (RoBERTa: "Ġ") and SentencePiece (XLM-R, ALBERT: "▁"), shown as "_"
+_WORD_MARKERS = str.maketrans({"\u0120": "_", "\u2581": "_"})
+
+
+def display_token(piece: str) -> str:
+    """A token as a reader wants it on an axis: word-start markers of BPE/SentencePiece vocabularies as "_"."""
+    return piece.translate(_WORD_MARKERS)
+
+
 def render_map(attn: np.ndarray, tokens: list[str], path: str, title: str = "", max_labels: int = 80) -> None:
-    """Draw ``attn`` (l, l), rows = queries, columns = keys, with wordpiece labels, to ``path``."""
+    """Draw ``attn`` (l, l), rows = queries, columns = keys, with token labels, to ``path``."""
+    tokens = [display_token(t) for t in tokens]
     from attnx import figure as plt
 
     l = attn.shape[0]
