@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-
 # word-start markers of byte-level BPE (RoBERTa: "Ġ") and SentencePiece (XLM-R, ALBERT: "▁"), shown as "_"
 _WORD_MARKERS = str.maketrans({"\u0120": "_", "\u2581": "_"})
 
