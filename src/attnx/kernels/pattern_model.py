@@ -152,7 +152,9 @@ class PatternModel:
             if (arrays["lo"] > arrays["hi"]).any():
                 raise ValueError("lo > hi")
             uncertain = float(d["uncertain_below"])
-        except (KeyError, TypeError, ValueError) as exc:
+        except KeyError as exc:
+            raise InputError(source, None, f"not a pattern model (no {exc} field)") from None
+        except (TypeError, ValueError) as exc:
             raise InputError(source, None, f"not a pattern model ({exc})") from None
         info = {key: v for key, v in d.items() if key not in want and key not in ("classes", "features")}
         digest = hashlib.sha256(text.encode()).hexdigest()[:16]
