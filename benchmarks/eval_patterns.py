@@ -1,4 +1,6 @@
-"""Evaluate the attention-pattern classifier against the hand-labelled MiniLM maps in ``validation/``.
+"""Evaluate the hand-set rule classifier (the baseline) against the v1 hand-labelled MiniLM maps in ``validation/``.
+
+The learned classifier that ``attnx analyze`` runs is trained and evaluated by ``benchmarks/train_patterns.py``.
 
 Rebuilds the labelled sample with ``tools/render_label_maps.py`` (same seed, same source lines, same
 layer/head), re-extracts it with the real MiniLM model into a temporary store, runs the project's pattern
@@ -56,9 +58,9 @@ def read_labels(path: Path) -> list[dict[str, str]]:
 def predict(store_path: Path, thresholds_path: str | None) -> tuple[np.ndarray, dict[str, np.ndarray], dict]:
     """Codes ``(N, L, H)`` int8 and scores (each ``(N, L, H)``) of every map of the store, input order."""
     import attnx
-    from attnx.analysis.run import block_maps, block_patterns, record_shape_info
+    from attnx.analysis.run import block_maps, record_shape_info
     from attnx.kernels.features import per_map_means
-    from attnx.kernels.patterns import Thresholds, pattern_scores
+    from attnx.kernels.patterns import Thresholds, classify_maps, pattern_scores
 
     thr = Thresholds.load(thresholds_path)
     store = attnx.open_store(store_path)
@@ -69,9 +71,10 @@ def predict(store_path: Path, thresholds_path: str | None) -> tuple[np.ndarray, 
     for block in store.blocks():
         sums = block_maps(block, n_l, n_h)
         ids = np.asarray(block.record_ids, np.int64)
-        codes[ids] = block_patterns(sums, block, thr)
         la, n_stripe = record_shape_info(block)
         shp = (-1, 1, 1)
+        codes[ids] = classify_maps(per_map_means(sums, block.lengths), block.lengths.reshape(shp), la.reshape(shp),
+                                   n_stripe.reshape(shp), thr)
         sc = pattern_scores(per_map_means(sums, block.lengths), block.lengths.reshape(shp), la.reshape(shp),
                             n_stripe.reshape(shp))
         for k in names:

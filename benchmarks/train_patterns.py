@@ -293,8 +293,9 @@ def cross_validate(d: dict, train: np.ndarray, use_cnn: bool, folds: int = 5, re
     return rows
 
 
-def to_json(pipe, info: dict) -> dict:  # noqa: ANN001
-    """A fitted StandardScaler + LogisticRegression pipeline as the packaged model JSON."""
+def to_json(pipe, info: dict, x_train: np.ndarray) -> dict:  # noqa: ANN001
+    """A fitted StandardScaler + LogisticRegression pipeline as the packaged model JSON (with the training
+    range of every feature, to which inputs are clipped)."""
     scaler, lr = pipe[0], pipe[-1]
     coef = np.zeros((len(PATTERNS), len(DESIGN)))
     icpt = np.full(len(PATTERNS), -30.0)  # a type absent from training gets ~0 probability
@@ -306,7 +307,8 @@ def to_json(pipe, info: dict) -> dict:  # noqa: ANN001
                 "see validation/README.md for the labels and benchmarks/results/patterns_learned.md for scores.",
         "version": 3, "kind": "softmax", "classes": list(PATTERNS), "features": list(DESIGN),
         "mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(), "coef": coef.tolist(),
-        "intercept": icpt.tolist(), "uncertain_below": UNCERTAIN_BELOW, "training": info,
+        "intercept": icpt.tolist(), "lo": x_train.min(axis=0).tolist(), "hi": x_train.max(axis=0).tolist(),
+        "uncertain_below": UNCERTAIN_BELOW, "training": info,
     }
 
 
@@ -356,7 +358,7 @@ def main(argv: list[str] | None = None) -> None:
     model = clone(candidates()[chosen]).fit(d["x"][train], d["y_consensus"][train])
     info = {"data": args.data, "train_items": int(train.sum()), "model": chosen,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    js = to_json(model, info)
+    js = to_json(model, info, d["x"][train])
     from attnx.kernels.pattern_model import PatternModel
 
     tmp = args.workdir / "pattern_model.json"

@@ -103,7 +103,9 @@ def design_matrix(means: np.ndarray, lengths: np.ndarray, len_a: np.ndarray, n_s
 class PatternModel:
     """Multinomial logistic regression over standardised :data:`DESIGN` features (K = 5 classes, D features).
 
-    ``p = softmax(((x - mean) / scale) @ coef.T + intercept)``; a map whose winning probability is below
+    ``p = softmax(((clip(x, lo, hi) - mean) / scale) @ coef.T + intercept)``: each feature is first clipped
+    to the range seen in training, so maps unlike any labelled one (a perfect diagonal in a 4-token
+    sentence) are not labelled by linear extrapolation. A map whose winning probability is below
     ``uncertain_below`` counts as uncertain in ``patterns.csv``.
     """
 
@@ -111,6 +113,8 @@ class PatternModel:
     scale: np.ndarray  # (D,)
     coef: np.ndarray  # (K, D)
     intercept: np.ndarray  # (K,)
+    lo: np.ndarray  # (D,) smallest value of each feature in training
+    hi: np.ndarray  # (D,) largest
     uncertain_below: float
     source: str  # where it was loaded from
     digest: str  # sha256 of the JSON text (first 16 hex digits)
@@ -138,24 +142,28 @@ class PatternModel:
             if tuple(d["features"]) != DESIGN:
                 raise ValueError(f"features {d['features']} differ from {list(DESIGN)}")
             k, n = len(PATTERNS), len(DESIGN)
-            arrays = {name: np.asarray(d[name], np.float64) for name in ("mean", "scale", "coef", "intercept")}
-            want = {"mean": (n,), "scale": (n,), "coef": (k, n), "intercept": (k,)}
+            want = {"mean": (n,), "scale": (n,), "coef": (k, n), "intercept": (k,), "lo": (n,), "hi": (n,)}
+            arrays = {name: np.asarray(d[name], np.float64) for name in want}
             for name, shape in want.items():
                 if arrays[name].shape != shape:
                     raise ValueError(f"{name} has shape {arrays[name].shape}, expected {shape}")
             if not all(np.isfinite(a).all() for a in arrays.values()) or (arrays["scale"] <= 0).any():
                 raise ValueError("non-finite values or a non-positive scale")
+            if (arrays["lo"] > arrays["hi"]).any():
+                raise ValueError("lo > hi")
             uncertain = float(d["uncertain_below"])
-        except (KeyError, TypeError, ValueError) as exc:
+        except KeyError as exc:
+            raise InputError(source, None, f"not a pattern model (no {exc} field)") from None
+        except (TypeError, ValueError) as exc:
             raise InputError(source, None, f"not a pattern model ({exc})") from None
         info = {key: v for key, v in d.items() if key not in want and key not in ("classes", "features")}
         digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-        return cls(arrays["mean"], arrays["scale"], arrays["coef"], arrays["intercept"], uncertain, source, digest,
-                   info)
+        return cls(arrays["mean"], arrays["scale"], arrays["coef"], arrays["intercept"], arrays["lo"], arrays["hi"],
+                   uncertain, source, digest, info)
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """``x (..., D)`` design features -> ``(..., K)`` logits."""
-        return ((x - self.mean) / self.scale) @ self.coef.T + self.intercept
+        return ((np.clip(x, self.lo, self.hi) - self.mean) / self.scale) @ self.coef.T + self.intercept
 
     def proba(self, x: np.ndarray) -> np.ndarray:
         """``x (..., D)`` -> ``(..., K)`` class probabilities (softmax of :meth:`logits`; rows sum to 1)."""
@@ -201,10 +209,10 @@ def _c(x, chance):  # noqa: ANN001, ANN202
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _classify_kernel(sums, lengths, len_a, n_stripe, w, w0, codes, prob, margin):  # noqa: ANN001, ANN202
+def _classify_kernel(sums, lengths, len_a, n_stripe, w, w0, lo, hi, codes, prob, margin):  # noqa: ANN001, ANN202
     """Per record ``r`` and map ``m``: design features of ``sums[r, m]`` (as :func:`design_matrix`), logits
-    ``w @ x + w0`` (standardisation folded into ``w``, ``w0``), softmax, arg-max. ``sums`` (b, M, NF) row sums;
-    writes ``codes``, ``prob``, ``margin`` (b, M)."""
+    ``w @ clip(x, lo, hi) + w0`` (standardisation folded into ``w``, ``w0``), softmax, arg-max.
+    ``sums`` (b, M, NF) row sums; writes ``codes``, ``prob``, ``margin`` (b, M)."""
     b, n_maps = sums.shape[0], sums.shape[1]
     n_k, n_d = w.shape
     for r in prange(b):
@@ -250,7 +258,7 @@ def _classify_kernel(sums, lengths, len_a, n_stripe, w, w0, codes, prob, margin)
             for k in range(n_k):
                 v = w0[k]
                 for d in range(n_d):
-                    v += w[k, d] * x[d]
+                    v += w[k, d] * min(max(x[d], lo[d]), hi[d])
                 z[k] = v
                 top = max(top, v)
             tot = 0.0
@@ -288,7 +296,7 @@ def classify_sums(sums: np.ndarray, lengths: np.ndarray, len_a: np.ndarray, n_st
         w = np.ascontiguousarray(model.coef / model.scale)  # (K, D): logits = w @ x + w0
         w0 = model.intercept - w @ model.mean
         _classify_kernel(flat, np.ascontiguousarray(lengths, np.int64), np.ascontiguousarray(len_a, np.int64),
-                         np.ascontiguousarray(n_stripe, np.int64), w, w0, codes, prob, margin)
+                         np.ascontiguousarray(n_stripe, np.int64), w, w0, model.lo, model.hi, codes, prob, margin)
     shape = sums.shape[:-1]
     return Labels(codes.reshape(shape), prob.reshape(shape), margin.reshape(shape))
 

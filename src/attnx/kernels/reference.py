@@ -166,12 +166,14 @@ def relations_ref(attn, scale, attn_offsets, lengths, tok_offsets, special, word
 
 
 def pattern_proba_ref(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, coef: np.ndarray,
-                      intercept: np.ndarray) -> np.ndarray:
+                      intercept: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Reference of :meth:`attnx.kernels.pattern_model.PatternModel.proba`: design features ``(n, D)`` ->
-    ``(n, K)`` softmax probabilities, one map and one class at a time with ``math.exp``."""
+    ``(n, K)`` softmax probabilities, one map and one class at a time with ``math.exp`` (features clipped
+    to ``[lo, hi]`` first)."""
     import math
 
     x = np.asarray(x, np.float64).reshape(-1, len(mean))
+    x = np.array([[min(max(float(v), float(lo[d])), float(hi[d])) for d, v in enumerate(row)] for row in x])
     out = np.zeros((len(x), len(intercept)))
     for m in range(len(x)):
         z = [float(intercept[k]) + sum(float(coef[k, d]) * (float(x[m, d]) - float(mean[d])) / float(scale[d])
