@@ -356,8 +356,6 @@ class StoreWriter:
 
     def finish(self, extra_attrs: dict | None = None) -> None:
         """Commit the rest with the input-order index and mark the store complete (one final commit)."""
-        for stream in self.streams.values():
-            stream.flush(partial=True)
         input_id = self.streams["rec/input_id"].values()
         position = np.full(len(input_id), -1, np.int64)
         if len(input_id):
