@@ -25,7 +25,25 @@ from attnx.cli.extract import demo_cmd, extract_cmd, info_cmd, show_cmd  # noqa:
 from attnx.cli.store_cmds import convert_cmd, verify_cmd  # noqa: E402
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Command(click.Group):
+    """The console entry point. A failed command exits without interpreter teardown: after a failed read,
+    Icechunk's I/O threads may still complete reads that zarr abandoned, and doing so into a finalising
+    interpreter aborts the process (SIGABRT) after the one-line error was printed. Locks are released by the
+    kernel; the writer has committed or dropped its work before the error reaches here."""
+
+    def __call__(self, *args: object, **kwargs: object) -> object:  # CliRunner calls .main(), not this
+        try:
+            return super().__call__(*args, **kwargs)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            if code:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+            raise
+
+
+@click.group(cls=_Command, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(attnx.__version__, prog_name="attnx")
 def main() -> None:
     """attnx: capture, store and analyse BERT self-attention maps over whole corpora."""
