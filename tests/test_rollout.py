@@ -8,8 +8,9 @@ import pytest
 from attnx_synth import encode, random_maps, synth_records, write_store
 from click.testing import CliRunner
 
+from attnx.analysis.rollout import load_rollout, store_rollout
 from attnx.cli.ablate import rollout_cmd
-from attnx.kernels.rollout import load_rollout, rollout_flat, rollout_reference, store_rollout
+from attnx.kernels.rollout import rollout_flat, rollout_reference
 from attnx.store import open_store
 
 

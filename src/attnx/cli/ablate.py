@@ -257,7 +257,7 @@ def rollout_cmd(store_path, as_json) -> None:  # noqa: ANN001
     Example:
       attnx rollout corpus.zarr
     """
-    from attnx.kernels.rollout import store_rollout
+    from attnx.analysis.rollout import store_rollout
     from attnx.store import open_store
 
     n = len(open_store(store_path))

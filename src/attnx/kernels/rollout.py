@@ -12,15 +12,10 @@ The numba kernel reads stored blocks directly (float16 / uint8 raw codes through
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from pathlib import Path
-
 import numpy as np
 from numba import njit, prange
 
 from attnx.kernels.common import balanced_bounds, decode, kernel_input
-from attnx.threads import keeps_thread_settings
 
 
 def rollout_reference(maps: np.ndarray) -> np.ndarray:
@@ -114,47 +109,3 @@ def rollout_flat(
         ki.raw, ki.lut, np.asarray(attn_offsets, np.int64), lengths, layers, heads, out_offsets, out, bounds
     )
     return out, out_offsets
-
-
-@keeps_thread_settings
-def store_rollout(
-    store_path: str | Path, max_bytes: int = 64 << 20, progress: Callable[[int], None] | None = None
-) -> dict:
-    """Rollout of every record of a complete store, written back into it as ``derived/rollout`` (float32,
-    one ``(l, l)`` matrix per record; see :meth:`attnx.store.AttentionStore.derived`). Streams blocks, so
-    memory stays bounded by the block size. ``progress(records_done)`` after each block; ``seconds`` in
-    the returned summary covers the blocks and the final write.
-    """
-    from attnx.store import open_store
-
-    t0 = time.perf_counter()
-    store = open_store(store_path)
-    writer = store.derived_writer("rollout", "float32", shape="l,l")
-    done = 0
-    for block in store.blocks(max_bytes=max_bytes):
-        vals, _ = rollout_flat(
-            block.attn, block.attn_offsets, block.lengths, store.n_layers, store.n_heads, block.scale
-        )
-        writer.append(vals, block.lengths.astype(np.int64) ** 2)
-        done += len(block)
-        if progress is not None:
-            progress(done)
-    writer.finish(
-        {
-            "definition": "Abnar & Zuidema 2020: heads averaged, 0.5*A + 0.5*I, product over the stored layers",
-            "layers": store.layers,
-        }
-    )
-    return {
-        "records": done,
-        "output": f"{store_path}/derived/rollout",
-        "layers": store.n_layers,
-        "seconds": time.perf_counter() - t0,
-    }
-
-
-def load_rollout(store_path: str | Path, i: int) -> np.ndarray:
-    """Rollout of input record ``i`` stored by :func:`store_rollout`, float32 ``(l, l)``."""
-    from attnx.store import open_store
-
-    return open_store(store_path).derived("rollout", i)
