@@ -1,5 +1,5 @@
 """``attnx ablate``, ``attnx importance`` and ``attnx rollout``: thin wrappers over attnx.ablation and
-attnx.kernels.rollout."""
+attnx.analysis.rollout."""
 
 from __future__ import annotations
 
