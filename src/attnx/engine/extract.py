@@ -41,6 +41,7 @@ from attnx.store import (
     holds_store,
     record_sizes,
     resolve_codec,
+    store_nbytes,
 )
 
 COMPUTE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -465,7 +466,7 @@ def _extract_locked(
             "precision": precision,
         }
     )
-    store_bytes = AttentionStore(location).nbytes_stored()
+    store_bytes = store_nbytes(location)  # not a re-open: that would validate every record again
     return Summary(
         store=out,
         status="complete",

@@ -9,7 +9,7 @@ array paths), :mod:`~attnx.store.location` (where a store lives, the writer lock
 
 from attnx.store.layout import FORMAT, STORED_DTYPES, Commit, Payload, record_sizes, resolve_codec
 from attnx.store.location import StoreLocation, WriterLock
-from attnx.store.reader import AttentionBlock, AttentionStore, open_store
+from attnx.store.reader import AttentionBlock, AttentionStore, open_store, store_nbytes
 from attnx.store.writer import StoredBatch, StoreWriter, WriterConfig, holds_store
 
 __all__ = [
@@ -28,4 +28,5 @@ __all__ = [
     "open_store",
     "record_sizes",
     "resolve_codec",
+    "store_nbytes",
 ]

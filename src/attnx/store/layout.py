@@ -85,6 +85,11 @@ WORD_ARRAYS: dict[str, type] = {"words/head": np.int32, "words/deprel": np.int16
 INDEX_ARRAY = "index/position"
 
 
+def small_arrays(conllu: bool) -> dict[str, type]:
+    """name -> dtype of the per-record and per-token arrays (and per-word ones in CoNLL-U stores)."""
+    return {**REC_ARRAYS, **TOK_ARRAYS, **(WORD_ARRAYS if conllu else {})}
+
+
 def dimension(name: str) -> str:
     """The dimension name of a store array (what xarray calls its only axis)."""
     if name.startswith("rec/"):

@@ -402,11 +402,7 @@ class AttentionStore:
 
     def nbytes_stored(self) -> int:
         """Bytes on disk under a local store's folder (every snapshot kept); object stores: the chunks."""
-        local = self.location.local
-        if local is not None:
-            return sum(f.stat().st_size for f in Path(local).rglob("*") if f.is_file())
-        stats = getattr(self.repo, "chunk_storage_stats", None)
-        return int(stats().native_bytes) if stats else int(self.repo.total_chunks_storage())
+        return store_nbytes(self.location, self.repo)
 
     def payload_nbytes_stored(self) -> int:
         """Compressed bytes of the payload array's chunks in this snapshot."""
@@ -450,6 +446,17 @@ class AttentionStore:
             "created": self.attrs.get("created"),
             "precision": self.attrs.get("precision"),
         }
+
+
+def store_nbytes(location: StoreLocation, repo: icechunk.Repository | None = None) -> int:
+    """Bytes a store takes: everything under a local store's folder (every snapshot kept); on object stores,
+    the chunk objects. Needs no validated open (the engine sizes a store it has just written)."""
+    local = location.local
+    if local is not None:
+        return sum(f.stat().st_size for f in Path(local).rglob("*") if f.is_file())
+    repo = repo or open_repository(location)
+    stats = getattr(repo, "chunk_storage_stats", None)
+    return int(stats().native_bytes) if stats else int(repo.total_chunks_storage())
 
 
 def open_store(where: str | os.PathLike | StoreLocation, snapshot: str | None = None) -> AttentionStore:

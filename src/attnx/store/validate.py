@@ -20,12 +20,10 @@ from attnx.store.layout import (
     MAX_HEADS,
     MAX_LAYERS,
     MAX_LENGTH,
-    REC_ARRAYS,
     STORED_DTYPES,
-    TOK_ARRAYS,
-    WORD_ARRAYS,
     Commit,
     Payload,
+    small_arrays,
 )
 
 
@@ -86,12 +84,11 @@ def array_specs(attrs: dict, commit: Commit) -> dict[str, tuple[np.dtype, int]]:
     """name -> (dtype, elements) of every array the committed store must hold."""
     payload = Payload.from_attrs(attrs)
     specs = {payload.array: (STORED_DTYPES[attrs["dtype"]].storage, commit.attn)}
-    specs.update({name: (np.dtype(dt), commit.records) for name, dt in REC_ARRAYS.items()})
-    specs.update({name: (np.dtype(dt), commit.tokens) for name, dt in TOK_ARRAYS.items()})
-    if attrs.get("conllu"):
-        specs.update({name: (np.dtype(dt), commit.words) for name, dt in WORD_ARRAYS.items()})
-    elif commit.words:
+    if commit.words and not attrs.get("conllu"):
         raise StoreError("commit counts words in a store without CoNLL-U annotations")
+    count = {"rec": commit.records, "tok": commit.tokens, "words": commit.words}
+    for name, dt in small_arrays(bool(attrs.get("conllu"))).items():
+        specs[name] = (np.dtype(dt), count[name.split("/")[0]])
     return specs
 
 

@@ -32,6 +32,7 @@ from attnx.store.layout import (
     codecs,
     dimension,
     resolve_codec,
+    small_arrays,
     stored_dtype,
 )
 from attnx.store.location import StoreLocation, WriterLock, _first_line
@@ -166,8 +167,7 @@ class StoreWriter:
 
     def _array_names(self) -> list[str]:
         attrs = self.group.attrs["attnx"]
-        names = [Payload.from_attrs(attrs).array, *REC_ARRAYS, *TOK_ARRAYS]
-        return names + (list(WORD_ARRAYS) if attrs.get("conllu") else [])
+        return [Payload.from_attrs(attrs).array, *small_arrays(bool(attrs.get("conllu")))]
 
     def _open_session(self) -> None:
         self.session = self.repo.writable_session(BRANCH)
@@ -223,8 +223,7 @@ class StoreWriter:
                 dimension_names=[dimension(payload.array)],
                 **codecs(codec, np_dtype, level),
             )
-            small = {**REC_ARRAYS, **TOK_ARRAYS, **(WORD_ARRAYS if conllu else {})}
-            for name, dt in small.items():
+            for name, dt in small_arrays(conllu).items():
                 chunk = record_chunk if name.startswith("rec/") else token_chunk
                 group.create_array(
                     name,
@@ -380,12 +379,14 @@ class StoreWriter:
         self.lock.release()
 
 
+def _has_commits(repo: icechunk.Repository) -> bool:
+    """More than Icechunk's initial commit: a creation killed before its first commit leaves only that."""
+    return len(list(repo.ancestry(branch=BRANCH))) > 1
+
+
 def holds_store(location: StoreLocation) -> bool:
-    """True where an attnx store was created (a repository with more than Icechunk's initial commit; a
-    creation killed or failed before its first commit leaves only that, and is created again)."""
-    if not location.exists():
-        return False
-    return len(list(open_repository(location).ancestry(branch=BRANCH))) > 1
+    """True where an attnx store was created (a bare repository is created again)."""
+    return location.exists() and _has_commits(open_repository(location))
 
 
 def _fresh_repository(location: StoreLocation) -> icechunk.Repository:
@@ -397,7 +398,7 @@ def _fresh_repository(location: StoreLocation) -> icechunk.Repository:
             raise StoreError(f"{location}: a format-1 store (attnx 0.1) is here; convert it or use --overwrite")
         if location.exists():
             repo = icechunk.Repository.open(storage, config=_repo_config())
-            if len(list(repo.ancestry(branch=BRANCH))) > 1:
+            if _has_commits(repo):
                 raise StoreError(f"{location}: a store exists here; refusing to overwrite it")
             return repo
         if local is not None and local.exists() and (not local.is_dir() or any(local.iterdir())):
