@@ -322,3 +322,28 @@ def test_single_process_path_never_imports_distributed(tmp_path: Path):
     env = {**os.environ, "ATTNX_PRECISION_CHECK_RECORDS": "0"}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_stats_only_store_with_workers(client, corpus, tmp_path: Path):
+    extract(ExtractOptions(input=str(corpus), output=str(tmp_path / "s.zarr"), stats_only=True),
+            config=load_config(**SMALL))
+    _distributed(client, corpus, tmp_path / "d.zarr", stats_only=True)
+    a, b = attnx.open_store(tmp_path / "s.zarr"), attnx.open_store(tmp_path / "d.zarr")
+    assert b.payload == "features" and len(a) == len(b)
+    for i in range(len(a)):
+        np.testing.assert_allclose(a.record_features(i), b.record_features(i), rtol=1e-4, atol=1e-5)
+
+
+def test_gpu_workers_take_their_own_gpu(monkeypatch: pytest.MonkeyPatch):
+    """--workers gpus without dask-cuda: worker k (named k by the local cluster) takes GPU k."""
+    import torch
+
+    import attnx.scaleout.worker as worker
+
+    class FakeWorker:
+        name = 3
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(distributed, "get_worker", lambda: FakeWorker())
+    assert worker._worker_device("cuda") == torch.device("cuda", 1)
+    assert worker._worker_device("cpu") == torch.device("cpu")

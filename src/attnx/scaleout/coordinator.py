@@ -264,6 +264,7 @@ def _run(client, wait, job, writer, source, shard_records, groups, scale, nworke
                     },
                 )
                 clock.add("merge", time.perf_counter() - t_merge)
+                clock.add("workers_busy", result.seconds)  # not the coordinator's: the shards' own run time
                 for key, value in (
                     ("records", result.records),
                     ("tokens", result.tokens),

@@ -6,6 +6,7 @@ every shard it is given; the engine loop is the single-process one (:func:`attnx
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -18,6 +19,7 @@ from attnx.config import Config
 from attnx.engine.extract import ExtractOptions, load_checked, loop_settings, make_backend
 from attnx.engine.sources import Source
 from attnx.engine.tokenize import WindowTokenizer, tokenize_in_background
+from attnx.engine.writer import BackgroundSink
 from attnx.scaleout.shards import Shard
 from attnx.store.layout import Payload
 from attnx.store.region import RegionWriter
@@ -67,16 +69,18 @@ class ShardResult:
 
 _ENGINES: dict[tuple, tuple] = {}
 _LOCK = threading.Lock()
+_RUN_LOCK = threading.Lock()  # one shard at a time per process, whatever the worker's thread count
 
 
 def _engine(job: ShardJob) -> tuple:
     """(loaded model, layers, heads, tokenizer, backend, loop settings), built once per worker process."""
-    key = (job.opts, job.device, job.compute)
+    # what the model, backend and batching depend on (not the input or output: one load serves every run)
+    key = (dataclasses.replace(job.opts, input="", output="", overwrite=False), job.device, job.compute, job.config)
     with _LOCK:
         if key not in _ENGINES:
             if job.threads and job.device == "cpu":
                 torch.set_num_threads(job.threads)  # a worker process of this run: the job decides its threads
-            device = torch.device(job.device)
+            device = _worker_device(job.device)
             loaded, layers, heads = load_checked(job.opts, device, job.compute)
             tokenizer = WindowTokenizer(
                 loaded.tokenizer, job.opts.max_length, job.opts.truncate, source_name=job.opts.input
@@ -88,6 +92,27 @@ def _engine(job: ShardJob) -> tuple:
         return _ENGINES[key]
 
 
+def _tokenizer(job: ShardJob) -> WindowTokenizer:
+    tokenizer = _engine(job)[3]
+    tokenizer.source_name = job.opts.input  # errors name this run's input
+    return tokenizer
+
+
+def _worker_device(kind: str) -> torch.device:
+    """``cuda``: this worker's GPU. dask-cuda shows each worker only its own (cuda:0); a plain local cluster
+    started by ``--workers gpus`` names its workers 0..n-1, and worker k takes GPU k."""
+    if kind != "cuda":
+        return torch.device(kind)
+    try:
+        from distributed import get_worker
+
+        name = get_worker().name
+    except (ImportError, ValueError):
+        name = 0
+    index = name if isinstance(name, int) else 0
+    return torch.device("cuda", index % max(1, torch.cuda.device_count()))
+
+
 def _source(job: ShardJob, shard: Shard) -> Source:
     o = job.opts
     return Source.from_bytes(
@@ -97,7 +122,7 @@ def _source(job: ShardJob, shard: Shard) -> Source:
 
 def size_shard(job: ShardJob, shard: Shard) -> ShardSizes:
     """Tokenize a shard (no model run) and count what it will add to each array."""
-    _, _, _, tokenizer, _, _ = _engine(job)
+    tokenizer = _tokenizer(job)
     payload = Payload.from_attrs(job.attrs)
     n_lh = len(job.attrs["layers"]) * len(job.attrs["heads"])
     records = tokens = elements = words = 0
@@ -125,18 +150,29 @@ def run_shard(
     from attnx.engine.loop import run_windows
 
     t0 = time.perf_counter()
-    _, _, _, tokenizer, backend, settings = _engine(job)
-    t_engine = time.perf_counter()
-    writer = RegionWriter(fork, job.attrs, start, end, deprels, job.config.writer_flush_chunks)
-    windows = tokenize_in_background(
-        _source(job, shard),
-        tokenizer,
-        job.window_records,
-        job.config.tokenize_ahead,
-        first_window=shard.first_id // job.window_records,
-    )
-    totals = run_windows(windows, backend, writer.append, settings)
-    edges = {name: edge.as_tuple() for name, edge in writer.finish().items()}
+    with _RUN_LOCK:
+        _, _, _, _, backend, settings = _engine(job)
+        tokenizer = _tokenizer(job)
+        t_engine = time.perf_counter()
+        writer = RegionWriter(fork, job.attrs, start, end, deprels, job.config.writer_flush_chunks)
+        windows = tokenize_in_background(
+            _source(job, shard),
+            tokenizer,
+            job.window_records,
+            job.config.tokenize_ahead,
+            first_window=shard.first_id // job.window_records,
+        )
+        sink = BackgroundSink(writer.append, job.config.queue_depth, "attnx-shard-writer")
+        try:
+            totals = run_windows(windows, backend, sink.put, settings)
+        except BaseException as exc:
+            try:
+                sink.close()
+            except Exception as during:  # noqa: BLE001 - reported with the original error, never dropped
+                exc.add_note(f"while stopping: {during}")
+            raise
+        sink.close()
+        edges = {name: edge.as_tuple() for name, edge in writer.finish().items()}
     words = end["words/head"] - start["words/head"] if "words/head" in end else 0
     return ShardResult(
         index=shard.index,
