@@ -212,8 +212,10 @@ def _run(client, wait, job, writer, source, shard_records, groups, scale, nworke
                 for name in sizes.deprels:
                     deprels.setdefault(name, len(deprels))
                 placed.append(_Placed(shard, data, sizes, start, dict(cursor)))
-            # 3. dispatch: placed shards need their regions reserved in the commit their fork starts from
-            if placed and len(running) < 2 * nworkers:
+            # 3. dispatch: placed shards need their regions reserved in the commit their fork starts from, and a
+            # fork needs a session without uncommitted merges: dispatch in rounds, when no more than one shard per
+            # worker is left, so that a commit serves a round of about one shard per worker
+            if placed and len(running) <= nworkers:
                 if any(capacity[n] < placed[-1].end[n] for n in cursor):
                     # grow by doubling: every change of shape starts an epoch (see _merge), so keep them rare
                     capacity = {n: max(placed[-1].end[n], 2 * capacity[n]) for n in cursor}
