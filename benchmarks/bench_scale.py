@@ -16,6 +16,10 @@ Three measurements, each written to ``benchmarks/results/scale_<part>.json`` and
     python benchmarks/bench_scale.py throughput --input ../shared/data/ud_english_ewt/sentences.txt --limit 2000
     python benchmarks/bench_scale.py coordinator --shards 200
     python benchmarks/bench_scale.py commits --shards 10000
+    python benchmarks/bench_scale.py inputs --input ../shared/data/ud_english_ewt/train/sentences.txt
+
+* ``inputs``: how fast the coordinator cuts a corpus into shards (lines/s), and the attention bytes a
+  sentence costs (mean l^2 of real sentences x maps x bytes), for the arithmetic in RESULTS.md.
 """
 
 from __future__ import annotations
@@ -322,9 +326,60 @@ def commits(args: argparse.Namespace) -> dict:
     return out
 
 
+# ------------------------------------------------------------------------------------------------------------
+# the coordinator's input rate, and the bytes a sentence costs (for the plan in RESULTS.md)
+# ------------------------------------------------------------------------------------------------------------
+def inputs(args: argparse.Namespace) -> dict:
+    from attnx.engine.model import load_model
+    from attnx.engine.sources import Source
+    from attnx.engine.tokenize import WindowTokenizer
+    from attnx.scaleout.shards import cut_shards
+
+    src = Path(args.input) if args.input else ROOT / "src" / "attnx" / "data" / "sample.txt"
+    lines = [ln for ln in src.read_text().splitlines() if ln.strip()]
+    work = Path(tempfile.mkdtemp(prefix="bench_cut_"))
+    big = work / "big.txt"
+    text = "\n".join(lines) + "\n"
+    with open(big, "w") as fh:
+        while fh.tell() < args.cut_mb << 20:
+            fh.write(text)
+    nbytes = big.stat().st_size
+    rates = []
+    for _ in range(args.repeat):
+        t0 = time.perf_counter()
+        n = sum(s.records for s in cut_shards(Source(str(big)), args.shard_records))
+        dt = time.perf_counter() - t0
+        rates.append({"MB_per_s": nbytes / dt / 1e6, "lines_per_s": n / dt, "load_1min": os.getloadavg()[0]})
+    shutil.rmtree(work, ignore_errors=True)
+    tok = WindowTokenizer(load_model("minilm").tokenizer, 512)  # BERT's uncased WordPiece vocabulary
+    window = tok([type("R", (), {"text_a": t, "text_b": None, "words": None, "line": 0, "id": 0})() for t in lines])
+    sq = window.length.astype(np.float64) ** 2
+    per_map = float(sq.mean())
+    out = {
+        "part": "inputs",
+        "input": str(src),
+        "sentences": len(lines),
+        "file_mb": nbytes / 1e6,
+        "cut": rates,
+        "cut_lines_per_s": spread([r["lines_per_s"] for r in rates]),
+        "mean_tokens": float(window.length.mean()),
+        "mean_l2": per_map,
+        "bytes_per_sentence": {
+            "bert_base_float16": 144 * per_map * 2,
+            "minilm_float16": 72 * per_map * 2,
+        },
+    }
+    print(
+        f"cut: {out['cut_lines_per_s']['median']:,.0f} lines/s ({statistics.median(r['MB_per_s'] for r in rates):.0f}"
+        f" MB/s); mean length {out['mean_tokens']:.1f} tokens, mean l^2 {per_map:.0f}: BERT-base float16 maps "
+        f"{out['bytes_per_sentence']['bert_base_float16'] / 1e3:.0f} KB per sentence (before compression)"
+    )
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("part", choices=["throughput", "coordinator", "commits"])
+    ap.add_argument("part", choices=["throughput", "coordinator", "commits", "inputs"])
     ap.add_argument("--input", default=None, help="a text file of sentences (default: the bundled sample)")
     ap.add_argument("--limit", type=int, default=1200)
     ap.add_argument("--model", default="minilm")
@@ -333,6 +388,7 @@ def main() -> None:
     ap.add_argument("--shards", type=int, default=200)
     ap.add_argument("--records-per-shard", type=int, default=64)
     ap.add_argument("--attn-chunk", type=int, default=4096)
+    ap.add_argument("--cut-mb", type=int, default=64, help="inputs: size of the corpus cut into shards")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     if args.part == "coordinator" and args.model == "minilm":
@@ -340,7 +396,7 @@ def main() -> None:
     result = {
         "part": args.part,
         "machine": machine(),
-        **{"throughput": throughput, "coordinator": coordinator, "commits": commits}[args.part](args),
+        **{"throughput": throughput, "coordinator": coordinator, "commits": commits, "inputs": inputs}[args.part](args),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = Path(args.out) if args.out else RESULTS / f"scale_{args.part}.json"
