@@ -53,7 +53,6 @@ class ScaleOptions:
 @dataclass
 class _Placed:
     shard: Shard
-    data: Shard  # what the tasks are given
     sizes: ShardSizes
     start: dict[str, int]
     end: dict[str, int]
@@ -117,7 +116,7 @@ def extract_on_cluster(
         t0 = time.perf_counter()
         if progress:
             progress(0, 0, 0)
-        totals = _run(client, wait, job, writer, source, shard_records, groups, scale, nworkers, progress)
+        totals = _Run(client, job, writer, source, shard_records, groups, scale, nworkers, progress).run(wait)
         seconds = time.perf_counter() - t0
         precision = _precision_note("float32" if opts.stats_only else opts.dtype, compute)
         if compute != "float32" and cfg.precision_check_records and resumed_from == 0:
@@ -154,156 +153,186 @@ def extract_on_cluster(
     )
 
 
-def _run(client, wait, job, writer, source, shard_records, groups, scale, nworkers, progress) -> dict:  # noqa: ANN001
-    """The coordinator's loop; returns this run's totals. Commits what was merged if anything fails."""
-    lookahead = scale.lookahead or 3 * nworkers
-    shards = iter(cut_shards(source, shard_records))
-    skip = writer.commit.records // shard_records
-    for _ in range(skip):  # already merged: read past them, checking that the input is the same
-        shard = next(shards, None)
-        if shard is None:
+class _Run:
+    """The coordinator's loop over one run: read -> place -> dispatch -> merge, then wait for workers.
+
+    Shards move through ``sizing`` (being counted), ``placed`` (regions known, waiting for a fork),
+    ``running`` and ``finished`` (waiting for their turn to merge); at most ``lookahead`` are held at once.
+    """
+
+    def __init__(
+        self,
+        client,
+        job: ShardJob,
+        writer,
+        source: Source,
+        shard_records: int,  # noqa: ANN001
+        groups: dict[str, str],
+        scale: ScaleOptions,
+        nworkers: int,
+        progress,
+    ) -> None:  # noqa: ANN001
+        self.client, self.job, self.writer, self.groups = client, job, writer, groups
+        self.nworkers, self.progress = nworkers, progress
+        self.lookahead = scale.lookahead or 3 * nworkers
+        self.shards = iter(cut_shards(source, shard_records))
+        self.next_merge = self._skip_merged(source, shard_records)
+        self.cursor = dict(writer.totals())  # where the next shard's region starts, per array
+        self.deprels = {name: k for k, name in enumerate(writer.deprels)}
+        # arrays are grown ahead of the shards (capacity); a fork can only be merged into a session whose arrays
+        # have the shapes it was forked with, or into one holding nothing else (Icechunk caches manifest splits
+        # per shape: measured), so `epoch` counts the shape changes and older forks are merged alone
+        self.capacity = {name: writer.streams[name].array.shape[0] for name in self.cursor}
+        self.epoch = 0
+        self.sizing: collections.OrderedDict[int, tuple[Shard, object]] = collections.OrderedDict()
+        self.placed: collections.deque[_Placed] = collections.deque()
+        self.running: dict[object, _Placed] = {}
+        self.finished: dict[int, tuple[_Placed, ShardResult]] = {}
+        self.input_done = False
+        self.clock = _PhaseClock()
+        self.totals = {"records": 0, "tokens": 0, "bytes": 0, "truncated": 0, "shards": 0}
+
+    def _skip_merged(self, source: Source, shard_records: int) -> int:
+        """Read past the shards a resumed store holds, checking that they are the input it was made from."""
+        skip = self.writer.commit.records // shard_records
+        shard = None
+        for _ in range(skip):
+            shard = next(self.shards, None)
+            if shard is None:
+                raise InputError(source.path, None, "has fewer records than this store holds; give the original input")
+        if shard is not None and shard.digest != self.writer.commit.input_digest:
             raise InputError(
-                source.path, None, "has fewer records than this store already holds; give the original input"
+                source.path,
+                None,
+                f"differs from the input this store was started with (records before {self.writer.commit.records} "
+                "changed); give the original input, or --overwrite to start again",
             )
-    if skip and shard.digest != writer.commit.input_digest:
-        raise InputError(
-            source.path,
-            None,
-            f"differs from the input this store was started with (records before {writer.commit.records} changed); "
-            "give the original input, or --overwrite to start again",
-        )
-    cursor = {name: total for name, total in writer.totals().items()}
-    deprels = {name: k for k, name in enumerate(writer.deprels)}
-    sizing: collections.OrderedDict[int, tuple[Shard, object, object]] = collections.OrderedDict()
-    placed: collections.deque[_Placed] = collections.deque()  # counted, waiting for a fork
-    running: dict[object, _Placed] = {}  # run future -> shard
-    finished: dict[int, tuple[_Placed, ShardResult]] = {}
-    next_merge = skip
-    input_done = False
-    # arrays are grown ahead of the shards (capacity); a fork can only be merged into a session whose arrays
-    # have the shapes it was forked with, or into one holding nothing else (Icechunk caches manifest splits
-    # per shape): `epoch` counts the shape changes
-    capacity = {name: writer.streams[name].array.shape[0] for name in cursor}
-    epoch = 0
-    totals = {"records": 0, "tokens": 0, "bytes": 0, "truncated": 0, "shards": 0}
-    clock = _PhaseClock()
-    totals["phases"] = clock.seconds
-    try:
-        while True:
-            # 1. read ahead: scatter shards and count them on the workers
-            while not input_done and len(sizing) + len(placed) + len(running) + len(finished) < lookahead:
-                with clock("read"):
-                    shard = next(shards, None)
-                if shard is None:
-                    input_done = True
-                    break
-                # the shard travels inside its tasks (not scattered): a re-run after a lost worker still has it
-                sizing[shard.index] = (shard, shard, client.submit(size_shard, job, shard, pure=False))
-            # 2. place counted shards in input order
-            while sizing and next(iter(sizing.values()))[2].done():
-                index, (shard, data, fut) = sizing.popitem(last=False)
-                sizes: ShardSizes = fut.result()
-                if sizes.records != shard.records:
-                    raise AttnxError(f"shard {index}: {sizes.records} records counted, {shard.records} cut")
-                count = {"payload": sizes.payload, "rec": sizes.records, "tok": sizes.tokens, "words": sizes.words}
-                start = dict(cursor)
-                for name, group in groups.items():
-                    cursor[name] += count[group]
-                for name in sizes.deprels:
-                    deprels.setdefault(name, len(deprels))
-                placed.append(_Placed(shard, data, sizes, start, dict(cursor)))
-            # 3. dispatch: placed shards need their regions reserved in the commit their fork starts from, and a
-            # fork needs a session without uncommitted merges: dispatch in rounds, when no more than one shard per
-            # worker is left, so that a commit serves a round of about one shard per worker
-            if placed and len(running) <= nworkers:
-                if any(capacity[n] < placed[-1].end[n] for n in cursor):
-                    # grow by doubling: every change of shape starts an epoch (see _merge), so keep them rare
-                    capacity = {n: max(placed[-1].end[n], 2 * capacity[n]) for n in cursor}
-                    with clock("commit"):
-                        writer.reserve(capacity)
-                        writer.commit_now(force=True, message=f"attnx: room for shards to {placed[-1].shard.index}")
-                    epoch += 1
-                elif writer.session.has_uncommitted_changes:
-                    with clock("commit"):
-                        writer.commit_now(force=True)
-                while placed:
-                    p = placed.popleft()
-                    p.epoch = epoch
-                    with clock("dispatch"):
-                        fork = writer.fork()
-                    fut = client.submit(
-                        run_shard,
-                        job,
-                        p.data,
-                        fork,
-                        p.start,
-                        p.end,
-                        deprels if "words/head" in groups else None,
-                        pure=False,
-                    )
-                    running[fut] = p
-            # 4. merge what finished, in input order
-            while next_merge in finished:
-                p, result = finished.pop(next_merge)
-                edges = {n: result.edges[n] for n in groups}
-                isolate = p.epoch != epoch  # forked before the last change of shape: merge it alone
-                if isolate and writer.session.has_uncommitted_changes:
-                    with clock("commit"):
-                        writer.commit_now(force=True)
-                t_merge = time.perf_counter()
-                writer.merge_shard(
+        return skip
+
+    def run(self, wait) -> dict:  # noqa: ANN001
+        """Until every shard is merged; commits what was merged if anything fails."""
+        try:
+            while True:
+                self.read_ahead()
+                self.place()
+                self.dispatch()
+                self.merge_ready()
+                if self.input_done and not (self.sizing or self.placed or self.running or self.finished):
+                    return {**self.totals, "phases": dict(self.clock.seconds)}
+                self.wait_any(wait)
+        except BaseException as exc:
+            try:
+                self.writer.commit_now()  # whole shards merged so far; the run resumes after them
+            except Exception as during:  # noqa: BLE001 - reported with the original error, never dropped
+                exc.add_note(f"while stopping: {during}")
+            raise
+        finally:
+            for fut in [*self.running, *(f for _, f in self.sizing.values())]:
+                fut.cancel()
+
+    def held(self) -> int:
+        return len(self.sizing) + len(self.placed) + len(self.running) + len(self.finished)
+
+    def read_ahead(self) -> None:
+        """Cut the next shards and have workers count them. The shard travels inside its tasks (not scattered):
+        a re-run after a lost worker still has it."""
+        while not self.input_done and self.held() < self.lookahead:
+            with self.clock("read"):
+                shard = next(self.shards, None)
+            if shard is None:
+                self.input_done = True
+                return
+            self.sizing[shard.index] = (shard, self.client.submit(size_shard, self.job, shard, pure=False))
+
+    def place(self) -> None:
+        """Give counted shards, in input order, the regions that follow the previous shard's."""
+        while self.sizing and next(iter(self.sizing.values()))[1].done():
+            index, (shard, fut) = self.sizing.popitem(last=False)
+            sizes: ShardSizes = fut.result()
+            if sizes.records != shard.records:
+                raise AttnxError(f"shard {index}: {sizes.records} records counted, {shard.records} cut")
+            count = {"payload": sizes.payload, "rec": sizes.records, "tok": sizes.tokens, "words": sizes.words}
+            start = dict(self.cursor)
+            for name, group in self.groups.items():
+                self.cursor[name] += count[group]
+            for name in sizes.deprels:
+                self.deprels.setdefault(name, len(self.deprels))
+            self.placed.append(_Placed(shard, sizes, start, dict(self.cursor)))
+
+    def dispatch(self) -> None:
+        """Send placed shards with forks. A fork needs its region reserved in the commit it starts from and a
+        session without uncommitted merges, so shards go in rounds, when no more than one per worker is left
+        running: one commit serves a round of about one shard per worker."""
+        if not self.placed or len(self.running) > self.nworkers:
+            return
+        w, last = self.writer, self.placed[-1]
+        with self.clock("commit"):
+            if any(self.capacity[n] < last.end[n] for n in self.cursor):
+                # grow by doubling: every change of shape starts an epoch, so keep them rare
+                self.capacity = {n: max(last.end[n], 2 * self.capacity[n]) for n in self.cursor}
+                w.reserve(self.capacity)
+                w.commit_now(force=True, message=f"attnx: room for shards to {last.shard.index}")
+                self.epoch += 1
+            elif w.session.has_uncommitted_changes:
+                w.commit_now(force=True)
+        deprels = self.deprels if "words/head" in self.groups else None
+        while self.placed:
+            p = self.placed.popleft()
+            p.epoch = self.epoch
+            with self.clock("dispatch"):
+                fork = w.fork()
+            fut = self.client.submit(run_shard, self.job, p.shard, fork, p.start, p.end, deprels, pure=False)
+            self.running[fut] = p
+
+    def merge_ready(self) -> None:
+        """Merge finished shards in input order; commit by bytes or time (at once after an older fork)."""
+        w = self.writer
+        while self.next_merge in self.finished:
+            p, result = self.finished.pop(self.next_merge)
+            isolate = p.epoch != self.epoch  # forked before the last change of shape: merged alone
+            if isolate and w.session.has_uncommitted_changes:
+                with self.clock("commit"):
+                    w.commit_now(force=True)
+            last_window = (p.shard.end_id - 1) // self.job.window_records if p.shard.records else w.commit.input_window
+            with self.clock("merge"):
+                w.merge_shard(
                     result.fork,
-                    edges,
+                    {n: result.edges[n] for n in self.groups},
                     {
                         "records": result.records,
                         "words": result.words,
-                        "input_window": (p.shard.end_id - 1) // job.window_records
-                        if p.shard.records
-                        else writer.commit.input_window,
+                        "input_window": last_window,
                         "input_digest": p.shard.digest,
                         "payload_bytes": result.payload_bytes,
                         "deprels": list(p.sizes.deprels),
                     },
                 )
-                clock.add("merge", time.perf_counter() - t_merge)
-                clock.add("workers_busy", result.seconds)  # not the coordinator's: the shards' own run time
-                for key, value in (
-                    ("records", result.records),
-                    ("tokens", result.tokens),
-                    ("bytes", result.payload_bytes),
-                    ("truncated", result.truncated),
-                    ("shards", 1),
-                ):
-                    totals[key] += value
-                next_merge += 1
-                if progress:
-                    progress(totals["records"], totals["tokens"], totals["bytes"])
-                with clock("commit"):
-                    if isolate:
-                        writer.commit_now()
-                    else:
-                        writer.maybe_commit()
-            if input_done and not sizing and not placed and not running and not finished:
-                return totals
-            # 5. wait for the next size or run result
-            pending = [f for _, _, f in sizing.values()] + list(running)
-            if not pending:
-                continue
-            with clock("wait"):
-                wait(pending, return_when="FIRST_COMPLETED")
-            for fut in [f for f in running if f.done()]:
-                p = running.pop(fut)
-                result = fut.result()  # a shard's error (bad input) is raised here
-                finished[p.shard.index] = (p, result)
-    except BaseException as exc:
-        try:
-            writer.commit_now()  # whole shards merged so far; the run resumes after them
-        except Exception as during:  # noqa: BLE001 - reported with the original error, never dropped
-            exc.add_note(f"while stopping: {during}")
-        raise
-    finally:
-        for fut in list(running) + [f for _, _, f in sizing.values()]:
-            fut.cancel()
+            self.clock.add("workers_busy", result.seconds)  # the shards' own run time, not the coordinator's
+            t = self.totals
+            t["records"] += result.records
+            t["tokens"] += result.tokens
+            t["bytes"] += result.payload_bytes
+            t["truncated"] += result.truncated
+            t["shards"] += 1
+            self.next_merge += 1
+            if self.progress:
+                self.progress(t["records"], t["tokens"], t["bytes"])
+            with self.clock("commit"):
+                if isolate:
+                    w.commit_now()
+                else:
+                    w.maybe_commit()
+
+    def wait_any(self, wait) -> None:  # noqa: ANN001
+        """Until a count or a shard finishes; a shard's error (bad input, a worker lost too often) is raised."""
+        pending = [f for _, f in self.sizing.values()] + list(self.running)
+        if not pending:
+            return
+        with self.clock("wait"):
+            wait(pending, return_when="FIRST_COMPLETED")
+        for fut in [f for f in self.running if f.done()]:
+            p = self.running.pop(fut)
+            self.finished[p.shard.index] = (p, fut.result())
 
 
 class _PhaseClock:
