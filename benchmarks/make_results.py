@@ -41,7 +41,7 @@ class RenderError(Exception):
 
 def _step(value: object, step: str) -> object:
     if step.startswith("[") and step.endswith("]"):
-        want = dict(part.split("=", 1) for part in step[1:-1].split(","))
+        want = dict(part.split("=", 1) for part in re.split(r",(?=[\w.+-]+=)", step[1:-1]))  # "a=x, y,b=z"
         return [v for v in value if all(str(v.get(k)) == w for k, w in want.items())]
     if step == "@values":
         return list(value.values())
