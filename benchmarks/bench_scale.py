@@ -29,7 +29,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,29 +37,11 @@ from pathlib import Path
 import numpy as np
 
 import attnx
+from attnx.benchkit import machine, spread
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-
-def machine() -> dict:
-    from attnx.bench import machine_info
-
-    info = machine_info()
-    try:
-        flags = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        info["lscpu_flags"] = next(
-            (ln.split(":", 1)[1].split() for ln in flags.splitlines() if ln.startswith("Flags")), []
-        )
-    except OSError:
-        info["lscpu_flags"] = []
-    info["load_1min_start"] = os.getloadavg()[0]
-    return info
-
-
-def spread(values: list[float]) -> dict:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": values}
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -377,9 +358,93 @@ def inputs(args: argparse.Namespace) -> dict:
     return out
 
 
+# ------------------------------------------------------------------------------------------------------------
+# the plan for 10^9 sentences: arithmetic on the measured figures, every assumption named
+# ------------------------------------------------------------------------------------------------------------
+ASSUMPTIONS = {
+    "sentences": 1e9,
+    "gpus": 64,
+    "gpu_sent_per_s": 5000,  # BERT-base fp16 capture on one H100/H200: NOT measured here (no device was lent)
+    "gpu_sent_per_s_range": [2000, 10000],
+    "shard_records": 16384,  # the --shard-records default
+    "attn_chunk_elems": 4 << 20,  # Config.attn_chunk_elems
+    "manifest_split_chunks": 1024,  # store.writer._repo_config
+    "maps": 144,  # BERT-base: 12 layers x 12 heads
+    "object_store_commit_factor": 5,  # an S3 commit is assumed 5x the local-disk commit measured here
+    "commit_seconds": 10,  # Config.commit_seconds
+}
+
+
+def plan(args: argparse.Namespace) -> dict:
+    a = ASSUMPTIONS
+    inputs_ = json.loads((RESULTS / "scale_inputs.json").read_text())
+    commits_ = json.loads((RESULTS / "scale_commits.json").read_text())
+    coord = json.loads((RESULTS / "scale_coordinator.json").read_text())
+    codecs = {(r["dtype"], r["codec"]): r for r in json.loads((RESULTS / "codecs.json").read_text())["summary"]}
+    raw = inputs_["mean_l2"] * a["maps"] * 2  # float16 bytes of one sentence's maps
+    bits = {
+        "float16": codecs[("float16", "blosc-lz4-bit-5")]["bits_per_value"],
+        "q10": codecs[("q10", "blosc-zstd-bit-5")]["bits_per_value"],
+    }
+    stored = {k: raw * b / 16 for k, b in bits.items()}  # bytes per sentence in the store
+    commit_ms = statistics.median(r["commit_ms_median_last50"] for r in commits_["rows"])
+    last = commits_["rows"][-1]
+    meta_per_commit = last["metadata"] / last["shards"]
+    busy_ms = statistics.median(
+        sum(v for k, v in r["per_shard_ms"].items() if k in ("read", "dispatch", "merge")) for r in coord["runs"]
+    )
+    rate = a["gpus"] * a["gpu_sent_per_s"]
+    seconds = a["sentences"] / rate
+    shards = a["sentences"] / a["shard_records"]
+    shard_rate = rate / a["shard_records"]
+    commits = shards / a["gpus"] + seconds / a["commit_seconds"]  # a commit per dispatch round, and by time
+    commit_s = commits * commit_ms / 1e3 * a["object_store_commit_factor"]
+    elements = a["sentences"] * inputs_["mean_l2"] * a["maps"]
+    chunks = elements / a["attn_chunk_elems"]
+    out = {
+        "part": "plan",
+        "assumptions": a,
+        "measured": {
+            "bytes_per_sentence_raw": raw,
+            "mean_l2": inputs_["mean_l2"],
+            "bits_per_value": bits,
+            "commit_ms_local": commit_ms,
+            "metadata_bytes_per_commit": meta_per_commit,
+            "coordinator_ms_per_shard_without_commits": busy_ms,
+            "cut_lines_per_s": inputs_["cut_lines_per_s"]["median"],
+        },
+        "hours": seconds / 3600,
+        "hours_range": [a["sentences"] / (a["gpus"] * r) / 3600 for r in reversed(a["gpu_sent_per_s_range"])],
+        "shards": shards,
+        "shard_rate_per_s": shard_rate,
+        "store_tb": {k: a["sentences"] * v / 1e12 for k, v in stored.items()},
+        "write_gb_per_s": {k: rate * v / 1e9 for k, v in stored.items()},
+        "raw_gb_per_s_per_gpu": a["gpu_sent_per_s"] * raw / 1e9,
+        "chunks": chunks,
+        "manifests": chunks / a["manifest_split_chunks"],
+        "commits": commits,
+        "commit_share_of_run": commit_s / seconds,
+        "metadata_gb": commits * meta_per_commit / 1e9,
+        "coordinator_share_without_commits": shard_rate * busy_ms / 1e3,
+        "coordinator_max_shards_per_s": 1e3 / busy_ms,
+        "cut_share_of_one_core": rate / inputs_["cut_lines_per_s"]["median"],
+    }
+    print(
+        f"10^9 sentences, {a['gpus']} GPUs at an assumed {a['gpu_sent_per_s']:,} sent/s each: "
+        f"{out['hours']:.1f} h; {shards:,.0f} shards ({shard_rate:.1f}/s); store {out['store_tb']['float16']:.0f} TB "
+        f"float16 / {out['store_tb']['q10']:.0f} TB q10; writes {out['write_gb_per_s']['float16']:.0f} GB/s; "
+        f"{commits:,.0f} commits ({out['commit_share_of_run']:.1%} of the run); "
+        f"cut {out['cut_share_of_one_core']:.0%} of one core"
+    )
+    return out
+
+
 def main() -> None:
+    import icechunk
+
+    icechunk.set_logs_filter("icechunk=error")  # attnx holds the writer lock; the local-commit warning is noise
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("part", choices=["throughput", "coordinator", "commits", "inputs"])
+    ap.add_argument("part", choices=["throughput", "coordinator", "commits", "inputs", "plan"])
     ap.add_argument("--input", default=None, help="a text file of sentences (default: the bundled sample)")
     ap.add_argument("--limit", type=int, default=1200)
     ap.add_argument("--model", default="minilm")
@@ -395,8 +460,10 @@ def main() -> None:
         args.model = "random-bert-tiny"
     result = {
         "part": args.part,
-        "machine": machine(),
-        **{"throughput": throughput, "coordinator": coordinator, "commits": commits, "inputs": inputs}[args.part](args),
+        "machine": machine(load_1min_start=os.getloadavg()[0]),
+        **{"throughput": throughput, "coordinator": coordinator, "commits": commits, "inputs": inputs, "plan": plan}[
+            args.part
+        ](args),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = Path(args.out) if args.out else RESULTS / f"scale_{args.part}.json"

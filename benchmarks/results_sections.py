@@ -70,12 +70,15 @@ def extract_section(out: dict) -> str:
     ]
     mem = out.get("memory")
     if mem:
-        lines += ["", (
-            f"Memory (one run each; windows of {mem['window_records']} records in both): peak RSS "
-            f"{mem['peak_rss_mb'][0]:.0f} MB on {mem['base_sentences']} sentences, {mem['peak_rss_mb'][1]:.0f} MB "
-            f"on the same repeated to {mem['repeated_sentences']}; RSS at 10/25/50/75/100% of each run: "
-            f"{mem['rss_profile_mb'][0]} and {mem['rss_profile_mb'][1]} MB (each process also ran its warm-up)."
-        )]
+        lines += [
+            "",
+            (
+                f"Memory (one run each; windows of {mem['window_records']} records in both): peak RSS "
+                f"{mem['peak_rss_mb'][0]:.0f} MB on {mem['base_sentences']} sentences, {mem['peak_rss_mb'][1]:.0f} MB "
+                f"on the same repeated to {mem['repeated_sentences']}; RSS at 10/25/50/75/100% of each run: "
+                f"{mem['rss_profile_mb'][0]} and {mem['rss_profile_mb'][1]} MB (each process also ran its warm-up)."
+            ),
+        ]
     return "\n".join(lines)
 
 
@@ -92,14 +95,20 @@ def gpu_table(results: Path) -> str:
     parts = []
     if (folder / "parity.json").exists():
         rows = json.loads((folder / "parity.json").read_text())
-        parts += ["fp16 attention on CUDA against float32 (`benchmarks/gpu_parity.py`, results/gpu/parity.json):", "",
-                  "| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+        parts += [
+            "fp16 attention on CUDA against float32 (`benchmarks/gpu_parity.py`, results/gpu/parity.json):",
+            "",
+            "| " + " | ".join(rows[0]) + " |",
+            "|" + "---|" * len(rows[0]),
+        ]
         parts += ["| " + " | ".join(str(v) for v in r.values()) + " |" for r in rows] + [""]
     if (folder / "extract-gpu.json").exists():
         parts.append(extract_section(json.loads((folder / "extract-gpu.json").read_text())))
     if not parts:
-        return ("No device run recorded (no results/gpu/extract-gpu.json or results/gpu/parity.json). "
-                "`bash benchmarks/gpu_check.sh` writes both to `$OUT`; copy them to `benchmarks/results/gpu/`.")
+        return (
+            "No device run recorded (no results/gpu/extract-gpu.json or results/gpu/parity.json). "
+            "`bash benchmarks/gpu_check.sh` writes both to `$OUT`; copy them to `benchmarks/results/gpu/`."
+        )
     return "\n".join(parts).rstrip()
 
 
@@ -120,16 +129,23 @@ def kernels_section(out: dict) -> str:
     ]
     for r in out["kernels"]:
         ref = f"{fmt(r['ref_mb_s'], 2)} ({r['ref_records']})" if "ref_mb_s" in r else "-"
-        lines.append(f"| {r['kernel']} | {fmt(r['mb_s'])} | {r['maps_s']['median']:,.0f} | "
-                     f"{r['mb_per_cpu_s']['median']:,.0f} | {ref} | {fmt(r.get('speedup'), 0)} |")
+        lines.append(
+            f"| {r['kernel']} | {fmt(r['mb_s'])} | {r['maps_s']['median']:,.0f} | "
+            f"{r['mb_per_cpu_s']['median']:,.0f} | {ref} | {fmt(r.get('speedup'), 0)} |"
+        )
     if out.get("memory"):
-        lines += ["", "Flat memory: a synthetic store of tiny records (1 layer x 2 heads) written through the store "
-                  "API and analysed in 16 MB blocks, each size in a fresh process:", ""]
+        lines += [
+            "",
+            "Flat memory: a synthetic store of tiny records (1 layer x 2 heads) written through the store "
+            "API and analysed in 16 MB blocks, each size in a fresh process:",
+            "",
+        ]
     for mm in out.get("memory") or []:
         lines.append(
             f"- {mm['records']:,} records ({mm['attn_mb']:.0f} MB float16) analysed in {mm['analyze_s']:.1f} s; "
             f"peak RSS {mm['peak_rss_mib']} MiB; RSS before {mm['rss_before_mib']} MiB, at progress "
-            + ", ".join(f"{k}: {v}" for k, v in mm["rss_mib_at_progress"].items()))
+            + ", ".join(f"{k}: {v}" for k, v in mm["rss_mib_at_progress"].items())
+        )
     return "\n".join(lines)
 
 
@@ -152,13 +168,17 @@ def ablation_section(report: dict) -> str:
     ]
     for name, r in report["results"].items():
         if "extrapolated_seconds_all_configs" in r:
-            lines.append(f"| {name} (reference) | {r['example_configs']} (1/{n_cfg} of the others) | "
-                         f"{fmt(r['seconds'], 2)}; for all {n_cfg} configurations, extrapolated: "
-                         f"{fmt(r['extrapolated_seconds_all_configs'], 1)} | {fmt(r['per_s'])} | "
-                         f"rate {fmt(r['rate_vs_sequential'], 2)}x |")
+            lines.append(
+                f"| {name} (reference) | {r['example_configs']} (1/{n_cfg} of the others) | "
+                f"{fmt(r['seconds'], 2)}; for all {n_cfg} configurations, extrapolated: "
+                f"{fmt(r['extrapolated_seconds_all_configs'], 1)} | {fmt(r['per_s'])} | "
+                f"rate {fmt(r['rate_vs_sequential'], 2)}x |"
+            )
         else:
-            lines.append(f"| {name} | {r['example_configs']} | {fmt(r['seconds'], 2)} | {fmt(r['per_s'])} | "
-                         f"{fmt(r['rate_vs_sequential'], 2)}x |")
+            lines.append(
+                f"| {name} | {r['example_configs']} | {fmt(r['seconds'], 2)} | {fmt(r['per_s'])} | "
+                f"{fmt(r['rate_vs_sequential'], 2)}x |"
+            )
     agree = ", ".join(f"{k} {v:g}" for k, v in report["max_abs_logit_diff_vs_sequential"].items())
     lines += ["", f"Max |logit difference| against sequential: {agree}."]
     return "\n".join(lines)
@@ -171,22 +191,32 @@ def ablation_table(results: Path) -> str:
 def analyze_ceilings_table(results: Path) -> str:
     d = _load(results, "analyze_ceilings.json")
     g = d["gb_per_s"]
-    cells = [f"{d['median'][k]:.2f} [{min(g[k]):.2f}..{max(g[k]):.2f}]" for k in
-             ("decode_1_thread", "decode_2_threads", "kernels", "end_to_end")]
-    return ("| decode, 1 thread | decode, 2 threads | kernels (blocks in memory) | "
-            "`analyze --only features,patterns` end to end |\n|---|---|---|---|\n| " + " | ".join(cells) + " |")
+    cells = [
+        f"{d['median'][k]:.2f} [{min(g[k]):.2f}..{max(g[k]):.2f}]"
+        for k in ("decode_1_thread", "decode_2_threads", "kernels", "end_to_end")
+    ]
+    return (
+        "| decode, 1 thread | decode, 2 threads | kernels (blocks in memory) | "
+        "`analyze --only features,patterns` end to end |\n|---|---|---|---|\n| " + " | ".join(cells) + " |"
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
 # store writer and A/B extraction (issue 9's store change)
 # ----------------------------------------------------------------------------------------------------------
 def writer_table(results: Path) -> str:
-    rows = [f"| {r['threads']} | {fmt(r['records_per_s'], 0)} | {fmt(r['raw_gb_per_s'], 2)} | "
-            f"{fmt(r['codec_ceiling_gb_per_s'], 2)} | {fmt(r['disk_ceiling_gb_per_s'], 2)} | "
-            f"{r['fraction_of_lower_ceiling']:.0%} | {r['commits']} | {r['metadata_bytes'] / 1e3:.0f} kB |"
-            for r in _load(results, "writer.json")["rows"]]
-    return _md("zarr threads | records/s | GB/s raw | codec ceiling GB/s | disk ceiling GB/s | of lower ceiling | "
-               "commits | snapshot + manifest bytes", "---|---|---|---|---|---|---|---", rows)
+    rows = [
+        f"| {r['threads']} | {fmt(r['records_per_s'], 0)} | {fmt(r['raw_gb_per_s'], 2)} | "
+        f"{fmt(r['codec_ceiling_gb_per_s'], 2)} | {fmt(r['disk_ceiling_gb_per_s'], 2)} | "
+        f"{r['fraction_of_lower_ceiling']:.0%} | {r['commits']} | {r['metadata_bytes'] / 1e3:.0f} kB |"
+        for r in _load(results, "writer.json")["rows"]
+    ]
+    return _md(
+        "zarr threads | records/s | GB/s raw | codec ceiling GB/s | disk ceiling GB/s | of lower ceiling | "
+        "commits | snapshot + manifest bytes",
+        "---|---|---|---|---|---|---|---",
+        rows,
+    )
 
 
 def ab_table(results: Path, name: str = "ab-icechunk-store.json") -> str:
@@ -224,24 +254,35 @@ def codecs_table(results: Path) -> str:
     d = _load(results, "codecs.json")
     summary = {(s["dtype"], s["codec"]): s for s in d["summary"]}
     f16 = summary[("float16", "blosc-lz4-bit-5")]["per_corpus_bits"]
-    lines = ["| dtype | codec | bits/value | of float16 store (worst corpus) | max abs error | order-0 entropy "
-             "| encode MB/s, 1 core | decode MB/s, 1 core |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| dtype | codec | bits/value | of float16 store (worst corpus) | max abs error | order-0 entropy "
+        "| encode MB/s, 1 core | decode MB/s, 1 core |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for dtype, codec, shown, note in CODEC_ROWS:
         s = summary[(dtype, codec)]
         worst = max(s["per_corpus_bits"][c] / f16[c] for c in f16)
-        lines.append(f"| {dtype} | {shown}{note} | {s['bits_per_value']:.2f} | {s['of_float16_store']:.1%} "
-                     f"({worst:.1%}) | {s['max_abs_error']:.2e} | {s['entropy0_bits']:.2f} | "
-                     f"{s['encode_mbs']:,.0f} | {s['decode_mbs']:,.0f} |")
+        lines.append(
+            f"| {dtype} | {shown}{note} | {s['bits_per_value']:.2f} | {s['of_float16_store']:.1%} "
+            f"({worst:.1%}) | {s['max_abs_error']:.2e} | {s['entropy0_bits']:.2f} | "
+            f"{s['encode_mbs']:,.0f} | {s['decode_mbs']:,.0f} |"
+        )
     return "\n".join(lines)
 
 
 def quant_error_table(results: Path) -> str:
-    rows = [f"| {r['dtype']} | {r['max_abs_error']:.3g} | {r['row_entropy_max_abs_bits']:.2g} | "
-            f"{r['row_entropy_mean_abs_bits']:.2g} | {r['map_mean_entropy_max_abs_bits']:.2g} | "
-            f"{r['js_next_head_max_abs_bits']:.2g} | {r['argmax_changed_fraction']:.3%} |"
-            for r in _load(results, "quant_analysis_error.json")["rows"]]
-    return _md("dtype | max abs error | row entropy max error (bits) | mean | map mean entropy max error | "
-               "JS(next head) max error | row argmax changed", "---|---:|---:|---:|---:|---:|---:", rows)
+    rows = [
+        f"| {r['dtype']} | {r['max_abs_error']:.3g} | {r['row_entropy_max_abs_bits']:.2g} | "
+        f"{r['row_entropy_mean_abs_bits']:.2g} | {r['map_mean_entropy_max_abs_bits']:.2g} | "
+        f"{r['js_next_head_max_abs_bits']:.2g} | {r['argmax_changed_fraction']:.3%} |"
+        for r in _load(results, "quant_analysis_error.json")["rows"]
+    ]
+    return _md(
+        "dtype | max abs error | row entropy max error (bits) | mean | map mean entropy max error | "
+        "JS(next head) max error | row argmax changed",
+        "---|---:|---:|---:|---:|---:|---:",
+        rows,
+    )
 
 
 READ_MODES = {
@@ -259,8 +300,10 @@ def read_threads_table(results: Path) -> str:
     runs = [("read_threads_run1.json", "run 1"), ("read_threads.json", "run 4")]
     data = [(_load(results, f), label) for f, label in runs]
     # load_before / load_after: os.getloadavg() (1, 5, 15 minutes) at the start and end of the run
-    head = " | ".join(f"{label} ({d['repeats']} reps, load {d['load_before'][0]:.1f} -> {d['load_after'][0]:.1f})"
-                      for d, label in data)
+    head = " | ".join(
+        f"{label} ({d['repeats']} reps, load {d['load_before'][0]:.1f} -> {d['load_after'][0]:.1f})"
+        for d, label in data
+    )
     lines = [f"| dtype | mode | {head} |", "|---|---|" + "---:|" * len(data)]
     for r in data[0][0]["rows"]:
         cells = []
@@ -276,14 +319,66 @@ def structure_table(results: Path, name: str = "structure_model.json") -> str:
     rows = []
     for r in _load(results, name)["rows"]:
         z = r["codecs"]["blosc-zstd-bit-5"]
-        rows.append(f"| {r['corpus']} | {r['dtype']} | {r['entropy0_bits']:.2f} | {r['conditional_entropy_bits']:.2f} "
-                    f"| {r['saving_vs_best_plain']:.1%} | {r['transform_decode_mbs']:.0f} | "
-                    f"{z['plain_decode_mbs']:,.0f} / {z['sorted_decode_mbs']:,.0f} |")
-    return _md("corpus | dtype | order-0 entropy bits | conditional entropy bits | saving vs best plain codec | "
-               "un-sort MB/s | blosc-zstd-5 decode MB/s: plain / sorted", "---|---|---:|---:|---:|---:|---", rows)
+        rows.append(
+            f"| {r['corpus']} | {r['dtype']} | {r['entropy0_bits']:.2f} | {r['conditional_entropy_bits']:.2f} "
+            f"| {r['saving_vs_best_plain']:.1%} | {r['transform_decode_mbs']:.0f} | "
+            f"{z['plain_decode_mbs']:,.0f} / {z['sorted_decode_mbs']:,.0f} |"
+        )
+    return _md(
+        "corpus | dtype | order-0 entropy bits | conditional entropy bits | saving vs best plain codec | "
+        "un-sort MB/s | blosc-zstd-5 decode MB/s: plain / sorted",
+        "---|---|---:|---:|---:|---:|---",
+        rows,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# scale-out (bench_scale.py)
+# ----------------------------------------------------------------------------------------------------------
+def scale_throughput_table(results: Path) -> str:
+    out = _load(results, "scale_throughput.json")
+    base = out["sent_per_s"]["1 worker x 1 thread"]["median"]
+    rows = []
+    for name, v in out["sent_per_s"].items():
+        start = out["startup_s"].get(name)
+        rows.append(
+            f"| {name} | {v['median']:.1f} [{v['min']:.1f}..{v['max']:.1f}] | {v['median'] / base:.2f} | "
+            + (f"{start['median']:.1f} |" if start else "- |")
+        )
+    head = "setting | sentences/s, median [min..max] | x 1 worker x 1 thread | cluster start + model loads, s"
+    return _md(head, "---|---:|---:|---:", rows)
+
+
+def scale_commits_table(results: Path) -> str:
+    out = _load(results, "scale_commits.json")
+    rows = [
+        f"| {r['shards']:,} | {r['commit_ms_median_last50']:.0f} (max {r['commit_ms_max_last50']:.0f}) | "
+        f"{r['metadata'] / 1e6:.2f} | {r['manifests'] / 1e6:.2f} | {r['snapshots'] / 1e6:.2f} | "
+        f"{r['chunks'] / 1e6:.1f} | {r['load_1min']:.1f} |"
+        for r in out["rows"]
+    ]
+    head = (
+        "shards merged | commit ms, median of the last 50 | metadata MB | of which manifests | snapshots | "
+        "chunks MB | load"
+    )
+    return _md(head, "---:|---:|---:|---:|---:|---:|---:", rows)
+
+
+def scale_coordinator_table(results: Path) -> str:
+    out = _load(results, "scale_coordinator.json")
+    runs = out["runs"]
+    phases = sorted({k for r in runs for k in r["per_shard_ms"]})
+    rows = [f"| {k} | " + " | ".join(f"{r['per_shard_ms'].get(k, 0.0):.2f}" for r in runs) + " |" for k in phases]
+    rows.append("| commits | " + " | ".join(str(r["commits"]) for r in runs) + " |")
+    rows.append("| load | " + " | ".join(f"{r['load_1min']:.1f}" for r in runs) + " |")
+    head = "ms per shard | " + " | ".join(f"run {k + 1}" for k in range(len(runs)))
+    return _md(head, "---|" + "|".join("---:" for _ in runs), rows)
 
 
 TABLES = {
+    "scale_throughput": scale_throughput_table,
+    "scale_commits": scale_commits_table,
+    "scale_coordinator": scale_coordinator_table,
     "structure": structure_table,
     "extract": extract_table,
     "gpu": gpu_table,
