@@ -183,7 +183,7 @@ def compute_only_seconds(spec: dict, sentences: list[str]) -> list[float]:
     import torch
 
     from attnx.config import load_config
-    from attnx.engine.extract import _make_backend  # the same backend extract builds, not a copy of it
+    from attnx.engine.extract import make_backend  # the same backend extract builds, not a copy of it
 
     cfg = load_config()
     opts = _options(spec, Path("-"), Path("-"))
@@ -192,7 +192,7 @@ def compute_only_seconds(spec: dict, sentences: list[str]) -> list[float]:
     threads = torch.get_num_threads()
     if cfg.cpu_threads and spec.get("device", "cpu") == "cpu":
         torch.set_num_threads(cfg.cpu_threads)  # as extract does for its run
-    backend = _make_backend(opts, loaded, layers, heads, cfg)
+    backend = make_backend(opts, loaded, layers, heads, cfg)
     seconds = []
     try:
         for part in (sentences[: spec["warmup"]], sentences, sentences):
