@@ -13,13 +13,14 @@ from __future__ import annotations
 import collections
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
 
 import attnx
 from attnx.config import Config, load_config
+from attnx.engine.backend_choice import choose_backend
 from attnx.engine.backends.base import PackedBatch, collate
 from attnx.engine.batching import plan_batches
 from attnx.engine.model import DEFAULT_MODEL, LoadedModel, load_model
@@ -65,7 +66,7 @@ class ExtractOptions:
     text_field: str = "text"
     pair_field: str | None = "text_b"
     codec: str = "auto"  # see attnx.store.resolve_codec
-    backend: str = "torch"
+    backend: str = "auto"  # auto | torch | onnx (attnx.engine.backend_choice); a store records the one that ran
     budget_bytes: int | None = None  # attention bytes per batch; default from Config / device memory
     max_batch_tokens: int | None = None
     stats_only: bool = False  # store per-map features computed on the device instead of the maps
@@ -119,6 +120,7 @@ class Summary:
     batches: int = 0
     resumed_from: int = 0
     truncated_this_run: int = 0  # records cut to --max-length in this run
+    backend: str = ""  # the backend that ran: torch | onnx
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -344,6 +346,11 @@ def _extract_locked(
     positions = _max_positions(loaded.config_dict)
     if positions and opts.max_length > positions:
         raise AttnxError(f"--max-length {opts.max_length}: {opts.model} has {positions} positions")
+    recorded = existing.attrs["options"].get("backend") if existing is not None else None
+    choice = choose_backend(
+        opts.backend, loaded, layers, heads, opts.dtype, opts.stats_only, recorded, cfg.backend_parity_records
+    )
+    opts = replace(opts, backend=choice.backend)  # what the store records and the resume check sees
     meta = _store_meta(opts, loaded, layers, heads, compute)
     meta["options"]["format"] = source.format
     window_records = cfg.window_records
@@ -453,6 +460,8 @@ def _extract_locked(
         backend.close()
     seconds = time.perf_counter() - t0
     precision = _precision_note("float32" if opts.stats_only else opts.dtype, compute)
+    if choice.verdict is not None and choice.backend == "onnx":
+        precision["backend_parity"] = choice.verdict.to_attrs()
     if compute != "float32" and cfg.precision_check_records and resumed_from == 0:
         from attnx.engine.precision import measure_precision
 
@@ -484,6 +493,7 @@ def _extract_locked(
         batches=totals.batches,
         resumed_from=resumed_from,
         truncated_this_run=totals.truncated,
+        backend=choice.backend,
     )
 
 
