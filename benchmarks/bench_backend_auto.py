@@ -103,6 +103,30 @@ def summarise(values: list[float]) -> dict:
     }
 
 
+def summarise_runs(result: dict) -> dict:
+    """Medians and spreads per variant, the start-up parts, and the auto/torch ratio per repetition (paired:
+    the two ran one after the other, under about the same load)."""
+    summary: dict = {}
+    for label in ("auto", "torch", "baseline"):
+        rows = [r for r in result["runs"] if r["variant"] == label]
+        summary[label] = {
+            "sent_per_s": summarise([r["sent_per_s"] for r in rows]),
+            "startup_s_warm_cache": summarise([r["startup_s"] for r in rows]),
+            "backend_ran": sorted({r.get("backend_ran", "transformers") for r in rows}),
+        }
+    for key in ("export_s", "parity_check_s", "cold_total_s", "cached_choice_s", "onnx_session_s"):
+        summary.setdefault("auto_startup", {})[key] = summarise([r[key] for r in result["startup"]])
+    auto, torch_, baseline = (summary[k]["sent_per_s"]["median"] for k in ("auto", "torch", "baseline"))
+    summary["auto_over_torch"] = round(auto / torch_, 3)
+    summary["auto_over_baseline"] = round(auto / baseline, 3)
+    summary["torch_over_baseline"] = round(torch_ / baseline, 3)
+    by_rep = {(r["variant"], r["rep"]): r["sent_per_s"] for r in result["runs"]}
+    reps = sorted({r["rep"] for r in result["runs"]})
+    summary["auto_over_torch_per_rep"] = summarise([by_rep["auto", k] / by_rep["torch", k] for k in reps])
+    summary["load_1min"] = summarise([r["load_before"][0] for r in result["runs"]])
+    return summary
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--input", default="/work/shared/data/ud_english_ewt/dev/sentences.txt")
@@ -157,7 +181,7 @@ def main() -> None:
             for label, (worker, extra) in variants.items():
                 wd = work / f"{label}-{rep}"
                 wd.mkdir()
-                spec = {**base, **extra, "label": label, "workdir": str(wd)}
+                spec = {**base, **extra, "kind": worker, "label": label, "workdir": str(wd)}
                 before = load()
                 row, wall = _run([sys.executable, "-m", "attnx.bench", "worker", json.dumps(spec)],
                                  {**env, "ATTNX_CACHE": str(warm)})
@@ -173,25 +197,11 @@ def main() -> None:
                 shutil.rmtree(wd, ignore_errors=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    summary = {}
-    for label in ("auto", "torch", "baseline"):
-        rows = [r for r in result["runs"] if r["variant"] == label]
-        summary[label] = {
-            "sent_per_s": summarise([r["sent_per_s"] for r in rows]),
-            "startup_s_warm_cache": summarise([r["startup_s"] for r in rows]),
-            "backend_ran": sorted({r.get("backend_ran", "transformers") for r in rows}),
-        }
-    for key in ("export_s", "parity_check_s", "cold_total_s", "cached_choice_s", "onnx_session_s"):
-        summary.setdefault("auto_startup", {})[key] = summarise([r[key] for r in result["startup"]])
-    auto, torch_, baseline = (summary[k]["sent_per_s"]["median"] for k in ("auto", "torch", "baseline"))
-    summary["auto_over_torch"] = round(auto / torch_, 3)
-    summary["auto_over_baseline"] = round(auto / baseline, 3)
-    summary["torch_over_baseline"] = round(torch_ / baseline, 3)
-    result["summary"] = summary
+    result["summary"] = summarise_runs(result)
     result["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps(summary, indent=1))
+    print(json.dumps(result["summary"], indent=1))
 
 
 if __name__ == "__main__":
