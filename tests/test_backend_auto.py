@@ -207,3 +207,11 @@ def test_resume_keeps_the_recorded_backend_and_refuses_another(tmp_path, corpus,
     assert a.attrs["options"]["backend"] == made_with and len(a) == len(b) == len(lines)
     for i in range(len(lines)):
         np.testing.assert_array_equal(a.attention(i), b.attention(i))
+
+
+def test_resuming_an_onnx_store_where_onnx_cannot_run_is_refused(tiny, monkeypatch):
+    """Finishing it with torch would mix float16 ulps of two backends in one store: refused in one line."""
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(AttnxError, match=r"made with --backend onnx, which cannot run .*--overwrite") as err:
+        choose_backend("auto", tiny, [0], [0], "float16", recorded="onnx")
+    assert "\n" not in str(err.value)

@@ -146,8 +146,8 @@ def choose_backend(
             why = f"max abs error {verdict.max_abs_error:.3g} > {verdict.tolerance:.3g}"
         if verdict is None or not verdict.passed:
             raise AttnxError(
-                f"the store being resumed was made with --backend onnx, whose export now fails its parity check "
-                f"({why}); resume where onnx works, or start again with --overwrite"
+                f"the store being resumed was made with --backend onnx, which cannot run or fails its parity check "
+                f"here ({why}); resume where onnx works (pip install 'attnx[onnx]'), or start again with --overwrite"
             )
         return Choice("onnx", "the store being resumed was made with it", verdict)
     if recorded:
