@@ -10,26 +10,26 @@ Evaluates the unablated model, every single head and every whole layer (1 + L*H 
 - ``batched+prefix`` (attnx's default): as ``batched``, but layers below a configuration's first ablated
   layer are computed once and shared.
 
-Reports wall time (median of ``--repeats`` after a warm-up), example-configuration forwards per second,
-the speed-up over sequential, and the ceiling: the bare unablated forward rate of the same model on the
-same examples. Example::
+All three do the same work (every configuration on every example), so their seconds compare directly.
+After a warm-up, ``--repeats`` rounds run the variants in turn (interleaved), with the 1-minute load read
+before and after each; the table gives median [min..max] seconds, example-configurations per second, and
+the speed-up over sequential of the same round. A fourth row, the unablated forward alone, is a reference
+rate (one configuration, 1/C of the work; its time for all C configurations is an extrapolation, labelled
+so): sequential runs at about this rate, and prefix sharing can beat it, so it is not a ceiling. Example::
 
-    python benchmarks/bench_ablation.py --data /work/shared/data/glue_sst2_dev/dev.tsv --n 48
+    python benchmarks/bench_ablation.py --data /work/shared/data/glue_sst2_dev/dev.tsv --n 32 --repeats 3
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import statistics
-import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from results_sections import ablation_section
 
 from attnx.ablation.data import read_labelled
 from attnx.ablation.run import (
@@ -40,26 +40,9 @@ from attnx.ablation.run import (
     predict_configs,
     resolve_device,
 )
+from attnx.benchkit import interleave, load_range, machine, spread, write_result
 
-
-def machine() -> dict:
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    except OSError:
-        lscpu = ""
-    model = next(
-        (line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name")),
-        platform.processor(),
-    )
-    info = {
-        "cpu": model,
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "load_average_1min": os.getloadavg()[0],
-    }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
+REFERENCE = "unablated forward only"
 
 
 def _sync(device: torch.device) -> None:
@@ -67,15 +50,15 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def _time(fn, repeats: int, device: torch.device) -> tuple[float, object]:  # noqa: ANN001
-    times, out = [], None
-    for _ in range(repeats):
+def _timed(fn, device: torch.device):  # noqa: ANN001, ANN202 - () -> dict with seconds and the output
+    def run() -> dict:
         _sync(device)
         t0 = time.perf_counter()
         out = fn()
         _sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
+        return {"seconds": time.perf_counter() - t0, "out": out}
+
+    return run
 
 
 def main() -> None:
@@ -84,7 +67,7 @@ def main() -> None:
     ap.add_argument("--data", default="/work/shared/data/glue_sst2_dev/dev.tsv")
     ap.add_argument("--n", type=int, default=48, help="examples evaluated")
     ap.add_argument("--mode", default="uniform", choices=["uniform", "zero"])
-    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=3, help="rounds, variants interleaved in each")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "ablation.json"))
     args = ap.parse_args()
@@ -118,33 +101,43 @@ def main() -> None:
     predict_configs(tm, enc, subset[:4], configs[:2], args.mode, share_prefix=False, configs_per_pass=1)
 
     variants = {
-        "bare forward (unablated only)": dict(configs=configs[:1], share_prefix=False, configs_per_pass=1),
         "sequential": dict(configs=configs, share_prefix=False, configs_per_pass=1),
         "batched": dict(configs=configs, share_prefix=False, configs_per_pass=None),
         "batched+prefix": dict(configs=configs, share_prefix=True, configs_per_pass=None),
+        REFERENCE: dict(configs=configs[:1], share_prefix=False, configs_per_pass=1),
     }
+    runs = {
+        name: _timed(lambda v=v: predict_configs(tm, enc, subset, v["configs"], args.mode, v["share_prefix"],
+                                                 v["configs_per_pass"]), dev)
+        for name, v in variants.items()
+    }
+    reps = interleave(runs, args.repeats, warmup=False, log=print)
+    outputs = {name: r[-1].pop("out") for name, r in reps.items()}
+    for r in reps.values():
+        for x in r:
+            x.pop("out", None)
+    seq_rate = [n_cfg * len(subset) / x["seconds"] for x in reps["sequential"]]  # per round
     results: dict[str, dict] = {}
-    outputs: dict[str, np.ndarray] = {}
     for name, v in variants.items():
-        seconds, out = _time(
-            lambda v=v: predict_configs(
-                tm, enc, subset, v["configs"], args.mode, v["share_prefix"], v["configs_per_pass"]
-            ),
-            args.repeats,
-            dev,
-        )
-        outputs[name] = out
-        forwards = len(v["configs"]) * len(subset)
-        results[name] = {"seconds": seconds, "example_configs": forwards, "per_s": forwards / seconds}
-    seq = results["sequential"]["seconds"]
-    for name in results:
-        results[name]["speedup_vs_sequential"] = seq / results[name]["seconds"]
+        secs = [x["seconds"] for x in reps[name]]
+        work = len(v["configs"]) * len(subset)
+        results[name] = {
+            "example_configs": work,
+            "seconds": spread(secs),
+            "per_s": spread([work / t for t in secs]),
+            "rate_vs_sequential": spread([work / t / q for t, q in zip(secs, seq_rate, strict=True)]),
+            "reps": reps[name],
+        }
+    ref = results[REFERENCE]
+    ref["extrapolated_seconds_all_configs"] = spread([t * n_cfg for t in ref["seconds"]["values"]])
     agree = {
-        name: float(np.abs(outputs[name] - outputs["sequential"]).max())
-        for name in ("batched", "batched+prefix")
+        name: float(np.abs(outputs[name] - outputs["sequential"]).max()) for name in ("batched", "batched+prefix")
     }
     report = {
+        "harness": "bench_ablation",
+        "command": "python benchmarks/bench_ablation.py " + " ".join(sys.argv[1:]),
         "machine": machine(),
+        "data": args.data,
         "model": args.model,
         "device": str(dev),
         "dtype": str(dtype).replace("torch.", ""),
@@ -155,30 +148,13 @@ def main() -> None:
         "heads": heads,
         "mean_wordpieces": float(np.mean([len(x) for x in enc.ids])),
         "repeats": args.repeats,
+        "load_1min": load_range(reps),
         "results": results,
         "max_abs_logit_diff_vs_sequential": agree,
     }
-    m = report["machine"]
-    print(
-        f"machine: {m['cpu']}, {m['cores']} cores, torch threads {m['torch_threads']}, "
-        f"load {m['load_average_1min']:.1f}" + (f", GPU {m['gpu']}" if "gpu" in m else "")
-    )
-    print(
-        f"{args.model} ({layers}x{heads}) on {len(subset)} examples, {n_cfg} configurations, "
-        f"mode {args.mode}, {report['device']} {report['dtype']}, median of {args.repeats}"
-    )
-    print(f"{'variant':32s} {'seconds':>9s} {'ex*cfg/s':>10s} {'vs sequential':>14s}")
-    for name, r in results.items():
-        print(f"{name:32s} {r['seconds']:9.2f} {r['per_s']:10.1f} {r['speedup_vs_sequential']:13.2f}x")
-    print(
-        f"ceiling: the bare forward rate above "
-        f"({results['bare forward (unablated only)']['per_s']:.1f} ex/s) "
-        f"is what {n_cfg} full passes per example would run at"
-    )
-    print(f"max |logit difference| vs sequential: {agree}")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"-> {args.out}")
+    print("\n" + ablation_section(report))
+    path = write_result(args.out, report)
+    print(f"-> {path}")
 
 
 if __name__ == "__main__":

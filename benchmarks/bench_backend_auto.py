@@ -7,7 +7,7 @@ Two parts, kept apart:
   one process per repetition with the model already loaded;
 * steady state: ``attnx extract`` end to end (default backend, then ``--backend torch``) and the baseline
   (transformers eager, ``output_attentions=True``, batch 32 in corpus order, float32 kept, ``np.save``), each
-  in a fresh subprocess (``attnx.bench`` workers), interleaved, ``--repeats`` times. ``seconds`` is the
+  in a fresh subprocess (the baseline: ``attnx.bench_workers``), interleaved, ``--repeats`` times. ``seconds`` is the
   extraction loop only (model load, backend choice and session set-up excluded); ``wall_s`` is the whole
   subprocess, so ``wall_s - seconds`` is each variant's start-up with a warm export cache.
 
@@ -85,6 +85,22 @@ def startup_worker(model: str, dtype: str, cache: str) -> dict:
     }
 
 
+def extract_worker(spec_json: str) -> dict:
+    """In a fresh process: ``attnx.extract`` of the first ``limit`` sentences with ``backend``; the loop's seconds
+    (Summary.seconds: model load, backend choice and session set-up excluded) and the backend that ran."""
+    from attnx.engine.extract import ExtractOptions, extract
+
+    spec = json.loads(spec_json)
+    work = Path(spec["workdir"])
+    lines = Path(spec["input"]).read_text(encoding="utf-8").splitlines()[: spec["limit"]]
+    src = work / "input.txt"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    s = extract(ExtractOptions(input=str(src), output=str(work / "store.zarr"), model=spec["model"], device="cpu",
+                               dtype=spec["dtype"], backend=spec["backend"]))
+    return {"sentences": s.records, "tokens": s.tokens_this_run, "seconds": s.seconds, "backend_ran": s.backend,
+            "bytes_stored": s.store_bytes}
+
+
 def _run(cmd: list[str], env: dict) -> tuple[dict, float]:
     t = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
@@ -136,13 +152,17 @@ def main() -> None:
     ap.add_argument("--dtype", default="float16")
     ap.add_argument("--out", default="benchmarks/results/backend_auto.json")
     ap.add_argument("--startup-worker", nargs=3, metavar=("MODEL", "DTYPE", "CACHE"), help=argparse.SUPPRESS)
+    ap.add_argument("--extract-worker", metavar="SPEC_JSON", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.startup_worker:
         print(json.dumps(startup_worker(*args.startup_worker)))
         return
+    if args.extract_worker:
+        print(json.dumps(extract_worker(args.extract_worker)))
+        return
     if not Path(args.input).is_file():
         sys.exit(f"{args.input}: not found (one sentence per line)")
-    from attnx.bench import machine_info
+    from attnx.benchkit import machine
 
     work = Path(tempfile.mkdtemp(prefix="attnx-bench-auto-"))
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -153,7 +173,7 @@ def main() -> None:
         "model": args.model,
         "dtype": args.dtype,
         "repeats": args.repeats,
-        "machine": machine_info(),
+        "machine": machine(),
         "lscpu": lscpu(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "startup": [],
@@ -172,25 +192,18 @@ def main() -> None:
         warm = work / "cache-cold-0"
         # 2. steady state, interleaved; auto runs on the warm cache (its start-up is the cached case)
         base = {"model": args.model, "input": args.input, "limit": args.limit, "dtype": args.dtype}
-        variants = {
-            "auto": ("attnx", {"backend": "auto"}),
-            "torch": ("attnx", {"backend": "torch"}),
-            "baseline": ("baseline", {}),
-        }
+        variants = {"auto": {"backend": "auto"}, "torch": {"backend": "torch"}, "baseline": {"kind": "baseline"}}
         for rep in range(args.repeats):
-            for label, (worker, extra) in variants.items():
+            for label, extra in variants.items():
                 wd = work / f"{label}-{rep}"
                 wd.mkdir()
-                spec = {**base, **extra, "kind": worker, "label": label, "workdir": str(wd)}
+                spec = {**base, **extra, "label": label, "workdir": str(wd), "warmup": 0}
                 before = load()
-                row, wall = _run([sys.executable, "-m", "attnx.bench", "worker", json.dumps(spec)],
-                                 {**env, "ATTNX_CACHE": str(warm)})
+                cmd = ([sys.executable, "-m", "attnx.bench_workers", json.dumps(spec)] if label == "baseline"
+                       else [sys.executable, __file__, "--extract-worker", json.dumps(spec)])
+                row, wall = _run(cmd, {**env, "ATTNX_CACHE": str(warm)})
                 row.update(variant=label, rep=rep, wall_s=wall, startup_s=wall - row["seconds"],
                            sent_per_s=row["sentences"] / row["seconds"], load_before=before, load_after=load())
-                if label != "baseline":
-                    from attnx.store import open_store
-
-                    row["backend_ran"] = open_store(wd / f"store-{label}.zarr").attrs["options"]["backend"]
                 result["runs"].append(row)
                 print(f"rep {rep} {label:8s} {row['sent_per_s']:7.1f} sent/s  loop {row['seconds']:.1f}s  "
                       f"wall {wall:.1f}s  backend {row.get('backend_ran', '-')}  load {before}", flush=True)

@@ -1,14 +1,21 @@
 """Analysis kernels (numba) vs their numpy references, on the same store in the same run.
 
 Reports MB/s of stored attention processed and maps/s for: features + patterns (one pass; what
-``attnx analyze --only features,patterns`` runs per block), head similarity (cosine; JS), and the
-relation kernel, each as the median of ``--repeats`` timed runs after a warm-up, on blocks already read
-into memory (compute only), plus the end-to-end streamed rate (read + decompress + kernels). The numpy
-references are timed on a prefix of the same records (they are 10-1000x slower). The ceiling printed is
-this machine's memory-copy bandwidth (numpy copy of 256 MiB, median of 5).
+``attnx analyze --only features,patterns`` runs per block), on all numba threads and on one, head
+similarity (cosine, against its numpy reference and a BLAS Gram matrix per record; JS), the relation kernel
+(stores with CoNLL-U words), each on blocks already read into memory (compute only), plus the end-to-end
+streamed rate (read + decompress + kernels). The numpy references are 10-1000x slower, so they run on fewer
+records: a run of ``--ref-records`` records from the middle of the store (records are stored length-sorted,
+so the middle has typical lengths; the similarity and relation kernels likewise take theirs from the middle).
+
+After a warm-up (compilation), ``--repeats`` rounds run every kernel and its reference in turn
+(interleaved), reading the 1-minute load before and after each; fast kernels repeat inside a sample until it
+lasts >= 0.3 s. Figures are median [min..max] over rounds; the speed-up is the median of each round's ratio.
+No ceiling is claimed for the kernels; the machine's memory-copy bandwidth (numpy copy of 256 MiB, median of
+5) is printed for scale.
 
 ``--memory-records N`` additionally writes a synthetic store of N records through the store API and
-analyses it, sampling peak RSS after every block, to show memory stays flat as the corpus grows.
+analyses it, sampling RSS after every block, to show memory stays flat as the corpus grows.
 
 Writes ``benchmarks/results/kernels.json`` and prints a markdown table. Example::
 
@@ -19,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import statistics
 import sys
@@ -31,10 +36,12 @@ from pathlib import Path
 import numba
 import numpy as np
 import psutil
+from results_sections import kernels_section
 
 import attnx
 from attnx.analysis import AnalyzeParams, analyze_store
 from attnx.analysis.run import block_maps, block_patterns
+from attnx.benchkit import interleave, load_range, machine, spread, write_result
 from attnx.kernels.common import block_input
 from attnx.kernels.pattern_model import PatternModel
 from attnx.kernels.reference import map_features_ref, relations_ref, similarity_ref
@@ -56,31 +63,27 @@ def memcpy_gbps() -> float:
     return a.nbytes / statistics.median(ts) / 1e9
 
 
-CPU: list[float] = []  # CPU seconds (all threads) of the last timed() call's median run
+def sampler(fn, min_seconds: float = 0.3):  # noqa: ANN001, ANN201 - () -> {"seconds", "cpu_s"} per call
+    """A timed sample of ``fn``: its first call (the warm-up) sets how many calls make one sample last
+    >= ``min_seconds``; each later call returns wall and CPU seconds (all threads of this process) per call.
 
+    On a shared machine wall time includes waiting for other processes; CPU time does not, so
+    ``bytes / CPU seconds`` is less sensitive to them."""
+    inner = 0
 
-def timed(fn, repeats: int) -> float:  # noqa: ANN001
-    """Median wall seconds per call over ``repeats`` samples (each >= ~0.3 s of calls) after a warm-up; the
-    matching CPU seconds go to ``CPU``.
-
-    On a shared machine wall time includes waiting for other processes; CPU time (all threads of this
-    process) does not, so ``bytes / CPU seconds * cores`` is the rate an idle machine would approach.
-    """
-    t = time.perf_counter()
-    fn()  # warm-up (and compile)
-    fn()
-    inner = max(1, int(0.3 / max(time.perf_counter() - t, 1e-6) * 2))  # each sample runs >= ~0.3 s
-    runs = []
-    for _ in range(repeats):
-        c = time.process_time()
-        t = time.perf_counter()
+    def sample() -> dict:
+        nonlocal inner
+        if not inner:
+            t = time.perf_counter()
+            fn()
+            inner = max(1, int(min_seconds / max(time.perf_counter() - t, 1e-6)) + 1)
+            return {}
+        c, t = time.process_time(), time.perf_counter()
         for _ in range(inner):
             fn()
-        runs.append(((time.perf_counter() - t) / inner, (time.process_time() - c) / inner))
-    runs.sort()
-    wall, cpu = runs[len(runs) // 2]
-    CPU[:] = [cpu]
-    return wall
+        return {"seconds": (time.perf_counter() - t) / inner, "cpu_s": (time.process_time() - c) / inner}
+
+    return sample
 
 
 def synthetic_store(path: Path, n: int, layers: int, heads: int, seed: int = 0, mean_len: float = 25.0,
@@ -129,95 +132,99 @@ def synthetic_store(path: Path, n: int, layers: int, heads: int, seed: int = 0, 
     return path
 
 
-def bench_compute(store: attnx.store.AttentionStore, repeats: int, ref_records: int, sim_records: int) -> list[dict]:
+def bench_compute(store: attnx.store.AttentionStore, repeats: int, ref_records: int, sim_records: int) -> dict:
+    """Every kernel and its reference, interleaved over ``repeats`` rounds; see the module doc."""
     L, H = store.n_layers, store.n_heads
     M = L * H
     blocks = list(store.blocks(64 << 20))
-    nbytes = sum(b.attn.nbytes for b in blocks)
-    maps = len(store) * M
     model = PatternModel.load()
-    rows = []
+    mid = len(store) // 2
+
+    def middle(n: int) -> attnx.store.AttentionBlock:
+        n = min(n, len(store))
+        return store.read_block(mid - n // 2, mid - n // 2 + n)
 
     def feat_pat() -> None:
         for b in blocks:
             block_patterns(block_maps(b, L, H), b, model)
 
-    threads = numba.get_num_threads()
-    numba.set_num_threads(1)
-    t1 = timed(feat_pat, repeats)
-    cpu1 = CPU[0]
-    numba.set_num_threads(threads)
-    t = timed(feat_pat, repeats)
-    cpu = CPU[0]
-    mid = len(store) // 2  # records are length-sorted: take the references' records from the middle
-    ref_blk = store.read_block(max(0, mid - ref_records // 2), min(len(store), mid + (ref_records + 1) // 2))
-    ref_maps = len(ref_blk) * M
+    def one_thread(fn):  # noqa: ANN001, ANN202
+        def run() -> None:
+            threads = numba.get_num_threads()
+            numba.set_num_threads(1)
+            try:
+                fn()
+            finally:
+                numba.set_num_threads(threads)
+        return run
 
-    def feat_ref() -> None:
-        map_features_ref(ref_blk.attn, ref_blk.scale, ref_blk.attn_offsets, ref_blk.lengths, ref_blk.len_a,
-                         ref_blk.tok_offsets, ref_blk.special, ref_blk.punct, L, H)
+    ref = middle(ref_records)
+    cos_blk, js_blk = middle(sim_records), middle(max(sim_records // 10, 4))
+    cos_ref, js_ref = middle(max(2, min(20, sim_records))), middle(2)
 
-    tr = timed(feat_ref, 1)
-    rows.append(dict(kernel="features + patterns", numba_s=t, numba_mb_s=nbytes / t / 1e6, numba_maps_s=maps / t,
-                     numba_mb_per_cpu_s=nbytes / cpu / 1e6, one_thread_mb_s=nbytes / t1 / 1e6,
-                     one_thread_mb_per_cpu_s=nbytes / cpu1 / 1e6,
-                     ref_mb_s=ref_blk.attn.nbytes / tr / 1e6, ref_maps_s=ref_maps / tr,
-                     speedup=(nbytes / t) / (ref_blk.attn.nbytes / tr), bytes=nbytes, records=len(store)))
-    def middle(n: int) -> attnx.store.AttentionBlock:
-        n = min(n, len(store))
-        return store.read_block(mid - n // 2, mid - n // 2 + n)
+    def blas(blk=cos_blk) -> None:  # noqa: ANN001 - a second baseline: BLAS Gram matrix per record, float32
+        for k in range(len(blk)):
+            X = blk.attn[blk.attn_offsets[k]:blk.attn_offsets[k + 1]].astype(np.float32).reshape(M, -1)
+            n = np.linalg.norm(X, axis=1)
+            (X @ X.T) / np.outer(n, n)
 
-    sim_blk = middle(sim_records)
-    for metric, nref in (("cosine", max(2, min(20, sim_records))), ("js", 2)):
-        blk = sim_blk if metric == "cosine" else middle(max(sim_records // 10, 4))
-        inp = block_input(blk)
-        t = timed(lambda blk=blk, inp=inp, metric=metric:
-                  head_similarity(inp, blk.attn_offsets, blk.lengths, M, metric), repeats)
-        cpu = CPU[0]
-        rb = middle(nref)
-        tr = timed(lambda rb=rb, metric=metric:
-                   similarity_ref(rb.attn, rb.scale, rb.attn_offsets, rb.lengths, M, metric), 1)
-        rows.append(dict(kernel=f"similarity ({metric})", numba_s=t, numba_mb_s=blk.attn.nbytes / t / 1e6,
-                         numba_mb_per_cpu_s=blk.attn.nbytes / cpu / 1e6,
-                         numba_maps_s=len(blk) * M / t, ref_mb_s=rb.attn.nbytes / tr / 1e6, ref_maps_s=nref * M / tr,
-                         speedup=(blk.attn.nbytes / t) / (rb.attn.nbytes / tr), bytes=int(blk.attn.nbytes),
-                         records=len(blk)))
-        if metric == "cosine":  # an honest second baseline: BLAS Gram matrix per record, float32
-            def blas(blk=blk) -> None:  # noqa: ANN001
-                for k in range(len(blk)):
-                    X = blk.attn[blk.attn_offsets[k]:blk.attn_offsets[k + 1]].astype(np.float32).reshape(M, -1)
-                    n = np.linalg.norm(X, axis=1)
-                    (X @ X.T) / np.outer(n, n)
-            tb = timed(blas, 1)
-            rows[-1]["blas_mb_s"] = blk.attn.nbytes / tb / 1e6
+    def sim(blk, metric, kernel=True):  # noqa: ANN001, ANN202
+        if kernel:
+            inp = block_input(blk)
+            return lambda: head_similarity(inp, blk.attn_offsets, blk.lengths, M, metric)
+        return lambda: similarity_ref(blk.attn, blk.scale, blk.attn_offsets, blk.lengths, M, metric)
+
+    def nbytes(blks) -> int:  # noqa: ANN001
+        return int(sum(b.attn.nbytes for b in blks))
+
+    # kernel name -> (kernel fn, its bytes, records; reference fn, its bytes, records)
+    kernels = {
+        "features + patterns": (feat_pat, nbytes(blocks), len(store),
+                                lambda: map_features_ref(ref.attn, ref.scale, ref.attn_offsets, ref.lengths, ref.len_a,
+                                                         ref.tok_offsets, ref.special, ref.punct, L, H),
+                                nbytes([ref]), len(ref)),
+        "features + patterns, 1 numba thread": (one_thread(feat_pat), nbytes(blocks), len(store), None, 0, 0),
+        "similarity (cosine)": (sim(cos_blk, "cosine"), nbytes([cos_blk]), len(cos_blk),
+                                sim(cos_ref, "cosine", False), nbytes([cos_ref]), len(cos_ref)),
+        "similarity (cosine), BLAS Gram per record": (blas, nbytes([cos_blk]), len(cos_blk), None, 0, 0),
+        "similarity (js)": (sim(js_blk, "js"), nbytes([js_blk]), len(js_blk),
+                            sim(js_ref, "js", False), nbytes([js_ref]), len(js_ref)),
+    }
     if store.attrs.get("conllu"):
-        rel_blk = middle(sim_records * 5)
-        args = (rel_blk.attn_offsets, rel_blk.lengths, rel_blk.tok_offsets, rel_blk.special, rel_blk.word,
-                rel_blk.word_head, rel_blk.word_deprel, rel_blk.word_offsets)
+        rel, rr = middle(sim_records * 5), middle(5)
         nrel = len(store.deprels)
-        inp = block_input(rel_blk)
-        t = timed(lambda: relation_counts(inp, *args, M, nrel, 10), repeats)
-        cpu = CPU[0]
-        rb = middle(5)
-        rargs = (rb.attn_offsets, rb.lengths, rb.tok_offsets, rb.special, rb.word, rb.word_head, rb.word_deprel,
-                 rb.word_offsets)
-        tr = timed(lambda: relations_ref(rb.attn, rb.scale, *rargs, M, nrel, 10), 1)
-        rows.append(dict(kernel="relations", numba_s=t, numba_mb_s=rel_blk.attn.nbytes / t / 1e6,
-                         numba_mb_per_cpu_s=rel_blk.attn.nbytes / cpu / 1e6,
-                         numba_maps_s=len(rel_blk) * M / t, ref_mb_s=rb.attn.nbytes / tr / 1e6,
-                         ref_maps_s=len(rb) * M / tr, speedup=(rel_blk.attn.nbytes / t) / (rb.attn.nbytes / tr),
-                         bytes=int(rel_blk.attn.nbytes), records=len(rel_blk)))
-    # end to end: streamed read + decompress + features + patterns
-    t0 = time.perf_counter()
-    c0 = time.process_time()
-    part = analyze_store(store, AnalyzeParams(only=("features", "patterns")))
-    te = time.perf_counter() - t0
-    ce = time.process_time() - c0
-    rows.append(dict(kernel="analyze features,patterns (streamed, end to end)", numba_s=te,
-                     numba_mb_s=part.attn_bytes / te / 1e6, numba_maps_s=part.records * M / te, bytes=part.attn_bytes,
-                     numba_mb_per_cpu_s=part.attn_bytes / ce / 1e6,
-                     records=part.records))
-    return rows
+
+        def rel_args(b):  # noqa: ANN001, ANN202
+            return (b.attn_offsets, b.lengths, b.tok_offsets, b.special, b.word, b.word_head, b.word_deprel,
+                    b.word_offsets)
+
+        inp = block_input(rel)
+        kernels["relations"] = (lambda: relation_counts(inp, *rel_args(rel), M, nrel, 10), nbytes([rel]), len(rel),
+                                lambda: relations_ref(rr.attn, rr.scale, *rel_args(rr), M, nrel, 10), nbytes([rr]),
+                                len(rr))
+    end_to_end = "analyze features,patterns (streamed, end to end)"
+    kernels[end_to_end] = (lambda: analyze_store(store, AnalyzeParams(only=("features", "patterns"))),
+                           int(store.commit.attn * blocks[0].attn.itemsize), len(store), None, 0, 0)
+    settings = {}
+    for name, (fn, _, _, ref_fn, _, _) in kernels.items():
+        settings[name] = sampler(fn, 0.0 if name == end_to_end else 0.3)
+        if ref_fn is not None:
+            settings[f"{name}: numpy reference"] = sampler(ref_fn, 0.0)
+    reps = interleave(settings, repeats, warmup=True, log=print)
+    rows = []
+    for name, (_, nb, recs, ref_fn, ref_nb, ref_recs) in kernels.items():
+        r = reps[name]
+        row = {"kernel": name, "bytes": nb, "records": recs, "reps": r,
+               "mb_s": spread([nb / x["seconds"] / 1e6 for x in r]),
+               "maps_s": spread([recs * M / x["seconds"] for x in r]),
+               "mb_per_cpu_s": spread([nb / x["cpu_s"] / 1e6 for x in r])}
+        if ref_fn is not None:
+            q = reps[f"{name}: numpy reference"]
+            ref_mb = [ref_nb / x["seconds"] / 1e6 for x in q]
+            row.update(ref_bytes=ref_nb, ref_records=ref_recs, ref_reps=q, ref_mb_s=spread(ref_mb),
+                       speedup=spread([a / b for a, b in zip(row["mb_s"]["values"], ref_mb, strict=True)]))
+        rows.append(row)
+    return {"rows": rows, "load_1min": load_range(reps)}
 
 
 def bench_memory_one(n: int, workdir: Path) -> dict:
@@ -296,42 +303,23 @@ def main() -> None:
         store_path = args.store
     store = attnx.open_store(store_path)
     ceiling = memcpy_gbps()
-    rows = bench_compute(store, args.repeats, args.ref_records, args.sim_records)
+    compute = bench_compute(store, args.repeats, args.ref_records, args.sim_records)
     mem = bench_memory(args.memory_records, work) if args.memory_records else None
     info = store.info()
     out = {
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                    "numba_threads": numba.get_num_threads(), "python": sys.version.split()[0],
-                    "numba": numba.__version__, "numpy": np.__version__, "memcpy_gb_s": ceiling,
-                    "load_avg_1m": os.getloadavg()[0]},
-        "store": {"path": str(store_path), "records": info["records"], "mean_length": info["mean_length"],
-                  "layers": len(info["layers"]), "heads": len(info["heads"]), "dtype": info["dtype"],
-                  "model": info["model"].get("name")},
-        "kernels": rows,
+        "harness": "bench_kernels",
+        "command": "python benchmarks/bench_kernels.py " + " ".join(sys.argv[1:]),
+        "machine": machine(numba_threads=numba.get_num_threads(), memcpy_gb_s=ceiling),
+        "repeats": args.repeats,
+        "load_1min": compute["load_1min"],
+        "store": {"path": "synthetic" if args.store is None else str(store_path), "records": info["records"],
+                  "mean_length": info["mean_length"], "layers": len(info["layers"]), "heads": len(info["heads"]),
+                  "dtype": info["dtype"], "model": info["model"].get("name")},
+        "kernels": compute["rows"],
         "memory": mem,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "kernels.json").write_text(json.dumps(out, indent=2))
-    print(f"\nstore: {store_path} ({info['records']} records, mean l {info['mean_length']:.1f}, "
-          f"{len(info['layers'])}x{len(info['heads'])} heads, {info['dtype']}); {os.cpu_count()} cores, "
-          f"{numba.get_num_threads()} numba threads; memory-copy ceiling {ceiling:.1f} GB/s; "
-          f"1-min load average {os.getloadavg()[0]:.1f}\n")
-    print("| kernel | numba MB/s (wall) | numba maps/s (wall) | numba MB per CPU-s | numpy ref MB/s "
-          "| speed-up (wall) |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for r in rows:
-        ref = f"{r['ref_mb_s']:.2f}" if "ref_mb_s" in r else "-"
-        sp = f"{r['speedup']:.0f}x" if "speedup" in r else "-"
-        extra = f" (BLAS Gram per record: {r['blas_mb_s']:.0f} MB/s)" if "blas_mb_s" in r else ""
-        print(f"| {r['kernel']}{extra} | {r['numba_mb_s']:.1f} | {r['numba_maps_s']:,.0f} | "
-              f"{r.get('numba_mb_per_cpu_s', float('nan')):.0f} | {ref} | {sp} |")
-    f = rows[0]
-    print(f"\nfeatures + patterns with 1 numba thread: {f['one_thread_mb_s']:.0f} MB/s wall, "
-          f"{f['one_thread_mb_per_cpu_s']:.0f} MB per CPU-second")
-    for m in mem or []:
-        print(f"memory: {m['records']:>9,} records ({m['attn_mb']:4.0f} MB float16) analysed in "
-              f"{m['analyze_s']:4.1f} s; peak RSS {m['peak_rss_mib']} MiB; RSS before {m['rss_before_mib']} MiB, "
-              "at progress " + ", ".join(f"{k}: {v}" for k, v in m["rss_mib_at_progress"].items()))
+    path = write_result(RESULTS / "kernels.json", out)
+    print("\n" + kernels_section(out) + f"\n-> {path}")
     if args.workdir is None:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -3,7 +3,7 @@
 # carried along:   bash benchmarks/gpu_check.sh            (add --cpu-dry-run to exercise the plumbing on a CPU)
 # 1. fp16 attention parity on CUDA vs float32 (bundled MiniLM + seeded random BERT-base), max abs <= 2e-3
 # 2. the engine throughput benchmark (benchmarks/bench_extract.py, if present) on the BERT-base shape
-# Writes logs and tables to $OUT when set. Total budget ~8 minutes; every step has its own timeout.
+# Writes logs and result files to $OUT when set. Total budget ~9 minutes; every step has its own timeout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DRY=0
@@ -60,17 +60,19 @@ else
     --sentences "$BUNDLE/sentences.txt" --limit 200 --models random-bert-base random-bert-tiny ${OUT:+--out "$OUT"}
 fi
 
-# 2. throughput: naive baseline (2,000 sentences: it writes padded fp32 maps with np.save), the bare forward
-#    pass, attnx full dumps (fp16, uint8) and --stats-only, BERT-base shape, EWT sentences x4 (~50k)
+# 2. throughput, 3 interleaved rounds, each setting a fresh process per round: naive baseline (1,000 sentences:
+#    it writes padded fp32 maps with np.save), the bare forward pass, attnx full dumps (fp16, uint8) and
+#    --stats-only, BERT-base shape, 12,544 EWT sentences. $OUT gets parity.json and extract-gpu.json: copy them
+#    to benchmarks/results/gpu/ and run python benchmarks/make_results.py.
 if (( DRY )); then
-  BARGS=(--input "$BUNDLE/sentences.txt" --device cpu --models random-bert-tiny --limit 60 --memory-repeat 0
+  BARGS=(--input "$BUNDLE/sentences.txt" --device cpu --models random-bert-tiny --limit 60 --warmup 16 --rounds 1
          --tag cpu-dry-run --stats-only)
 else
-  BARGS=(--input "$BUNDLE/sentences.txt" --device cuda --models random-bert-base --limit 12544 --repeat 4
-         --baseline-limit 2000 --memory-repeat 0 --tag gpu --stats-only)
+  BARGS=(--input "$BUNDLE/sentences.txt" --device cuda --models random-bert-base --limit 12544 --rounds 3
+         --warmup 512 --baseline-limit 1000 --tag gpu --stats-only)
 fi
-if [[ -n "$OUT" ]]; then BARGS+=(--results "$OUT/RESULTS_gpu.md" --json-out "$OUT"); fi
-step 330 "bench_extract ${BARGS[*]}" python3 benchmarks/bench_extract.py "${BARGS[@]}"
+if [[ -n "$OUT" ]]; then BARGS+=(--json-out "$OUT"); fi
+step 360 "bench_extract ${BARGS[*]}" python3 benchmarks/bench_extract.py "${BARGS[@]}"
 
 say "done in $((SECONDS - T0))s; failed: ${FAILED[*]:-none}"
 (( ${#FAILED[@]} == 0 ))

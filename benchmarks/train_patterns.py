@@ -24,6 +24,11 @@ Writes ``benchmarks/results/patterns_learned.{json,md}``. Usage::
 
     python benchmarks/train_patterns.py --data v2 --write          # the shipped model
     python benchmarks/train_patterns.py --data v1 --no-cnn         # on the 240 old labels only
+    python benchmarks/train_patterns.py --cv-only --only logreg --repeats 10   # model work: never scores test
+
+Use ``--cv-only`` while developing: it writes ``patterns_cv.json`` and stops before the held-out split is
+touched (each full run scores it; the split's history is kept in ``validation/README.md``). The CV table
+includes the v3 model's configuration on its 19 features (the first 19 of :data:`DESIGN`) for comparison.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -184,6 +190,29 @@ def calibration(gold: np.ndarray, proba: np.ndarray, bins: int = 10) -> dict:
 # ----------------------------------------------------------------------------------------------------------
 # Models
 # ----------------------------------------------------------------------------------------------------------
+NEW_DESIGN = ("diag_best", "diag_vis", "map_max")  # added after the v3 model (19 features); last in DESIGN
+
+
+class _Columns:
+    """A pipeline step keeping the first ``n`` design columns (the v3 model's features, for comparison)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def fit(self, x: np.ndarray, y: np.ndarray | None = None) -> _Columns:
+        return self
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return x[:, :self.n]
+
+    def get_params(self, deep: bool = True) -> dict:
+        return {"n": self.n}
+
+    def set_params(self, **params: int) -> _Columns:
+        self.n = params.get("n", self.n)
+        return self
+
+
 def candidates() -> dict:
     from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
@@ -195,6 +224,9 @@ def candidates() -> dict:
         for cw in (None, "balanced"):
             out[f"logreg C={c}{' balanced' if cw else ''}"] = make_pipeline(
                 StandardScaler(), LogisticRegression(C=c, max_iter=10000, class_weight=cw))
+    base = len(DESIGN) - len(NEW_DESIGN)
+    out[f"logreg C=30.0 balanced, v3 features ({base})"] = make_pipeline(
+        _Columns(base), StandardScaler(), LogisticRegression(C=30.0, max_iter=10000, class_weight="balanced"))
     out["gbt depth=3"] = HistGradientBoostingClassifier(max_depth=3, max_iter=150, learning_rate=0.1,
                                                         min_samples_leaf=5, random_state=0)
     out["gbt depth=3 balanced"] = HistGradientBoostingClassifier(max_depth=3, max_iter=150, learning_rate=0.1,
@@ -248,7 +280,7 @@ def _proba_full(model, x: np.ndarray) -> np.ndarray:  # noqa: ANN001
 
 
 def cross_validate(d: dict, train: np.ndarray, use_cnn: bool, folds: int = 5, repeats: int = 5,
-                   cnn_folds: int = 3) -> list[dict]:
+                   cnn_folds: int = 3, only: str | None = None) -> list[dict]:
     """Macro-F1 / accuracy of every candidate on the training split only: ``repeats`` x ``folds``-fold CV
     grouped by record (shuffled groups, seeds 0..repeats-1), scores of each repeat's pooled out-of-fold
     predictions, mean and standard deviation over repeats. With 7 training blocks one repeat is too noisy
@@ -262,7 +294,7 @@ def cross_validate(d: dict, train: np.ndarray, use_cnn: bool, folds: int = 5, re
     x, y, g, img = d["x"][train], d["y_consensus"][train], d["record"][train], d["img"][train]
     splits = [list(GroupKFold(folds, shuffle=True, random_state=rep).split(x, y, g)) for rep in range(repeats)]
     rows = []
-    cands = dict(candidates())
+    cands = {k: v for k, v in candidates().items() if only is None or re.search(only, k)}
     if use_cnn:
         cands["cnn 32x32"] = None
     for name, model in cands.items():
@@ -305,7 +337,7 @@ def to_json(pipe, info: dict, x_train: np.ndarray) -> dict:  # noqa: ANN001
         "_doc": "Learned attention-pattern classifier of attnx.kernels.pattern_model (multinomial logistic "
                 "regression on standardised design features). Written by benchmarks/train_patterns.py; "
                 "see validation/README.md for the labels and benchmarks/results/patterns_learned.md for scores.",
-        "version": 3, "kind": "softmax", "classes": list(PATTERNS), "features": list(DESIGN),
+        "version": 4, "kind": "softmax", "classes": list(PATTERNS), "features": list(DESIGN),
         "mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(), "coef": coef.tolist(),
         "intercept": icpt.tolist(), "lo": x_train.min(axis=0).tolist(), "hi": x_train.max(axis=0).tolist(),
         "uncertain_below": UNCERTAIN_BELOW, "training": info,
@@ -339,6 +371,10 @@ def main(argv: list[str] | None = None) -> None:
                     help="v2 labels CSV (default: validation/pattern_labels_v2.csv)")
     ap.add_argument("--model", default=None, help="fit this candidate instead of the CV winner among logreg")
     ap.add_argument("--no-cnn", action="store_true", help="skip the CNN candidate")
+    ap.add_argument("--only", default=None, help="cross-validate only candidates whose name matches this regex")
+    ap.add_argument("--repeats", type=int, default=5, help="repeats of the 5-fold grouped CV")
+    ap.add_argument("--cv-only", action="store_true",
+                    help="cross-validate on the training split and stop: the held-out split is not scored")
     ap.add_argument("--write", action="store_true", help=f"write the model to {MODEL_OUT.relative_to(ROOT)}")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
@@ -351,8 +387,13 @@ def main(argv: list[str] | None = None) -> None:
     test = (d["split"] == "test") & usable
     print(f"{args.data}: {len(d['item'])} items, train {train.sum()}, test {test.sum()}, "
           f"disputed {int((~usable).sum())}", flush=True)
-    cv = cross_validate(d, train, use_cnn=not args.no_cnn)
-    logreg = [r for r in cv if r["model"].startswith("logreg")]
+    cv = cross_validate(d, train, use_cnn=not args.no_cnn, repeats=args.repeats, only=args.only)
+    if args.cv_only:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "patterns_cv.json").write_text(json.dumps({"data": args.data, "train": int(train.sum()),
+                                                               "cv": cv}, indent=1) + "\n")
+        return
+    logreg = [r for r in cv if r["model"].startswith("logreg") and "v3 features" not in r["model"]]
     chosen = args.model or max(logreg, key=lambda r: (r["macro_f1"], r["accuracy"]))["model"]
     best_any = max(cv, key=lambda r: (r["macro_f1"], r["accuracy"]))
     model = clone(candidates()[chosen]).fit(d["x"][train], d["y_consensus"][train])
@@ -380,8 +421,8 @@ def main(argv: list[str] | None = None) -> None:
     md = [f"# Learned pattern classifier ({args.data} labels)", "",
           f"{len(d['item'])} labelled maps; train {int(train.sum())}, held-out test {int(test.sum())} "
           f"(split by record; {int((~usable).sum())} disputed maps left out). Model chosen by mean macro-F1 of "
-          f"5 x 5-fold CV grouped by record on the training split: **{chosen}** (best CV candidate overall: "
-          f"{best_any['model']}).", "",
+          f"{args.repeats} x 5-fold CV grouped by record on the training split: **{chosen}** (best CV candidate "
+          f"overall: {best_any['model']}).", "",
           "| candidate (CV on train) | folds x repeats | macro-F1 (sd) | accuracy | "
           + " | ".join(f"F1 {SHORT[n]}" for n in PATTERNS) + " | s |", "|---|---:|---:|---:|" + "---:|" * len(PATTERNS)
           + "---:|"]

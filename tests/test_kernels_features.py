@@ -176,3 +176,32 @@ def test_balanced_bounds_cover_all_records() -> None:
     b = balanced_bounds(lengths, parts=3)
     assert b[0] == 0 and b[-1] == len(lengths) and np.all(np.diff(b) > 0)
     assert balanced_bounds(np.array([], np.int64)).tolist() == [0]
+
+
+def test_map_max_and_diagonal_brightness_on_hand_built_maps() -> None:
+    """``map_max`` = l x the map's largest weight; ``diag_best`` / ``diag_vis`` (design features) pick the
+    strongest single diagonal and its brightness on a 0..max scale, for previous- and next-token maps."""
+    from attnx.kernels.pattern_model import DESIGN, design_matrix
+
+    l = 9
+    special, punct = _single(l)
+    prev = np.zeros((l, l))
+    prev[0, 0] = 1.0
+    prev[np.arange(1, l), np.arange(l - 1)] = 1.0  # previous token
+    nxt = np.zeros((l, l))
+    nxt[np.arange(l - 1), np.arange(1, l)] = 0.5  # next token at half weight, the rest on [CLS]
+    nxt[np.arange(l - 1), 0] += 0.5
+    nxt[l - 1, 0] = 1.0
+    uniform = np.full((l, l), 1.0 / l)
+    block = block_from_records([_record(np.stack([prev, nxt, uniform]), special, punct)], "float32")
+    got, ref = run_both(block, 1, 3)
+    assert_close(got, ref)
+    means = per_map_means(got, block.lengths)[0, 0]
+    assert means[:, F["map_max"]] == pytest.approx([1.0, 1.0, 1.0 / l])  # nxt: its last row is all on [CLS]
+    x = design_matrix(means, np.array([l]), np.array([l]), np.array([3]))
+    best, vis = x[:, DESIGN.index("diag_best")], x[:, DESIGN.index("diag_vis")]
+    d = l - 1  # rows that have the diagonal
+    assert best[0] == pytest.approx((d / l - 1 / l) / (1 - 1 / l))
+    assert best[1] == pytest.approx((0.5 * d / l - 1 / l) / (1 - 1 / l))
+    assert best[2] == pytest.approx(0.0, abs=1e-6)
+    assert vis.tolist() == pytest.approx([d / l, 0.5 * d / l, 1.0])

@@ -10,11 +10,23 @@ def open_store(path, snapshot=None):  # noqa: ANN001, ANN201 - re-exported, docu
     return _open(path, snapshot)
 
 
-def extract(input, output, progress=None, **options):  # noqa: ANN001, ANN003, ANN201 - see ExtractOptions
+def extract(  # noqa: ANN201 - see ExtractOptions
+    input,  # noqa: ANN001
+    output,  # noqa: ANN001
+    progress=None,  # noqa: ANN001
+    workers=None,  # noqa: ANN001
+    scheduler=None,  # noqa: ANN001
+    threads_per_worker=0,  # noqa: ANN001
+    shard_records=16384,  # noqa: ANN001
+    retries=3,  # noqa: ANN001
+    **options,  # noqa: ANN003
+):
     """Run a model over ``input`` and store its attention in ``output``, as ``attnx extract`` does, with the same
     options and defaults (:class:`attnx.engine.extract.ExtractOptions`: ``model``, ``dtype``, ``layers``,
     ``heads``, ``max_length``, ``backend``, ``overwrite``, ...); returns the run's
-    :class:`~attnx.engine.extract.Summary`. Resumes an interrupted store; leaves a complete one alone."""
+    :class:`~attnx.engine.extract.Summary`. Resumes an interrupted store; leaves a complete one alone.
+    ``workers`` (a number, or ``"gpus"``) or ``scheduler`` (an address) run it on a Dask cluster
+    (:mod:`attnx.scaleout`); the store is the same."""
     from attnx.engine.extract import ExtractOptions
     from attnx.engine.extract import extract as _extract
 
@@ -26,6 +38,12 @@ def extract(input, output, progress=None, **options):  # noqa: ANN001, ANN003, A
         heads=tuple(heads) if heads is not None else None,
         **options,
     )
+    if workers is not None or scheduler is not None:
+        from attnx.scaleout.cluster import ClusterSpec
+        from attnx.scaleout.coordinator import extract_distributed
+
+        spec = ClusterSpec(workers, scheduler, threads_per_worker, retries)
+        return extract_distributed(opts, spec, shard_records, progress=progress, announce=lambda line: None)
     return _extract(opts, progress=progress)
 
 

@@ -15,6 +15,9 @@ class InputError(AttnxError):
         where = f"{path}:{line}" if line is not None else path
         super().__init__(f"{where}: {problem}")
 
+    def __reduce__(self) -> tuple:  # a worker's error reaches the coordinator of a distributed run intact
+        return (type(self), (self.path, self.line, self.problem))
+
 
 class ModelError(AttnxError):
     """The model cannot be found or loaded."""

@@ -98,6 +98,31 @@ def _sample(store: AttentionStore, n: int | None, seed: int) -> np.ndarray | Non
     return np.sort(np.random.default_rng(seed).choice(stored, size=n, replace=False))
 
 
+def js_subset(store: AttentionStore, records: np.ndarray | None, params: AnalyzeParams) -> np.ndarray | None:
+    """(N,) bool over input ids: the seeded records JS similarity runs on (JS costs ~20x cosine), or None
+    for all of ``records`` (all stored records when None). One draw for the whole store, so that a run
+    split over processes uses the records a single process would."""
+    pool = records if records is not None else np.flatnonzero(store.position >= 0)
+    if len(pool) <= params.js_records:
+        return None
+    keep = np.zeros(len(store.position), bool)
+    keep[np.random.default_rng(params.seed + 1).choice(pool, params.js_records, replace=False)] = True
+    return keep
+
+
+def open_labels(labels_path: str | Path, n: int, L: int, H: int, create: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per-record pattern codes ``(N, L, H)`` int8 (-1 = not analysed) and probabilities (float16, NaN), as
+    memory maps; ``create`` makes them (one process), else they are opened to fill in (the workers of a run)."""
+    mode = "w+" if create else "r+"
+    labels = np.lib.format.open_memmap(labels_path, mode=mode, dtype=np.int8, shape=(n, L, H))
+    probs = np.lib.format.open_memmap(Path(labels_path).with_name("pattern_probs.npy"), mode=mode,
+                                      dtype=np.float16, shape=(n, L, H))
+    if create:
+        labels[:] = -1
+        probs[:] = np.nan
+    return labels, probs
+
+
 @keeps_thread_settings
 def analyze_store(
     store: AttentionStore | str | Path,
@@ -105,11 +130,15 @@ def analyze_store(
     labels_path: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
     records: np.ndarray | None = None,
+    js_keep: np.ndarray | None = None,
+    create_labels: bool = True,
 ) -> Partial:
     """Run the requested analyses over ``store`` (or a ``--sample``), streaming; returns the merged partial.
 
     ``records``: input-order ids to analyse instead (e.g. one shard per process or machine; merge the
-    returned partials with :meth:`Partial.merge`). Overrides ``params.sample``.
+    returned partials with :meth:`Partial.merge`). Overrides ``params.sample``. Such a split run passes the
+    whole run's ``js_keep`` (:func:`js_subset`, all True where it is None) and ``create_labels=False`` (the
+    label files are made once, by its coordinator).
 
     ``labels_path``: where to write per-record pattern codes (``(N, L, H)`` int8 ``.npy``, -1 = not analysed;
     N = input records) when ``params.per_record``; the probability of each label goes beside it to
@@ -140,21 +169,13 @@ def analyze_store(
         records = _sample(store, params.sample, params.seed)
     else:
         records = np.unique(np.asarray(records, np.int64))
-    js_keep = None
-    if "js" in metrics:
-        pool = records if records is not None else np.flatnonzero(store.position >= 0)
-        if len(pool) > params.js_records:
-            js_keep = np.zeros(len(store.position), bool)
-            js_keep[np.random.default_rng(params.seed + 1).choice(pool, params.js_records, replace=False)] = True
+    if "js" in metrics and js_keep is None:
+        js_keep = js_subset(store, records, params)
     labels = None
     if params.per_record:
         if labels_path is None:
             raise AttnxError("per-record labels need an output path")
-        labels = np.lib.format.open_memmap(labels_path, mode="w+", dtype=np.int8, shape=(len(store.position), L, H))
-        labels[:] = -1
-        probs = np.lib.format.open_memmap(Path(labels_path).with_name("pattern_probs.npy"), mode="w+",
-                                          dtype=np.float16, shape=(len(store.position), L, H))
-        probs[:] = np.nan
+        labels, probs = open_labels(labels_path, len(store.position), L, H, create_labels)
     part = Partial(L, H)
     trim = heap_trimmer()
     progress_bytes = 0

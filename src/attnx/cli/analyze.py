@@ -60,6 +60,17 @@ def _warn(message: str) -> None:
     click.echo(f"warning: {message}", err=True)
 
 
+def _analyze_distributed(st, params, labels_path, bar, workers, threads_per_worker, scheduler):  # noqa: ANN001, ANN202
+    from attnx.scaleout.analyze import analyze_on_cluster
+    from attnx.scaleout.cluster import ClusterSpec, connect, parse_workers
+
+    if workers is not None and scheduler is not None:
+        raise AttnxError("give --workers or --scheduler, not both")
+    spec = ClusterSpec(parse_workers(workers), scheduler, threads_per_worker)
+    with connect(spec, lambda line: click.echo(line, err=True)) as client:
+        return analyze_on_cluster(st, params, client, labels_path, bar, threads=spec.torch_threads())
+
+
 @click.command("analyze")
 @click.argument("store", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -79,8 +90,12 @@ def _warn(message: str) -> None:
 @click.option("--block-mb", type=click.IntRange(min=1), default=64, show_default=True,
               help="Stored attention per streamed block (memory is about 4x this).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+@click.option("--workers", default=None, help="Run on a local Dask cluster of N worker processes (dask extra).")
+@click.option("--threads-per-worker", type=int, default=0, help="Kernel threads per local worker [default: cores/N].")
+@click.option("--scheduler", default=None, help="Run on an existing Dask cluster: its scheduler's address.")
 def analyze(store: Path, output: Path | None, only: str, metric: str, sample: int | None, seed: int,
-            js_records: int, per_record: bool, pattern_model: Path | None, block_mb: int, progress: bool) -> None:
+            js_records: int, per_record: bool, pattern_model: Path | None, block_mb: int, progress: bool,
+            workers: str | None, threads_per_worker: int, scheduler: str | None) -> None:
     """Features, pattern types, head similarity and relation heads of every map in STORE.
 
     Streams the store block by block through numba kernels (memory bounded by --block-mb) and writes
@@ -128,8 +143,11 @@ def analyze(store: Path, output: Path | None, only: str, metric: str, sample: in
         try:
             bar.start()
             t0 = time.perf_counter()
-            part = analyze_store(st, params, labels_path=out / "pattern_labels.npy" if per_record else None,
-                                 progress=bar)
+            labels_path = out / "pattern_labels.npy" if per_record else None
+            if workers is not None or scheduler is not None:
+                part = _analyze_distributed(st, params, labels_path, bar, workers, threads_per_worker, scheduler)
+            else:
+                part = analyze_store(st, params, labels_path=labels_path, progress=bar)
             seconds = time.perf_counter() - t0
             rates = bar.finish(seconds)
         finally:

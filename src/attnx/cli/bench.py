@@ -26,6 +26,7 @@ from attnx.errors import AttnxError
 @click.option("--extra-compute", default="", help="Also run these compute dtypes, e.g. bfloat16.")
 @click.option("--dtypes", default="float16,uint8", show_default=True, help="Stored dtypes to run.")
 @click.option("--backends", default="torch", show_default=True, help="torch and/or onnx.")
+@click.option("--rounds", default=3, show_default=True, help="Repetitions of every setting, interleaved.")
 @click.option("--skip-baseline", is_flag=True, help="Do not run the naive transformers baseline.")
 @click.option(
     "--output", "-o", default="attnx-bench", show_default=True, help="Folder for results.json and results.md."
@@ -40,16 +41,18 @@ def bench_cmd(
     extra_compute: str,
     dtypes: str,
     backends: str,
+    rounds: int,
     skip_baseline: bool,
     output: str,
 ) -> None:
     """Measure the naive transformers baseline and each attnx setting on INPUT (one sentence per line) in one
-    run, each in its own process: sentences/s, tokens/s, attention MB/s, bytes per sentence, peak memory,
-    ratios to the baseline, and the machine's ceilings (copy, compression, disk) with the one that binds.
+    run, each in a fresh process per round, rounds interleaved: start-up apart from the steady-state
+    sentences/s (median [min..max]), tokens/s, bytes per sentence, peak memory, ratios to the baseline of
+    the same round, and each attnx row's ceilings (compute only, codec, disk) with the lowest.
 
     Example: attnx bench sentences.txt --model random-bert-base --device cuda --limit 20000
     """
-    from attnx.bench import run_suite
+    from attnx.bench import ceilings_table, markdown_table, run_suite
 
     if not Path(input_path).is_file():
         raise AttnxError(f"{input_path}: no such file")
@@ -62,14 +65,16 @@ def bench_cmd(
         extra_compute=[x for x in extra_compute.split(",") if x],
         dtypes=dtypes.split(","),
         backends=backends.split(","),
+        rounds=rounds,
         skip_baseline=skip_baseline,
         log=lambda m: click.echo(m, err=True),
     )
     folder = Path(output)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "results.json").write_text(json.dumps(out, indent=2))
-    ceil = ", ".join(f"{k} {v:,.1f}" for k, v in out["ceilings"].items())
     hw = out["machine"].get("gpu") or f"{out['machine']['cpu']}, {out['machine']['cores']} cores"
-    (folder / "results.md").write_text(f"# attnx bench: {hw}\n\n{out['table']}\n\nCeilings: {ceil}\n")
-    click.echo(out["table"])
-    click.echo(f"\nceilings: {ceil}\nresults: {folder / 'results.json'}, {folder / 'results.md'}")
+    lo, hi = out["load_1min"]
+    table = f"{markdown_table(out)}\n\nCeilings, sentences/s:\n\n{ceilings_table(out)}\n\nload {lo:.1f}-{hi:.1f}\n"
+    (folder / "results.md").write_text(f"# attnx bench: {hw}\n\n{table}")
+    click.echo(table)
+    click.echo(f"results: {folder / 'results.json'}, {folder / 'results.md'}")

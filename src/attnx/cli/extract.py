@@ -116,6 +116,28 @@ def _count_lines(path: str) -> int | None:
     "device, not the maps.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing store at --output instead of resuming it.")
+@click.option(
+    "--workers",
+    default=None,
+    help="Run on a local Dask cluster of N worker processes, or 'gpus' for one per visible GPU (needs the dask "
+    "extra). The store is the same as without.",
+)
+@click.option("--threads-per-worker", type=int, default=0, help="Torch threads per local worker [default: cores/N].")
+@click.option("--scheduler", default=None, help="Run on an existing Dask cluster: its scheduler's address.")
+@click.option(
+    "--shard-records",
+    type=int,
+    default=16384,
+    show_default=True,
+    help="With --workers/--scheduler: input records per shard (the unit of work, merge and resume).",
+)
+@click.option(
+    "--retries",
+    type=int,
+    default=3,
+    show_default=True,
+    help="With --workers/--scheduler: times a shard may lose its worker before the run fails.",
+)
 @quiet_json_options
 @one_line_errors
 def extract_cmd(
@@ -137,6 +159,11 @@ def extract_cmd(
     budget_mb: float | None,
     stats_only: bool,
     overwrite: bool,
+    workers: str | None,
+    threads_per_worker: int,
+    scheduler: str | None,
+    shard_records: int,
+    retries: int,
     quiet: bool,
     as_json: bool,
 ) -> None:
@@ -144,6 +171,8 @@ def extract_cmd(
     attention map, ragged and compressed, in a Zarr store. An interrupted run resumes where it stopped.
 
     Example: attnx extract corpus.txt -o corpus.zarr --layers 0-5 --dtype uint8
+
+    On several processes, GPUs or hosts: --workers 4, --workers gpus, or --scheduler tcp://host:8786.
     """
     from attnx.engine.extract import ExtractOptions, extract, parse_index_list
     from attnx.engine.model import model_shape
@@ -173,7 +202,17 @@ def extract_cmd(
     )
     progress = _Progress(not quiet and not as_json, _count_lines(input_path))
     try:
-        summary = extract(opts, progress=progress)
+        if workers is not None or scheduler is not None:
+            from attnx.scaleout.cluster import ClusterSpec, parse_workers
+            from attnx.scaleout.coordinator import extract_distributed
+
+            if workers is not None and scheduler is not None:
+                raise AttnxError("give --workers or --scheduler, not both")
+            spec = ClusterSpec(parse_workers(workers), scheduler, threads_per_worker, retries)
+            announce = (lambda line: None) if quiet or as_json else (lambda line: click.echo(line, err=True))
+            summary = extract_distributed(opts, spec, shard_records, progress=progress, announce=announce)
+        else:
+            summary = extract(opts, progress=progress)
         rates = progress.finish(summary) if summary.status == "complete" else ""
     finally:
         progress.close()

@@ -97,3 +97,7 @@ main.add_command(report_cmd)
 main.add_command(ablate_cmd)
 main.add_command(importance_cmd)
 main.add_command(rollout_cmd)
+
+
+if __name__ == "__main__":  # python -m attnx.cli.main
+    main()

@@ -1,8 +1,7 @@
 """``extract``: corpus -> tokenize -> length-sorted batches -> backend -> writer -> store.
 
-The loop is schedule (plan a window's batches) -> execute (backend.submit) -> process (hand the finished
-batch, with its records' tokens, to the writer), with ``queue_depth`` batches in flight so batch k+1
-computes while batch k is copied and written.
+The loop itself (schedule -> execute -> process) is :func:`attnx.engine.loop.run_windows`, shared with the
+shards a Dask worker runs (:mod:`attnx.scaleout`).
 
 Longer than most modules on purpose: the whole data path of a run (options, the store's create/resume
 checks, the loop, the summary) reads top to bottom in this one file.
@@ -10,37 +9,33 @@ checks, the loop, the summary) reads top to bottom in this one file.
 
 from __future__ import annotations
 
-import collections
+import functools
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
-import numpy as np
 import torch
 
 import attnx
 from attnx.config import Config, load_config
-from attnx.engine.backend_choice import choose_backend
-from attnx.engine.backends.base import PackedBatch, collate
+from attnx.engine.backend_choice import UNRESOLVED_AUTO, choose_backend
 from attnx.engine.batching import plan_batches
+from attnx.engine.loop import LoopSettings, RunTotals, run_windows
 from attnx.engine.model import DEFAULT_MODEL, LoadedModel, load_model
 from attnx.engine.sources import Source, input_fingerprint, raw_sha256
-from attnx.engine.tokenize import TokenizedWindow, WindowTokenizer, tokenize_in_background
+from attnx.engine.tokenize import WindowTokenizer, tokenize_in_background
 from attnx.engine.writer import AsyncWriter
 from attnx.errors import AttnxError, InputError, StoreError
 from attnx.kernels.features import MAP_FEATURES
-from attnx.memory import heap_trimmer
 from attnx.store import (
     STORED_DTYPES,
     AttentionStore,
     Payload,
-    StoredBatch,
     StoreLocation,
     StoreWriter,
     WriterConfig,
     WriterLock,
     holds_store,
-    record_sizes,
     resolve_codec,
     store_nbytes,
 )
@@ -73,33 +68,6 @@ class ExtractOptions:
     overwrite: bool = False  # replace an existing store (local stores) instead of resuming it
 
 
-@dataclass(frozen=True)
-class InFlight:
-    """A batch submitted to the backend and not yet handed to the writer."""
-
-    window: TokenizedWindow
-    idx: np.ndarray  # (b,) window-local record indices, physical order
-    pending: object  # the backend's handle: .result() -> PackedBatch
-    keep_from: int  # records at the front already committed before a resume: not written again
-
-
-@dataclass
-class RunTotals:
-    """What this run has handed to the writer so far."""
-
-    records: int = 0
-    tokens: int = 0
-    attention_bytes: int = 0  # stored payload produced (before compression)
-    truncated: int = 0
-    batches: int = 0
-
-    def add(self, stored: StoredBatch) -> None:
-        self.records += len(stored.input_id)
-        self.tokens += int(stored.length.sum())
-        self.attention_bytes += stored.attn.nbytes
-        self.truncated += int(stored.truncated.sum())
-
-
 @dataclass
 class Summary:
     """What a run did. ``seconds`` excludes model loading."""
@@ -120,6 +88,7 @@ class Summary:
     batches: int = 0
     resumed_from: int = 0
     truncated_this_run: int = 0  # records cut to --max-length in this run
+    phases: dict = field(default_factory=dict)  # distributed runs: the coordinator's seconds per phase
     backend: str = ""  # the backend that ran: torch | onnx
 
     def to_json(self) -> dict:
@@ -186,7 +155,7 @@ def _store_meta(opts: ExtractOptions, loaded: LoadedModel, layers: list[int], he
             "compute_dtype": compute,
             "text_field": opts.text_field,
             "pair_field": opts.pair_field,
-            "backend": opts.backend,
+            "backend": UNRESOLVED_AUTO if opts.backend == "auto" else opts.backend,
             "stats_only": opts.stats_only,
         },
     }
@@ -217,66 +186,55 @@ def _check_resumable(store: AttentionStore, meta: dict, dtype: str, codec: str) 
         )
 
 
-def _stored_batch(
-    window: TokenizedWindow,
-    idx: np.ndarray,
-    packed: PackedBatch,
-    keep_from: int,
-    n_lh: int,
-    n_features: int | None = None,
-) -> StoredBatch:
-    """The writer's view of records ``idx`` (window-local, physical order), dropping the first ``keep_from``."""
-    if keep_from:
-        offsets = np.concatenate([[0], np.cumsum(record_sizes(packed.lengths, n_lh, 1, n_features))])
-        attn = packed.attn[offsets[keep_from] :]
-        idx = idx[keep_from:]
-    else:
-        attn = packed.attn
-    starts = window.offsets[idx]
-    lens = window.offsets[idx + 1] - starts
-    src = np.repeat(starts - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens) + np.arange(int(lens.sum()))
-    tokens = {
-        "ids": window.ids[src],
-        "segment": window.segment[src],
-        "special": window.special[src],
-        "punct": window.punct[src],
-        "word": window.word[src],
-    }
-    words = word_count = None
-    if window.word_offsets is not None:
-        w0 = window.word_offsets[idx]
-        word_count = window.word_offsets[idx + 1] - w0
-        wsrc = np.repeat(w0 - np.concatenate([[0], np.cumsum(word_count)[:-1]]), word_count) + np.arange(
-            int(word_count.sum())
+def load_checked(opts: ExtractOptions, device: torch.device, compute: str) -> tuple[LoadedModel, list[int], list[int]]:
+    """The model on ``device`` in ``compute`` precision, with the kept layers and heads, checked against it."""
+    loaded = load_model(
+        opts.model, device=device, dtype=COMPUTE_DTYPES[compute], max_layer=max(opts.layers) if opts.layers else None
+    )
+    layers = list(opts.layers) if opts.layers else list(range(loaded.num_layers))
+    heads = list(opts.heads) if opts.heads else list(range(loaded.num_heads))
+    if layers[-1] >= loaded.num_layers or heads[-1] >= loaded.num_heads:
+        raise AttnxError(
+            f"{opts.model} has {loaded.num_layers} layers x {loaded.num_heads} heads; "
+            f"asked for layers {layers} heads {heads}"
         )
-        words = {"head": window.word_head[wsrc], "deprel": window.word_deprel[wsrc]}
-    return StoredBatch(
-        input_window=window.index,
-        input_digest=window.input_digest,
-        attn=attn,
-        input_id=window.first_id + idx,
-        length=window.length[idx],
-        len_a=window.len_a[idx],
-        line=window.line[idx],
-        truncated=window.truncated[idx],
-        tokens=tokens,
-        words=words,
-        word_count=word_count,
+    positions = _max_positions(loaded.config_dict)
+    if positions and opts.max_length > positions:
+        raise AttnxError(f"--max-length {opts.max_length}: {opts.model} has {positions} positions")
+    return loaded, layers, heads
+
+
+def loop_settings(
+    opts: ExtractOptions, loaded: LoadedModel, layers: list[int], heads: list[int], device: torch.device, cfg: Config
+) -> LoopSettings:
+    """How the engine loop batches: a memory budget per batch, padding, what each record's payload is."""
+    budget, max_tokens = _budget(opts, device, cfg)
+    return LoopSettings(
+        plan=functools.partial(
+            plan_batches, budget_bytes=budget, layers=loaded.layers_run, heads=loaded.num_heads, max_tokens=max_tokens
+        ),
+        pad_id=loaded.tokenizer.pad_token_id or 0,
+        n_lh=len(layers) * len(heads),
+        n_features=len(MAP_FEATURES) if opts.stats_only else None,
+        queue_depth=cfg.queue_depth,
     )
 
 
-def _make_backend(opts: ExtractOptions, loaded: LoadedModel, layers: list[int], heads: list[int], cfg: Config):
-    if opts.backend == "torch":
+def make_backend(opts: ExtractOptions, loaded: LoadedModel, layers: list[int], heads: list[int], cfg: Config):
+    # ``extract`` resolves auto before this (choose_backend); a caller that does not (the scale-out's workers,
+    # which must all run one backend) gets UNRESOLVED_AUTO, the backend its store records (_store_meta)
+    backend = UNRESOLVED_AUTO if opts.backend == "auto" else opts.backend
+    if backend == "torch":
         from attnx.engine.backends.torch_backend import TorchBackend
 
         return TorchBackend(loaded, layers, heads, opts.dtype, ring=cfg.queue_depth * 2 + 3, stats_only=opts.stats_only)
-    if opts.backend == "onnx":
+    if backend == "onnx":
         if opts.stats_only:
             raise AttnxError("--stats-only runs on the torch backend only (the features are computed on the device)")
         from attnx.engine.backends.onnx_backend import OnnxBackend
 
         return OnnxBackend(loaded, layers, heads, opts.dtype)
-    raise AttnxError(f"--backend {opts.backend!r}: choose torch or onnx")
+    raise AttnxError(f"--backend {opts.backend!r}: choose auto, torch or onnx")
 
 
 def _budget(opts: ExtractOptions, device: torch.device, cfg: Config) -> tuple[int, int]:
@@ -321,39 +279,25 @@ def extract(
         lock.release()
 
 
-def _extract_locked(
+def begin_store(
     opts: ExtractOptions,
     cfg: Config,
-    device: torch.device,
-    compute: str,
     location: StoreLocation,
     lock: WriterLock,
     source: Source,
     existing: AttentionStore | None,
-    progress: Callable[[int, int, int], None] | None,
-) -> Summary:
+    loaded: LoadedModel,
+    layers: list[int],
+    heads: list[int],
+    compute: str,
+    window_records: int | None = None,
+) -> StoreWriter | Summary:
+    """A writer on a new store, or on ``existing`` once it is checked to come from the same model, input and
+    options; a :class:`Summary` if ``existing`` is complete. ``window_records``: records per tokenized window
+    of a new store (default ``cfg.window_records``); a resumed store keeps its own."""
     out = str(location)
-    loaded = load_model(
-        opts.model, device=device, dtype=COMPUTE_DTYPES[compute], max_layer=max(opts.layers) if opts.layers else None
-    )
-    layers = list(opts.layers) if opts.layers else list(range(loaded.num_layers))
-    heads = list(opts.heads) if opts.heads else list(range(loaded.num_heads))
-    if layers[-1] >= loaded.num_layers or heads[-1] >= loaded.num_heads:
-        raise AttnxError(
-            f"{opts.model} has {loaded.num_layers} layers x {loaded.num_heads} heads; "
-            f"asked for layers {layers} heads {heads}"
-        )
-    positions = _max_positions(loaded.config_dict)
-    if positions and opts.max_length > positions:
-        raise AttnxError(f"--max-length {opts.max_length}: {opts.model} has {positions} positions")
-    recorded = existing.attrs["options"].get("backend") if existing is not None else None
-    choice = choose_backend(
-        opts.backend, loaded, layers, heads, opts.dtype, opts.stats_only, recorded, cfg.backend_parity_records
-    )
-    opts = replace(opts, backend=choice.backend)  # what the store records and the resume check sees
     meta = _store_meta(opts, loaded, layers, heads, compute)
     meta["options"]["format"] = source.format
-    window_records = cfg.window_records
     writer_config = WriterConfig(cfg.commit_bytes, cfg.commit_seconds, cfg.writer_flush_chunks)
     payload = Payload.stats(MAP_FEATURES) if opts.stats_only else Payload.maps()
 
@@ -370,11 +314,10 @@ def _extract_locked(
             return Summary(
                 store=out, status="already complete", records=len(existing), store_bytes=existing.nbytes_stored()
             )
-        window_records = int(existing.attrs["batching"]["window_records"])
         writer = StoreWriter.resume(location, writer_config, lock=lock)
     else:
         vocab = WindowTokenizer(loaded.tokenizer, opts.max_length).vocab
-        meta["batching"] = {"window_records": window_records}
+        meta["batching"] = {"window_records": window_records or cfg.window_records}
         writer = StoreWriter.create(
             location,
             meta,
@@ -390,66 +333,55 @@ def _extract_locked(
             config=writer_config,
             lock=lock,
         )
-    budget, max_tokens = _budget(opts, device, cfg)
+    return writer
+
+
+def _extract_locked(
+    opts: ExtractOptions,
+    cfg: Config,
+    device: torch.device,
+    compute: str,
+    location: StoreLocation,
+    lock: WriterLock,
+    source: Source,
+    existing: AttentionStore | None,
+    progress: Callable[[int, int, int], None] | None,
+) -> Summary:
+    out = str(location)
+    loaded, layers, heads = load_checked(opts, device, compute)
+    recorded = existing.attrs["options"].get("backend") if existing is not None else None
+    choice = choose_backend(
+        opts.backend, loaded, layers, heads, opts.dtype, opts.stats_only, recorded, cfg.backend_parity_records
+    )
+    opts = replace(opts, backend=choice.backend)  # what the store records and the resume check sees
+    opened = begin_store(opts, cfg, location, lock, source, existing, loaded, layers, heads, compute)
+    if isinstance(opened, Summary):
+        return opened
+    writer = opened
+    window_records = int(writer.attrs["batching"]["window_records"])
     resumed_from = writer.commit.records
     skip_windows, skip_in_window = divmod(resumed_from, window_records)
 
     tokenizer = WindowTokenizer(loaded.tokenizer, opts.max_length, opts.truncate, source_name=opts.input)
-    backend = _make_backend(opts, loaded, layers, heads, cfg)
+    backend = make_backend(opts, loaded, layers, heads, cfg)
     async_writer = AsyncWriter(writer, cfg.queue_depth)
-    n_lh = len(layers) * len(heads)
-    n_features = len(MAP_FEATURES) if opts.stats_only else None
-    pad_id = loaded.tokenizer.pad_token_id or 0
-    totals = RunTotals()
-    in_flight: collections.deque[InFlight] = collections.deque()
-    trim = heap_trimmer()
+    settings = loop_settings(opts, loaded, layers, heads, device, cfg)
     t0 = time.perf_counter()
     if progress:
         progress(0, 0, 0)  # the clock starts here: rates are work done over time since now
 
-    def process(item: InFlight) -> None:
-        """Hand a finished batch, with its records' tokens, to the writer; count it."""
-        stored = _stored_batch(item.window, item.idx, item.pending.result(), item.keep_from, n_lh, n_features)
-        async_writer.put(stored)
-        totals.add(stored)
-        trim()
+    def on_batch(done: RunTotals) -> None:
         if progress:
-            progress(totals.records, totals.tokens, totals.attention_bytes)
+            progress(done.records, done.tokens, done.attention_bytes)
 
     try:
         expect = (writer.commit.input_window, writer.commit.input_digest) if resumed_from else None
-        windows = tokenize_in_background(
-            source, tokenizer, window_records, cfg.tokenize_ahead, skip_windows, expect
-        )
-        for w, window in enumerate(windows):
-            plan = plan_batches(window.length, budget, loaded.layers_run, loaded.num_heads, max_tokens)
-            done_here = skip_in_window if w == 0 else 0
-            for j in range(len(plan)):
-                lo, hi = int(plan.bounds[j]), int(plan.bounds[j + 1])
-                if hi <= done_here:
-                    continue  # committed before the interruption
-                idx = plan.batch(j)
-                batch = collate(
-                    window.ids,
-                    window.offsets,
-                    window.segment,
-                    idx,
-                    pad_id,
-                    *((window.special, window.punct, window.len_a) if opts.stats_only else ()),
-                )
-                in_flight.append(InFlight(window, idx, backend.submit(batch), max(0, done_here - lo)))
-                totals.batches += 1
-                while len(in_flight) >= cfg.queue_depth:
-                    process(in_flight.popleft())
-        while in_flight:
-            process(in_flight.popleft())
+        windows = tokenize_in_background(source, tokenizer, window_records, cfg.tokenize_ahead, skip_windows, expect)
+        totals = run_windows(windows, backend, async_writer.put, settings, skip_in_window, on_batch)
         async_writer.close()
     except BaseException as exc:
-        # bad input further on, or ^C: commit the work already computed; the store stays resumable
+        # bad input further on, or ^C: commit the work already handed on; the store stays resumable
         try:
-            if isinstance(exc, InputError):
-                while in_flight:
-                    process(in_flight.popleft())
             async_writer.close()
             if isinstance(exc, (InputError, KeyboardInterrupt)):
                 writer.commit_now()
@@ -471,7 +403,7 @@ def _extract_locked(
         precision["measured_vs_float32"] = report.to_attrs()
     writer.finish(
         {
-            "input": {**meta["input"], "sha256": source.sha256, "content_sha256": source.content_digest()},
+            "input": {**writer.attrs["input"], "sha256": source.sha256, "content_sha256": source.content_digest()},
             "precision": precision,
         }
     )

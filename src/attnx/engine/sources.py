@@ -121,6 +121,29 @@ class Source:
         self.pair_field = pair_field
         self._hasher: HashingReader | None = None
         self._content = hashlib.sha256()
+        self._data: bytes | None = None  # a shard's bytes (from_bytes) instead of the file
+        self._first_line = 1  # line number of the first line read
+        self._first_id = 0  # input id of the first record read
+
+    @classmethod
+    def from_bytes(
+        cls,
+        path: str,
+        data: bytes,
+        fmt: str,
+        first_line: int,
+        first_id: int,
+        text_field: str = "text",
+        pair_field: str | None = "text_b",
+    ) -> Source:
+        """A contiguous piece of ``path`` (a shard: whole records, decompressed) that starts at line
+        ``first_line`` with record ``first_id``; records and errors carry the numbers of the whole input."""
+        self = cls.__new__(cls)
+        self.path, self.format = path, detect_format(path, fmt)
+        self.text_field, self.pair_field = text_field, pair_field
+        self._hasher, self._content = None, hashlib.sha256()
+        self._data, self._first_line, self._first_id = data, first_line, first_id
+        return self
 
     @property
     def sha256(self) -> str | None:
@@ -133,6 +156,8 @@ class Source:
         return self._content.copy().hexdigest()
 
     def _open(self) -> BinaryIO:
+        if self._data is not None:
+            return io.BytesIO(self._data)
         if self.path == "-":
             if sys.stdin is None or sys.stdin.closed:
                 raise InputError("-", None, "cannot read standard input: it is closed")
@@ -149,15 +174,16 @@ class Source:
             stream = gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[assignment]
         return stream
 
-    def _lines(self) -> Iterator[tuple[int, str]]:
-        """(1-based line number, decoded line without its newline)."""
+    def raw_lines(self) -> Iterator[tuple[int, bytes]]:
+        """(line number, the line's bytes as read, newline included), decompressed; updates the content
+        digest line by line."""
         self._content = hashlib.sha256()
         try:
             stream = self._open()
         except (OSError, ValueError) as exc:
             raise InputError(self.path, None, f"cannot read: {exc}") from None
         try:
-            lineno = 0
+            lineno = self._first_line - 1
             while True:
                 try:
                     raw = stream.readline()
@@ -168,27 +194,32 @@ class Source:
                     return
                 self._content.update(raw)
                 lineno += 1
-                try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    raise InputError(self.path, lineno, f"invalid UTF-8 at byte {exc.start} of the line") from exc
-                if lineno == 1 and text.startswith("\ufeff"):
-                    text = text[1:]
-                yield lineno, text.rstrip("\r\n")
+                yield lineno, raw
         finally:
             if stream is not sys.stdin.buffer:
                 stream.close()
+
+    def _lines(self) -> Iterator[tuple[int, str]]:
+        """(1-based line number, decoded line without its newline)."""
+        for lineno, raw in self.raw_lines():
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError(self.path, lineno, f"invalid UTF-8 at byte {exc.start} of the line") from exc
+            if lineno == 1 and text.startswith("\ufeff"):
+                text = text[1:]
+            yield lineno, text.rstrip("\r\n")
 
     def __iter__(self) -> Iterator[Record]:
         reader = {"text": self._text, "tsv": self._tsv, "jsonl": self._jsonl, "conllu": self._conllu}[self.format]
         return reader()
 
     def _text(self) -> Iterator[Record]:
-        for n, (lineno, line) in enumerate(self._lines()):
+        for n, (lineno, line) in enumerate(self._lines(), self._first_id):
             yield Record(n, lineno, line.strip())
 
     def _tsv(self) -> Iterator[Record]:
-        for n, (lineno, line) in enumerate(self._lines()):
+        for n, (lineno, line) in enumerate(self._lines(), self._first_id):
             if not line.strip():
                 yield Record(n, lineno, "")
                 continue
@@ -201,7 +232,7 @@ class Source:
                 raise InputError(self.path, lineno, f"expected 1 or 2 tab-separated fields, found {len(fields)}")
 
     def _jsonl(self) -> Iterator[Record]:
-        n = 0
+        n = self._first_id
         for lineno, line in self._lines():
             if not line.strip():
                 continue
@@ -229,7 +260,7 @@ class Source:
             n += 1
 
     def _conllu(self) -> Iterator[Record]:
-        n = 0
+        n = self._first_id
         start = None
         rows: list[tuple[int, list[str]]] = []
         for lineno, line in self._lines():

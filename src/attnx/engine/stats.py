@@ -17,7 +17,7 @@ from attnx.kernels.features import MAP_FEATURES
 _ORDER = (
     "cls", "sep", "sep_max", "punct", "self", "prev", "next", "distance",
     "entropy", "cls_entropy", "max_weight", "own_segment", "col_max", "col_top3",
-    "band2", "col_sq", "seg_block",
+    "band2", "col_sq", "seg_block", "map_max",
 )  # fmt: skip
 if tuple(MAP_FEATURES) != _ORDER:  # pragma: no cover - guards a change of the kernels' feature list
     raise ImportError(f"attnx.engine.stats computes {_ORDER}, the kernels now define {MAP_FEATURES}")
@@ -67,4 +67,5 @@ def batch_features(
     far = (dist > 1).to(probs.dtype)  # (T, T)
     blk = same * far[None] * keyok[:, None, :].to(probs.dtype)  # (B, T, T)
     out[..., 16] = (p * blk[:, None]).sum((-2, -1))
+    out[..., 17] = p.amax(dim=(-2, -1)) * lengths[:, None].to(probs.dtype)  # padded cells hold 0
     return out

@@ -275,6 +275,7 @@ def tokenize_in_background(
     ahead: int,
     skip_windows: int = 0,
     expect: tuple[int, str] | None = None,
+    first_window: int = 0,
 ) -> Iterator[TokenizedWindow]:
     """Read and tokenize windows on a worker thread, ``ahead`` windows ahead of the consumer.
 
@@ -282,6 +283,7 @@ def tokenize_in_background(
     ``expect = (window, digest)``: the input's content digest at the end of that window must be ``digest``
     (what the store was made from), else the input changed and an :class:`InputError` stops the run before
     anything is written. Errors raised while reading or tokenizing are re-raised in the consumer.
+    ``first_window``: the number of the source's first window in the whole input (a shard's source).
     """
 
     def produce() -> Iterator[TokenizedWindow]:
@@ -296,7 +298,7 @@ def tokenize_in_background(
                     f"{k * size + len(chunk) - 1} changed); give the original input, or --overwrite to start again",
                 )
             if k >= skip_windows:
-                yield replace(tokenizer(chunk), index=k, input_digest=digest)
+                yield replace(tokenizer(chunk), index=first_window + k, input_digest=digest)
         if expect is not None and k < expect[0]:
             raise InputError(
                 source.path, None, "has fewer records than this store already holds; give the original input"

@@ -26,9 +26,12 @@ col_sq         sum_j (sum_i P[i, j])^2 / l           column-mass concentration: 
 seg_block      sum_i sum_{j in B(i)} P[i, j]         segment-block mass: B(i) = keys in i's own segment
                                                      that are not special tokens and not within 1 of i
                                                      (spread inside the segment, no sink, no diagonal)
+map_max        l * max_{i,j} P[i, j]                 the map's largest weight, once per row (its per-map
+                                                     mean is the largest weight: what a panel drawn on a
+                                                     0..max colour scale is normalised by)
 =============  ========================================================================================
 
-The last three exist for the learned pattern classifier (:mod:`attnx.kernels.patterns`).
+The last four exist for the learned pattern classifier (:mod:`attnx.kernels.patterns`).
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ from attnx.kernels.common import (
 MAP_FEATURES: tuple[str, ...] = (
     "cls", "sep", "sep_max", "punct", "self", "prev", "next", "distance",
     "entropy", "cls_entropy", "max_weight", "own_segment", "col_max", "col_top3",
-    "band2", "col_sq", "seg_block",
+    "band2", "col_sq", "seg_block", "map_max",
 )
 NF = len(MAP_FEATURES)
 F = {name: k for k, name in enumerate(MAP_FEATURES)}
@@ -112,13 +115,16 @@ def record_features(raw, lut, table, a0, l, la, seps, puncts, n_maps, out, w, sa
         f_next = 0.0
         f_max = 0.0
         f_band2 = 0.0
+        f_gmax = 0.0
         for i in range(l):  # row pass
             row = mp[i * l:(i + 1) * l]
             mx = row[0]
             for j in range(l):
                 mx = max(mx, row[j])
                 col[j] += decode(row, j, lut)
-            f_max += decode_value(mx, lut)
+            vmx = decode_value(mx, lut)
+            f_max += vmx
+            f_gmax = max(f_gmax, vmx)
             f_cls += decode(row, 0, lut)
             f_self += decode(row, i, lut)
             if i > 0:
@@ -172,6 +178,7 @@ def record_features(raw, lut, table, a0, l, la, seps, puncts, n_maps, out, w, sa
         o[14] = f_band2
         o[15] = csq / l
         o[16] = sb
+        o[17] = f_gmax * l
 
 
 @njit(parallel=True, nogil=True, cache=True)
@@ -228,7 +235,8 @@ def map_features(
 def per_map_means(sums: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Row sums ``(b, L, H, NF)`` -> per-map means (each row of the map weighted equally).
 
-    ``col_max`` becomes the mean per-row mass on the most-attended column; ``cls_entropy`` is unchanged.
+    ``col_max`` becomes the mean per-row mass on the most-attended column, ``map_max`` the map's largest
+    weight; ``cls_entropy`` is unchanged.
     """
     l = np.asarray(lengths, np.float64).reshape(-1, 1, 1, 1)
     means = sums / l

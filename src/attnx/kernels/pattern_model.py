@@ -33,6 +33,7 @@ DESIGN: tuple[str, ...] = (
     "vertical", "stripe", "cls", "col_max", "col_top3", "col_conc",
     "diagonal", "self", "prev", "next", "band2",
     "own_segment", "seg_block", "entropy", "cls_entropy", "max_weight", "distance", "log_len", "pair",
+    "diag_best", "diag_vis", "map_max",
 )  # fmt: skip
 MODEL_FILE = "data/pattern_model.json"
 
@@ -55,6 +56,9 @@ def design_matrix(means: np.ndarray, lengths: np.ndarray, len_a: np.ndarray, n_s
     (= l for single sentences) and the record's number of [CLS] + [SEP] + punctuation columns.
     Shares of row mass are chance-corrected against uniform attention over the ``l`` keys; ``entropy``
     and ``cls_entropy`` are divided by ``ln l``; ``distance`` by ``l``; ``own_segment`` is 0 for singles.
+    ``diag_best`` is the strongest single diagonal (self, previous or next token; chance-corrected),
+    ``diag_vis`` its mean weight over the map's largest weight ``map_max`` (how bright the diagonal looks
+    on a panel scaled 0..max, as the labellers saw them; 0 for an all-zero map).
     """
     shape = means.shape[:-1]
     m = means.astype(np.float64, copy=False)
@@ -75,6 +79,8 @@ def design_matrix(means: np.ndarray, lengths: np.ndarray, len_a: np.ndarray, n_s
     blk_b = np.maximum(lb - 1.0 - 3.0, 0.0)
     blk_chance = (la * blk_a + lb * blk_b) * inv * inv
     logl = np.log(np.maximum(l, 2.0))
+    diag_top = np.maximum(np.maximum(m[..., F["self"]], m[..., F["prev"]]), m[..., F["next"]])
+    mmax = m[..., F["map_max"]]
     cols = {
         "vertical": np.maximum(np.maximum(stripe, col_max), col_top3),
         "stripe": stripe,
@@ -95,6 +101,9 @@ def design_matrix(means: np.ndarray, lengths: np.ndarray, len_a: np.ndarray, n_s
         "distance": m[..., F["distance"]] * inv,
         "log_len": logl,
         "pair": pair.astype(np.float64),
+        "diag_best": _corr(diag_top, inv),
+        "diag_vis": np.clip(diag_top / np.maximum(mmax, 1e-12), 0.0, 1.0),
+        "map_max": mmax,
     }
     return np.stack([np.broadcast_to(cols[k], shape) for k in DESIGN], axis=-1)
 
@@ -200,6 +209,7 @@ def classify_means(means: np.ndarray, lengths: np.ndarray, len_a: np.ndarray, n_
 _CLS, _SEP, _PUN, _SELF, _PREV, _NEXT = F["cls"], F["sep"], F["punct"], F["self"], F["prev"], F["next"]
 _DIST, _ENT, _CLSENT, _MAXW, _OWN = F["distance"], F["entropy"], F["cls_entropy"], F["max_weight"], F["own_segment"]
 _COLMAX, _COLTOP3, _BAND2, _COLSQ, _SEGBLK = F["col_max"], F["col_top3"], F["band2"], F["col_sq"], F["seg_block"]
+_MAPMAX = F["map_max"]
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -254,6 +264,11 @@ def _classify_kernel(sums, lengths, len_a, n_stripe, w, w0, lo, hi, codes, prob,
             x[16] = s[_DIST] * inv * inv
             x[17] = logl
             x[18] = 1.0 if pair else 0.0
+            top_d = max(max(s[_SELF], s[_PREV]), s[_NEXT]) * inv
+            mmax = s[_MAPMAX] * inv
+            x[19] = _c(top_d, inv)
+            x[20] = min(max(top_d / max(mmax, 1e-12), 0.0), 1.0)
+            x[21] = mmax
             top = -np.inf
             for k in range(n_k):
                 v = w0[k]

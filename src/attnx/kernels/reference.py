@@ -65,6 +65,7 @@ def map_features_ref(attn, scale, attn_offsets, lengths, len_a, tok_offsets, spe
                 blk[:, 0] = False
                 blk[:, seps] = False
                 o[16] = (P * blk).sum()
+                o[17] = l * P.max()
     return out
 
 

@@ -35,5 +35,9 @@ def open_dataset(where: str | os.PathLike | StoreLocation, snapshot: str | None 
             ds = ds.rename({name: _PREFIX[group] + name for name in ds.data_vars})
         parts.append(ds)
     merged = xr.merge(parts, combine_attrs="drop")
+    # an incomplete store of a distributed run has room reserved past its commit: show the committed part only
+    c = store.commit
+    counts = {"element": c.attn, "record": c.records, "token": c.tokens, "word": c.words}
+    merged = merged.isel({dim: slice(0, n) for dim, n in counts.items() if dim in merged.dims})
     merged.attrs = {"attnx": store.attrs, "snapshot": store.snapshot_id}
     return merged

@@ -46,7 +46,9 @@ class StoreLocation:
                     raise StoreError(f"{text}: no bucket in the store URL")
                 return cls("s3" if scheme == "s3://" else "gcs", rest)
         if "://" in text:
-            raise StoreError(f"{text}: unsupported store URL (use a local path, s3://bucket/prefix or gs://bucket/prefix)")
+            raise StoreError(
+                f"{text}: unsupported store URL (use a local path, s3://bucket/prefix or gs://bucket/prefix)"
+            )
         return cls("local", str(Path(text).expanduser().absolute()))
 
     def __str__(self) -> str:

@@ -89,7 +89,7 @@ class AttentionStore:
                 raise StoreError(f"{self.path}: array {name} is missing") from None
             if not isinstance(array, zarr.Array):
                 raise StoreError(f"{self.path}: {name} is not an array")
-            validate.check_array_meta(name, array.shape, array.dtype, dtype, n, self.path)
+            validate.check_array_meta(name, array.shape, array.dtype, dtype, n, self.path, reserved=not self.complete)
             try:
                 present = _chunk_count(self.session, name)
             except Exception as exc:  # noqa: BLE001 - a missing or corrupt manifest

@@ -63,13 +63,16 @@ def check_attrs(attrs: object, where: str) -> tuple[dict, Commit]:
     return attrs, commit
 
 
-def check_array_meta(name: str, shape: tuple, dtype: np.dtype, expected_dtype: np.dtype, n: int, where: str) -> None:
-    """One array's metadata against the commit: 1-D, the layout's dtype, exactly ``n`` elements."""
+def check_array_meta(
+    name: str, shape: tuple, dtype: np.dtype, expected_dtype: np.dtype, n: int, where: str, reserved: bool = False
+) -> None:
+    """One array's metadata against the commit: 1-D, the layout's dtype, exactly ``n`` elements (at least ``n``
+    where ``reserved``: an incomplete store of a distributed run has room reserved for shards in flight)."""
     if len(shape) != 1:
         raise StoreError(f"{where}: array {name} has shape {shape}, expected 1-D")
     if np.dtype(dtype) != np.dtype(expected_dtype):
         raise StoreError(f"{where}: array {name} has dtype {dtype}, expected {np.dtype(expected_dtype)}")
-    if int(shape[0]) != n:
+    if int(shape[0]) != n and not (reserved and int(shape[0]) > n):
         raise StoreError(f"{where}: array {name} has {shape[0]} elements, the commit says {n}")
 
 

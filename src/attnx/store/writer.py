@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -53,6 +54,44 @@ class StoredBatch:
     word_count: np.ndarray | None = None  # (b,) words per record
     input_window: int = -1  # window of input records these came from (resume identity check)
     input_digest: str = ""  # sha256 of the input's content up to the end of that window
+
+
+def batch_arrays(
+    batch: StoredBatch,
+    payload: Payload,
+    layers: int,
+    heads: int,
+    start: dict[str, int],
+    deprel_ids: Callable[[np.ndarray], np.ndarray] | None,
+) -> dict[str, np.ndarray]:
+    """The values ``batch`` appends to each array, its records' offsets counted from ``start`` (the
+    payload, ``tok`` and ``words`` elements written before it). ``deprel_ids``: deprel names -> int16 ids
+    (CoNLL-U stores; None for others)."""
+    b = len(batch.input_id)
+    lengths = batch.length.astype(np.int64)
+    sizes = payload.record_sizes(lengths, layers, heads)
+    if int(sizes.sum()) != len(batch.attn):
+        raise StoreError(f"batch payload has {len(batch.attn)} elements, lengths say {int(sizes.sum())}")
+    out = {
+        payload.array: batch.attn,
+        "rec/input_id": batch.input_id,
+        "rec/attn_start": start["payload"] + np.concatenate([[0], np.cumsum(sizes)[:-1]]),
+        "rec/length": batch.length,
+        "rec/len_a": batch.len_a,
+        "rec/tok_start": start["tok"] + np.concatenate([[0], np.cumsum(lengths)[:-1]]),
+        "rec/line": batch.line,
+        "rec/truncated": batch.truncated,
+        **{f"tok/{key}": values for key, values in batch.tokens.items()},
+    }
+    if deprel_ids is None:
+        out["rec/word_start"] = np.zeros(b, np.int64)
+        return out
+    counts = batch.word_count if batch.word_count is not None else np.zeros(b, np.int64)
+    out["rec/word_start"] = start["words"] + np.concatenate([[0], np.cumsum(counts)[:-1]])
+    words = batch.words or {"head": np.empty(0, np.int32), "deprel": np.empty(0, object)}
+    out["words/head"] = words["head"]
+    out["words/deprel"] = deprel_ids(words["deprel"])
+    return out
 
 
 @dataclass(frozen=True)
@@ -104,6 +143,20 @@ class _Stream:
         if len(values):
             self._parts.append(np.ascontiguousarray(values, dtype=self.array.dtype))
             self._held += len(values)
+
+    def skip_written(self, stop: int) -> None:
+        """Elements from here to ``stop`` were written by someone else (a worker's whole chunks): carry on
+        after them. Both ends must lie on chunk boundaries."""
+        self.flush(partial=False)
+        if self._held or self.base % self.chunk or stop % self.chunk or stop < self.base:
+            raise StoreError(f"{self.array.path}: cannot skip to {stop} from {self.total} (not on chunk boundaries)")
+        self.base = stop
+
+    def trim(self) -> None:
+        """Shrink the array to what was appended (a distributed run reserves room ahead of its shards)."""
+        if self.array.shape[0] > self.total:
+            # nothing was written past the total: skip zarr's per-chunk deletes over the reserved room
+            zarr.core.sync.sync(self.array._async_array.resize((self.total,), delete_outside_chunks=False))
 
     def values(self) -> np.ndarray:
         """Everything appended so far (written and held), as one array."""
@@ -274,44 +327,73 @@ class StoreWriter:
     # -- appending ------------------------------------------------------------------------------------------
     def append(self, batch: StoredBatch) -> None:
         """Append a batch; commits once ``commit_bytes`` or ``commit_seconds`` have passed since the last."""
-        b = len(batch.input_id)
-        lengths = batch.length.astype(np.int64)
-        sizes = self.payload.record_sizes(lengths, self.layers, self.heads)
-        if int(sizes.sum()) != len(batch.attn):
-            raise StoreError(f"batch payload has {len(batch.attn)} elements, lengths say {int(sizes.sum())}")
         s = self.streams
-        attn_start = s[self.payload.array].total + np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        tok_start = s["tok/ids"].total + np.concatenate([[0], np.cumsum(lengths)[:-1]])
-        s[self.payload.array].append(batch.attn)
-        s["rec/input_id"].append(batch.input_id)
-        s["rec/attn_start"].append(attn_start)
-        s["rec/length"].append(batch.length)
-        s["rec/len_a"].append(batch.len_a)
-        s["rec/tok_start"].append(tok_start)
-        s["rec/line"].append(batch.line)
-        s["rec/truncated"].append(batch.truncated)
-        for key, values in batch.tokens.items():
-            s[f"tok/{key}"].append(values)
+        start = {"payload": s[self.payload.array].total, "tok": s["tok/ids"].total, "words": self._words}
+        arrays = batch_arrays(
+            batch, self.payload, self.layers, self.heads, start, self._deprel_ids if self.has_words else None
+        )
+        for name, values in arrays.items():
+            s[name].append(values)
         if self.has_words:
-            counts = batch.word_count if batch.word_count is not None else np.zeros(b, np.int64)
-            s["rec/word_start"].append(self._words + np.concatenate([[0], np.cumsum(counts)[:-1]]))
-            words = batch.words or {"head": np.empty(0, np.int32), "deprel": np.empty(0, object)}
-            s["words/head"].append(words["head"])
-            s["words/deprel"].append(self._deprel_ids(words["deprel"]))
-            self._words += int(counts.sum())
-        else:
-            s["rec/word_start"].append(np.zeros(b, np.int64))
-        self.records += b
+            self._words += len(arrays["words/head"])
+        self.records += len(batch.input_id)
         if batch.input_window >= self._window[0]:
             self._window = (batch.input_window, batch.input_digest)
         for stream in s.values():
             stream.flush(partial=False, min_chunks=self.config.flush_chunks)
         self._since_bytes += batch.attn.nbytes
+        self.maybe_commit()
+
+    def maybe_commit(self) -> None:
+        """Commit if ``commit_bytes`` or ``commit_seconds`` have passed since the last commit."""
         if (
             self._since_bytes >= self.config.commit_bytes
             or time.monotonic() - self._since_time >= self.config.commit_seconds
         ):
             self.commit_now()
+
+    # -- distributed runs: shards written by workers through forks of this writer's session ------------------
+    def totals(self) -> dict[str, int]:
+        """Elements appended so far to each array (committed or not)."""
+        return {name: stream.total for name, stream in self.streams.items()}
+
+    def reserve(self, ends: dict[str, int]) -> None:
+        """Grow arrays so that regions up to ``ends[name]`` exist for workers to write into (at the next
+        commit); readers never look past the commit's counts, and ``finish`` trims the rest."""
+        for name, end in ends.items():
+            array = self.streams[name].array
+            if end > array.shape[0]:
+                array.resize((end,))
+
+    def fork(self) -> icechunk.session.ForkSession:
+        """A session for a worker to write its shard's whole chunks; its base is the last commit."""
+        if self.session.has_uncommitted_changes:
+            raise StoreError(f"{self.path}: cannot fork a session with uncommitted changes")
+        return self.session.fork()
+
+    def merge_shard(
+        self, fork: icechunk.session.ForkSession, edges: dict[str, tuple[np.ndarray, int, np.ndarray]], shard: dict
+    ) -> None:
+        """Take a finished shard: its worker's chunks (``fork``) and, per array, ``(head, interior_end, tail)``:
+        the elements before its first chunk boundary, where its whole chunks end (or -1 when it wrote none),
+        the elements after. ``shard``: records, words, last input window and the digest at its end, deprels."""
+        self.session.merge(fork)
+        for name, (head, interior_end, tail) in edges.items():
+            stream = self.streams[name]
+            stream.append(head)
+            if interior_end >= 0:
+                stream.skip_written(interior_end)
+            stream.append(tail)
+        for stream in self.streams.values():
+            stream.flush(partial=False, min_chunks=self.config.flush_chunks)
+        self.records += int(shard["records"])
+        self._words += int(shard["words"])
+        self._window = (int(shard["input_window"]), str(shard["input_digest"]))
+        for name in shard.get("deprels", []):
+            if name not in self._deprel_id:
+                self._deprel_id[name] = len(self.deprels)
+                self.deprels.append(name)
+        self._since_bytes += int(shard["payload_bytes"])
 
     def _deprel_ids(self, names: np.ndarray) -> np.ndarray:
         ids = np.empty(len(names), np.int16)
@@ -323,12 +405,17 @@ class StoreWriter:
             ids[k] = idx
         return ids
 
-    def commit_now(self, extra_attrs: dict | None = None, message: str | None = None) -> None:
-        """Write every tail and commit everything appended so far as one Icechunk snapshot."""
-        if self.records == self.commit.records and not extra_attrs:
+    def commit_now(
+        self, extra_attrs: dict | None = None, message: str | None = None, force: bool = False, trim: bool = False
+    ) -> None:
+        """Write every tail and commit everything appended so far as one Icechunk snapshot. ``force``: commit
+        even with no new records (reservations for a distributed run); ``trim``: shrink reserved arrays."""
+        if self.records == self.commit.records and not extra_attrs and not force:
             return
         for stream in self.streams.values():
             stream.flush(partial=True)
+            if trim:
+                stream.trim()
         commit = Commit(
             records=self.records,
             attn=self.streams[self.payload.array].total,
@@ -341,10 +428,13 @@ class StoreWriter:
         self.group.attrs["attnx"] = self.attrs
         added = commit.records - self._records_at_commit
         try:
-            self.session.commit(
-                message or f"attnx: {commit.records} records (+{added})",
-                metadata={"records": commit.records, "records_added": added, "attn_elements": commit.attn},
-            )
+            with warnings.catch_warnings():
+                # forks handed to workers are merged into a later session: Icechunk supports that, and warns
+                warnings.filterwarnings("ignore", "Committing a session after forking")
+                self.session.commit(
+                    message or f"attnx: {commit.records} records (+{added})",
+                    metadata={"records": commit.records, "records_added": added, "attn_elements": commit.attn},
+                )
         except icechunk.ConflictError:
             raise StoreError(f"{self.path}: another writer committed to this store meanwhile; stopped") from None
         self.commit = commit
@@ -371,7 +461,9 @@ class StoreWriter:
                 dimension_names=[dimension(INDEX_ARRAY)],
                 **codecs("zstd", np.int64, 3),
             )
-        self.commit_now({"complete": True, **(extra_attrs or {})}, message=f"attnx: complete, {self.records} records")
+        self.commit_now(
+            {"complete": True, **(extra_attrs or {})}, message=f"attnx: complete, {self.records} records", trim=True
+        )
         self.close()
 
     def close(self) -> None:

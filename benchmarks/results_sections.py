@@ -1,0 +1,298 @@
+"""One renderer per RESULTS.md table: each reads its result file(s) in ``benchmarks/results/`` and returns
+markdown. Used by ``make_results.py`` (``{{table:NAME[:ARG]}}`` in the template) and by the harnesses that
+print their own table. Pure functions of the files: no timing, no heavy imports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from attnx.bench import ceilings_table, markdown_table
+from attnx.benchkit import fmt
+
+
+def _load(results: Path, name: str) -> dict:
+    return json.loads((results / name).read_text())
+
+
+def _loads(load: list[float]) -> str:
+    return f"{load[0]:.1f}-{load[1]:.1f}" if load else "not recorded"
+
+
+def _md(head: str, align: str, rows: list[str]) -> str:
+    """A markdown table: ``head`` and ``align`` are ``|``-separated cells (``---`` / ``---:``), ``rows`` the lines."""
+    cells = [c.strip() for c in head.split("|")]
+    return "\n".join([f"| {' | '.join(cells)} |", f"|{'|'.join(c.strip() for c in align.split('|'))}|", *rows])
+
+
+def _machine(m: dict) -> str:
+    flags = ", ".join(m.get("key_flags", [])) or "flags not recorded"
+    return f"{m['cpu']}, {m['cores']} cores ({flags})"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# extraction (bench_extract.py / attnx.bench) and the GPU check
+# ----------------------------------------------------------------------------------------------------------
+def extract_section(out: dict) -> str:
+    m, st = out["machine"], out["lengths"]
+    hw = m.get("gpu") or _machine(m)
+    lines = [
+        f"`{out.get('command', 'python benchmarks/bench_extract.py')}`: {hw}; torch {m.get('torch')}, "
+        f"transformers {m.get('transformers')}, zarr {m.get('zarr')}, {m['when_utc']} UTC. Input: "
+        f"{Path(out['input']).parent.parent.name}/{Path(out['input']).parent.name} sentences, first {st['n']} "
+        f"lines, wordpieces mean {st['mean']:.1f} / median {st['median']:.0f} / p95 {st['p95']:.0f} / max "
+        f"{st['max']}. {out['rounds']} rounds, every setting once per round in a fresh process (load the model, "
+        f"warm up on {out['warmup_sentences']} sentences, then the timed steady state over all sentences); "
+        f"median [min..max] over rounds; 1-minute load {_loads(out['load_1min'])} (read before and after every "
+        "run).",
+        "",
+        markdown_table(out),
+        "",
+        "What each row times: "
+        + "; ".join(f"*{r['label']}*: {r['what']}" for r in out["rows"] if r["kind"] != "attnx")
+        + "; *attnx* rows: `attnx.extract` end to end into a store (the run summary's seconds: tokenizing, "
+        "the model, copying, compressing, committing; model loading excluded). Start-up of an attnx row is its "
+        "warm-up extraction's wall time minus that run's summary seconds: model loading, creating and "
+        "finishing the store, and with bf16 compute the precision check against float32.",
+        "",
+        "Ceilings of each attnx row, sentences/s, measured in the same run (the lowest is in the table above): "
+        "*compute only*: the same backend over the same batches, tokenized before the clock, nothing stored "
+        "(same process, the faster of two passes just before the end-to-end run); *codec*: the row's own "
+        "stored values through the store's codec pipeline (codec + crc32c, same chunks) into memory; *disk*: "
+        f"a 256 MiB sequential write + fsync in the work folder ({fmt(out['disk_MBps'], 0)} MB/s), at the "
+        "row's stored bytes per sentence.",
+        "",
+        ceilings_table(out),
+        "",
+        "Each ceiling is an upper bound by construction (the end-to-end run does all of its work and more); a "
+        "row above 100% of its ceiling means the two runs met different loads from other jobs, which the "
+        "spreads show.",
+    ]
+    mem = out.get("memory")
+    if mem:
+        lines += ["", (
+            f"Memory (one run each; windows of {mem['window_records']} records in both): peak RSS "
+            f"{mem['peak_rss_mb'][0]:.0f} MB on {mem['base_sentences']} sentences, {mem['peak_rss_mb'][1]:.0f} MB "
+            f"on the same repeated to {mem['repeated_sentences']}; RSS at 10/25/50/75/100% of each run: "
+            f"{mem['rss_profile_mb'][0]} and {mem['rss_profile_mb'][1]} MB (each process also ran its warm-up)."
+        )]
+    return "\n".join(lines)
+
+
+def extract_table(results: Path, tag: str = "cpu") -> str:
+    path = results / f"extract-{tag}.json"
+    if not path.exists():
+        return f"No result file {path.name}: not measured."
+    return extract_section(_load(results, path.name))
+
+
+def gpu_table(results: Path) -> str:
+    """``results/gpu/`` holds what ``benchmarks/gpu_check.sh`` wrote to ``$OUT`` (extract-gpu.json, parity.json)."""
+    folder = results / "gpu"
+    parts = []
+    if (folder / "parity.json").exists():
+        rows = json.loads((folder / "parity.json").read_text())
+        parts += ["fp16 attention on CUDA against float32 (`benchmarks/gpu_parity.py`, results/gpu/parity.json):", "",
+                  "| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+        parts += ["| " + " | ".join(str(v) for v in r.values()) + " |" for r in rows] + [""]
+    if (folder / "extract-gpu.json").exists():
+        parts.append(extract_section(json.loads((folder / "extract-gpu.json").read_text())))
+    if not parts:
+        return ("No device run recorded (no results/gpu/extract-gpu.json or results/gpu/parity.json). "
+                "`bash benchmarks/gpu_check.sh` writes both to `$OUT`; copy them to `benchmarks/results/gpu/`.")
+    return "\n".join(parts).rstrip()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# analysis kernels (bench_kernels.py), analyze ceilings, ablation
+# ----------------------------------------------------------------------------------------------------------
+def kernels_section(out: dict) -> str:
+    st, m = out["store"], out["machine"]
+    lines = [
+        f"`{out['command']}`: {_machine(m)}, {m['numba_threads']} numba threads, {m['when_utc']} UTC; store: "
+        f"{st['path']} ({st['records']} records, mean l {st['mean_length']:.1f}, {st['layers']}x{st['heads']} heads, "
+        f"{st['dtype']}). {out['repeats']} rounds after a warm-up, kernels and references interleaved; median "
+        f"[min..max]; 1-minute load {_loads(out['load_1min'])}. Memory copy on this machine: "
+        f"{m['memcpy_gb_s']:.1f} GB/s (for scale, not a ceiling).",
+        "",
+        "| kernel | MB/s (wall) | maps/s (wall) | MB per CPU-s | numpy reference MB/s (records) | speed-up |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in out["kernels"]:
+        ref = f"{fmt(r['ref_mb_s'], 2)} ({r['ref_records']})" if "ref_mb_s" in r else "-"
+        lines.append(f"| {r['kernel']} | {fmt(r['mb_s'])} | {r['maps_s']['median']:,.0f} | "
+                     f"{r['mb_per_cpu_s']['median']:,.0f} | {ref} | {fmt(r.get('speedup'), 0)} |")
+    if out.get("memory"):
+        lines += ["", "Flat memory: a synthetic store of tiny records (1 layer x 2 heads) written through the store "
+                  "API and analysed in 16 MB blocks, each size in a fresh process:", ""]
+    for mm in out.get("memory") or []:
+        lines.append(
+            f"- {mm['records']:,} records ({mm['attn_mb']:.0f} MB float16) analysed in {mm['analyze_s']:.1f} s; "
+            f"peak RSS {mm['peak_rss_mib']} MiB; RSS before {mm['rss_before_mib']} MiB, at progress "
+            + ", ".join(f"{k}: {v}" for k, v in mm["rss_mib_at_progress"].items()))
+    return "\n".join(lines)
+
+
+def kernels_table(results: Path) -> str:
+    return kernels_section(_load(results, "kernels.json"))
+
+
+def ablation_section(report: dict) -> str:
+    n_cfg = report["configurations"]
+    lines = [
+        f"`{report['command']}`: {_machine(report['machine'])}, {report['machine']['when_utc']} UTC; "
+        f"{report['model']} ({report['layers']}x{report['heads']}), {report['examples']} examples (mean "
+        f"{report['mean_wordpieces']:.1f} wordpieces), {n_cfg} configurations, mode {report['mode']}, "
+        f"{report['device']} {report['dtype']}; {report['repeats']} rounds after a warm-up, variants interleaved; "
+        f"median [min..max]; 1-minute load {_loads(report['load_1min'])}.",
+        "",
+        "| variant | work (example x configuration) | seconds | example-configs/s | speed-up vs sequential "
+        "(same work, same round) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, r in report["results"].items():
+        if "extrapolated_seconds_all_configs" in r:
+            lines.append(f"| {name} (reference) | {r['example_configs']} (1/{n_cfg} of the others) | "
+                         f"{fmt(r['seconds'], 2)}; for all {n_cfg} configurations, extrapolated: "
+                         f"{fmt(r['extrapolated_seconds_all_configs'], 1)} | {fmt(r['per_s'])} | "
+                         f"rate {fmt(r['rate_vs_sequential'], 2)}x |")
+        else:
+            lines.append(f"| {name} | {r['example_configs']} | {fmt(r['seconds'], 2)} | {fmt(r['per_s'])} | "
+                         f"{fmt(r['rate_vs_sequential'], 2)}x |")
+    agree = ", ".join(f"{k} {v:g}" for k, v in report["max_abs_logit_diff_vs_sequential"].items())
+    lines += ["", f"Max |logit difference| against sequential: {agree}."]
+    return "\n".join(lines)
+
+
+def ablation_table(results: Path) -> str:
+    return ablation_section(_load(results, "ablation.json"))
+
+
+def analyze_ceilings_table(results: Path) -> str:
+    d = _load(results, "analyze_ceilings.json")
+    g = d["gb_per_s"]
+    cells = [f"{d['median'][k]:.2f} [{min(g[k]):.2f}..{max(g[k]):.2f}]" for k in
+             ("decode_1_thread", "decode_2_threads", "kernels", "end_to_end")]
+    return ("| decode, 1 thread | decode, 2 threads | kernels (blocks in memory) | "
+            "`analyze --only features,patterns` end to end |\n|---|---|---|---|\n| " + " | ".join(cells) + " |")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# store writer and A/B extraction (issue 9's store change)
+# ----------------------------------------------------------------------------------------------------------
+def writer_table(results: Path) -> str:
+    rows = [f"| {r['threads']} | {fmt(r['records_per_s'], 0)} | {fmt(r['raw_gb_per_s'], 2)} | "
+            f"{fmt(r['codec_ceiling_gb_per_s'], 2)} | {fmt(r['disk_ceiling_gb_per_s'], 2)} | "
+            f"{r['fraction_of_lower_ceiling']:.0%} | {r['commits']} | {r['metadata_bytes'] / 1e3:.0f} kB |"
+            for r in _load(results, "writer.json")["rows"]]
+    return _md("zarr threads | records/s | GB/s raw | codec ceiling GB/s | disk ceiling GB/s | of lower ceiling | "
+               "commits | snapshot + manifest bytes", "---|---|---|---|---|---|---|---", rows)
+
+
+def ab_table(results: Path, name: str = "ab-icechunk-store.json") -> str:
+    d = _load(results, name)
+    rows = {"a": "format 1 (plain Zarr, commit marker)", "b": "format 2 (Icechunk), this change"}
+    lines = ["| store | median sent/s | runs |", "|---|---|---|"]
+    for k, label in rows.items():
+        lines.append(f"| {label} | {d['median'][k]:.1f} | {', '.join(f'{v:.1f}' for v in d['sentences_per_s'][k])} |")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# stored dtypes and codecs (bench_codecs.py, quant_analysis_error.py), decoding threads
+# ----------------------------------------------------------------------------------------------------------
+CODEC_ROWS = [  # (dtype, codec in codecs.json, shown as, note); the defaults are attnx.quantize.DTYPES'
+    ("float16", "blosc-lz4-bit-5", "**blosc-lz4 + bit-shuffle**", ""),
+    ("float16", "blosc-zstd-bit-9", "blosc-zstd-9 + bit-shuffle", " (fewest bytes)"),
+    ("uint8", "zstd-1", "**zstd-1**", ""),
+    ("uint8", "blosc-zstd-bit-3", "blosc-zstd-3 + bit-shuffle", ""),
+    ("q9", "blosc-zstd-bit-5", "**blosc-zstd-5 + bit-shuffle**", ""),
+    ("q10", "blosc-zstd-bit-5", "**blosc-zstd-5 + bit-shuffle**", ""),
+    ("q10", "blosc-zstd-bit-3", "blosc-zstd-3 + bit-shuffle", ""),
+    ("q10", "blosc-zstd-bit-1", "blosc-zstd-1 + bit-shuffle", ""),
+    ("q10", "blosc-zstd-bit-9", "blosc-zstd-9 + bit-shuffle", ""),
+    ("q10", "pcodec-8", "pcodec level 8", ""),
+    ("q10", "blosc-lz4-bit-5", "blosc-lz4 + bit-shuffle", ""),
+    ("q10", "zstd-1", "zstd-1", ""),
+    ("q11", "blosc-zstd-bit-5", "**blosc-zstd-5 + bit-shuffle**", ""),
+    ("q12", "blosc-zstd-bit-5", "**blosc-zstd-5 + bit-shuffle**", ""),
+    ("q16", "blosc-zstd-bit-5", "**blosc-zstd-5 + bit-shuffle**", ""),
+]
+
+
+def codecs_table(results: Path) -> str:
+    d = _load(results, "codecs.json")
+    summary = {(s["dtype"], s["codec"]): s for s in d["summary"]}
+    f16 = summary[("float16", "blosc-lz4-bit-5")]["per_corpus_bits"]
+    lines = ["| dtype | codec | bits/value | of float16 store (worst corpus) | max abs error | order-0 entropy "
+             "| encode MB/s, 1 core | decode MB/s, 1 core |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for dtype, codec, shown, note in CODEC_ROWS:
+        s = summary[(dtype, codec)]
+        worst = max(s["per_corpus_bits"][c] / f16[c] for c in f16)
+        lines.append(f"| {dtype} | {shown}{note} | {s['bits_per_value']:.2f} | {s['of_float16_store']:.1%} "
+                     f"({worst:.1%}) | {s['max_abs_error']:.2e} | {s['entropy0_bits']:.2f} | "
+                     f"{s['encode_mbs']:,.0f} | {s['decode_mbs']:,.0f} |")
+    return "\n".join(lines)
+
+
+def quant_error_table(results: Path) -> str:
+    rows = [f"| {r['dtype']} | {r['max_abs_error']:.3g} | {r['row_entropy_max_abs_bits']:.2g} | "
+            f"{r['row_entropy_mean_abs_bits']:.2g} | {r['map_mean_entropy_max_abs_bits']:.2g} | "
+            f"{r['js_next_head_max_abs_bits']:.2g} | {r['argmax_changed_fraction']:.3%} |"
+            for r in _load(results, "quant_analysis_error.json")["rows"]]
+    return _md("dtype | max abs error | row entropy max error (bits) | mean | map mean entropy max error | "
+               "JS(next head) max error | row argmax changed", "---|---:|---:|---:|---:|---:|---:", rows)
+
+
+READ_MODES = {
+    "serial": "serial (concurrency 1, 1 worker), 8-chunk reads",
+    "zarr-default": "zarr defaults, 8-chunk reads",
+    "zarr-2": "zarr, 2 workers, concurrency 2",
+    "pool-2": "`ordered_map`, 2 threads, 1 chunk each",
+    "serial+f32": "serial, + float32 conversion",
+    "zarr-default+f32": "zarr defaults, + float32 conversion after",
+    "pool-2+f32": "`ordered_map` 2 threads, float32 conversion in the worker",
+}
+
+
+def read_threads_table(results: Path) -> str:
+    runs = [("read_threads_run1.json", "run 1"), ("read_threads.json", "run 4")]
+    data = [(_load(results, f), label) for f, label in runs]
+    # load_before / load_after: os.getloadavg() (1, 5, 15 minutes) at the start and end of the run
+    head = " | ".join(f"{label} ({d['repeats']} reps, load {d['load_before'][0]:.1f} -> {d['load_after'][0]:.1f})"
+                      for d, label in data)
+    lines = [f"| dtype | mode | {head} |", "|---|---|" + "---:|" * len(data)]
+    for r in data[0][0]["rows"]:
+        cells = []
+        for d, _ in data:
+            x = next(y for y in d["rows"] if y["dtype"] == r["dtype"] and y["mode"] == r["mode"])
+            cells.append(f"{x['stored_gbs']:.2f} [{x['spread'][0]:.2f}-{x['spread'][1]:.2f}]")
+        lines.append(f"| {r['dtype']} | {READ_MODES.get(r['mode'], r['mode'])} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def structure_table(results: Path, name: str = "structure_model.json") -> str:
+    """Context-sorted values (structure_model.py): ideal and real savings, decode speeds, per corpus and dtype."""
+    rows = []
+    for r in _load(results, name)["rows"]:
+        z = r["codecs"]["blosc-zstd-bit-5"]
+        rows.append(f"| {r['corpus']} | {r['dtype']} | {r['entropy0_bits']:.2f} | {r['conditional_entropy_bits']:.2f} "
+                    f"| {r['saving_vs_best_plain']:.1%} | {r['transform_decode_mbs']:.0f} | "
+                    f"{z['plain_decode_mbs']:,.0f} / {z['sorted_decode_mbs']:,.0f} |")
+    return _md("corpus | dtype | order-0 entropy bits | conditional entropy bits | saving vs best plain codec | "
+               "un-sort MB/s | blosc-zstd-5 decode MB/s: plain / sorted", "---|---|---:|---:|---:|---:|---", rows)
+
+
+TABLES = {
+    "structure": structure_table,
+    "extract": extract_table,
+    "gpu": gpu_table,
+    "kernels": kernels_table,
+    "ablation": ablation_table,
+    "analyze_ceilings": analyze_ceilings_table,
+    "writer": writer_table,
+    "ab": ab_table,
+    "codecs": codecs_table,
+    "quant_error": quant_error_table,
+    "read_threads": read_threads_table,
+}

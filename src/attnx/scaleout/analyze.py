@@ -1,0 +1,116 @@
+"""``attnx analyze`` on a Dask cluster: contiguous runs of stored records to workers, partials merged.
+
+The coordinator pins one snapshot, draws the sample and the JS subset once for the whole store (as one
+process would), cuts the records into runs of about ``task_bytes`` of stored attention in physical order (so
+each task reads whole chunks), and adds the partial sums the workers return: the tables are those of one
+process. Per-record label files are created by the coordinator and filled in place by the workers (a
+shared filesystem, as for the store).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from attnx.analysis.partial import Partial
+from attnx.analysis.run import AnalyzeParams, _sample, analyze_store, js_subset, open_labels
+from attnx.store import AttentionStore
+from attnx.store.layout import STORED_DTYPES
+
+_STORES: dict[tuple[str, str], AttentionStore] = {}
+_LOCK = threading.Lock()
+
+
+def _open(path: str, snapshot: str) -> AttentionStore:
+    """The store at ``snapshot``, opened (and validated) once per worker process."""
+    with _LOCK:
+        key = (path, snapshot)
+        if key not in _STORES:
+            _STORES.clear()
+            _STORES[key] = AttentionStore(path, snapshot)
+        return _STORES[key]
+
+
+def _analyze_part(
+    path: str,
+    snapshot: str,
+    params: AnalyzeParams,
+    records: np.ndarray,
+    js_keep: np.ndarray | None,
+    labels_path: str | None,
+    threads: int,
+) -> Partial:
+    import numba
+
+    if threads:
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))  # restored by analyze_store
+    return analyze_store(
+        _open(path, snapshot), params, labels_path, records=records, js_keep=js_keep, create_labels=False
+    )
+
+
+def record_runs(store: AttentionStore, records: np.ndarray | None, task_bytes: int) -> list[np.ndarray]:
+    """Input ids cut into runs that are contiguous in physical order, about ``task_bytes`` of payload each."""
+    itemsize = STORED_DTYPES[store.dtype].storage.itemsize
+    ids = store._physical["input_id"]
+    sizes = store.payload_kind.record_sizes(store._physical["length"], store.n_layers, store.n_heads) * itemsize
+    if records is not None:
+        keep = np.zeros(len(store.position), bool)
+        keep[records] = True
+        chosen = keep[ids]
+        ids, sizes = ids[chosen], sizes[chosen]
+    if not len(ids):
+        return []
+    cut = np.searchsorted(np.cumsum(sizes), np.arange(task_bytes, int(sizes.sum()), task_bytes), side="right")
+    return [np.sort(part) for part in np.split(ids, np.unique(cut)) if len(part)]
+
+
+def analyze_on_cluster(
+    store: AttentionStore,
+    params: AnalyzeParams,
+    client: object,
+    labels_path: str | Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    threads: int = 0,
+    task_bytes: int = 256 << 20,
+) -> Partial:
+    """:func:`analyze_store` over ``store`` on the workers of ``client``; returns the merged partial."""
+    from distributed import as_completed
+
+    records = _sample(store, params.sample, params.seed)
+    js_keep = None
+    if "similarity" in params.only and "js" in params.metrics:
+        js_keep = js_subset(store, records, params)
+        if js_keep is None:
+            js_keep = np.ones(len(store.position), bool)
+    if params.per_record:
+        labels, probs = open_labels(labels_path, len(store.position), store.n_layers, store.n_heads, create=True)
+        labels.flush()
+        probs.flush()
+        del labels, probs
+    runs = record_runs(store, records, task_bytes)
+    js_future = client.scatter(js_keep, broadcast=True) if js_keep is not None else None
+    futures = [
+        client.submit(
+            _analyze_part,
+            store.path,
+            store.snapshot_id,
+            params,
+            run,
+            js_future,
+            str(labels_path) if labels_path else None,
+            threads,
+            pure=False,
+        )
+        for run in runs
+    ]
+    total = Partial(store.n_layers, store.n_heads)
+    for fut in as_completed(futures):
+        part = fut.result()
+        total = total.merge(part)
+        if progress is not None:
+            progress(part.records, part.attn_bytes)
+    return total
