@@ -18,6 +18,20 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 icechunk.set_logs_filter("icechunk=error")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def attnx_cache(tmp_path_factory):
+    """One ONNX export cache (and parity verdicts) for the whole session, never the user's ~/.cache: the default
+    --backend auto exports each model/settings once per session and reuses it."""
+    old = os.environ.get("ATTNX_CACHE")
+    path = tmp_path_factory.mktemp("attnx-cache")
+    os.environ["ATTNX_CACHE"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("ATTNX_CACHE", None)
+    else:
+        os.environ["ATTNX_CACHE"] = old
+
+
 def shared_file(rel: str) -> Path:
     """A file of ../shared/data, or a clear skip when the folder is absent (tests must pass without it)."""
     path = SHARED_DATA / rel

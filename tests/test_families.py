@@ -112,7 +112,7 @@ def test_family_parity(checkpoint, tmp_path):
     for name, records in (("s.txt", [(s, None) for s in singles]), ("p.tsv", pairs)):
         out = tmp_path / f"{name}.zarr"
         extract(ExtractOptions(input=str(tmp_path / name), output=str(out), model=str(path), dtype="float32",
-                               device="cpu", budget_bytes=200_000))
+                               device="cpu", budget_bytes=200_000, backend="torch"))  # onnx: test_family_onnx_backend
         store = open_store(out)
         assert len(store) == len(records)
         assert store.n_layers == 3 and store.n_heads == 4
@@ -170,7 +170,7 @@ def test_family_layer_subset(checkpoint, tmp_path):
     full, part = tmp_path / "full.zarr", tmp_path / "part.zarr"
     for out, layers in ((full, None), (part, (1,))):
         extract(ExtractOptions(input=str(tmp_path / "s.txt"), output=str(out), model=str(path), dtype="float32",
-                               device="cpu", layers=layers))
+                               device="cpu", layers=layers, backend="torch"))
     for i in range(6):
         np.testing.assert_array_equal(open_store(part).attention(i)[0], open_store(full).attention(i)[1])
 

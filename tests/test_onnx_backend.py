@@ -1,8 +1,8 @@
 """The onnxruntime backend against transformers' eager attention (fp32) and against the torch backend's store.
 
 Each reference record runs alone (no padding); the backend runs singles and pairs of mixed lengths padded
-in one batch, so these tests also prove that padding never leaks into the maps. Exports go to a
-per-session ``ATTNX_CACHE``; the MiniLM export (about 5 s) is made once and reused by the CLI test.
+in one batch, so these tests also prove that padding never leaks into the maps. Exports go to the session's
+``ATTNX_CACHE`` (tests/conftest.py); the MiniLM export (about 5 s) is made once and reused by the CLI test.
 """
 
 from __future__ import annotations
@@ -27,17 +27,6 @@ from attnx.engine.onnx_export import cache_dir, export_path  # noqa: E402
 from attnx.store import open_store  # noqa: E402
 
 TOL = 1e-5
-
-
-@pytest.fixture(scope="module", autouse=True)
-def onnx_cache(tmp_path_factory):
-    old = os.environ.get("ATTNX_CACHE")
-    os.environ["ATTNX_CACHE"] = str(tmp_path_factory.mktemp("attnx-cache"))
-    yield
-    if old is None:
-        os.environ.pop("ATTNX_CACHE", None)
-    else:
-        os.environ["ATTNX_CACHE"] = old
 
 
 def records() -> list[tuple[str, str | None]]:

@@ -6,17 +6,22 @@ large batches, so these tests also prove that padding never leaks into the maps.
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 import torch
 from conftest import SAMPLE, shared_file
 
+from attnx.engine.backend_choice import COMPUTE_SLACK
 from attnx.engine.extract import ExtractOptions, extract
 from attnx.quantize import DTYPES
 from attnx.store import open_store
 
 # stored dtype's bound (attnx.quantize) plus fp32 compute noise against eager attention
 TOL = {"float32": 1e-5, "float16": 5e-4, **{q: DTYPES[q].max_abs_error + 2e-6 for q in ("uint8", "q10", "q12", "q16")}}
+# the default backend (auto: onnx here when onnxruntime is installed) adds its parity check's compute slack
+TOL_AUTO = {dtype: tol + COMPUTE_SLACK["float32"] for dtype, tol in TOL.items()}
 
 
 def reference_maps(model, tokenizer, a: str, b: str | None) -> np.ndarray:
@@ -28,6 +33,7 @@ def reference_maps(model, tokenizer, a: str, b: str | None) -> np.ndarray:
 
 def check_store(store_path, records, model, tokenizer, dtype):
     store = open_store(store_path)
+    tol = TOL[dtype] if store.attrs["options"]["backend"] == "torch" else TOL_AUTO[dtype]
     assert len(store) == len(records)
     worst = 0.0
     for i, (a, b) in enumerate(records):
@@ -35,20 +41,27 @@ def check_store(store_path, records, model, tokenizer, dtype):
         got = store.attention(i)
         assert got.shape == ref.shape, i
         worst = max(worst, float(np.abs(got - ref).max()))
-    assert worst <= TOL[dtype], f"{dtype}: max abs error {worst:.3g} > {TOL[dtype]}"
+    assert worst <= tol, f"{dtype}: max abs error {worst:.3g} > {tol}"
     return worst
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float16", "uint8", "q10", "q12", "q16"])
-def test_minilm_singles_and_pairs(tmp_path, dtype, minilm, eager_minilm):
+@pytest.mark.parametrize(
+    "dtype,backend",
+    [(d, "torch") for d in ("float32", "float16", "uint8", "q10", "q12", "q16")]
+    # the default backend too: float16 (its own graph) and q16 (the float32 graph, the tightest quantised bound)
+    + [(d, "auto") for d in ("float16", "q16")],
+)
+def test_minilm_singles_and_pairs(tmp_path, dtype, backend, minilm, eager_minilm):
     singles = (SAMPLE / "sample.txt").read_text(encoding="utf-8").splitlines()[:40]
     pairs = [tuple(x.split("\t")) for x in (SAMPLE / "sample_pairs.tsv").read_text(encoding="utf-8").splitlines()[:20]]
     (tmp_path / "s.txt").write_text("\n".join(singles) + "\n", encoding="utf-8")
     (tmp_path / "p.tsv").write_text("\n".join("\t".join(p) for p in pairs) + "\n", encoding="utf-8")
     for name, records in (("s.txt", [(s, None) for s in singles]), ("p.tsv", pairs)):
         out = tmp_path / f"{name}.{dtype}.zarr"
-        extract(ExtractOptions(input=str(tmp_path / name), output=str(out), dtype=dtype, device="cpu"))
+        extract(ExtractOptions(input=str(tmp_path / name), output=str(out), dtype=dtype, device="cpu", backend=backend))
         check_store(out, records, eager_minilm, minilm.tokenizer, dtype)
+        if backend == "auto" and importlib.util.find_spec("onnxruntime"):
+            assert open_store(out).attrs["options"]["backend"] == "onnx"  # the check covers the onnx path
 
 
 def test_random_tiny_bert(tmp_path):

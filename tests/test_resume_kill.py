@@ -51,6 +51,8 @@ def extract_cmd(src: Path, out: Path) -> list[str]:
         "-o",
         str(out),
         "-q",
+        "--backend",
+        "torch",  # each of the many started-and-killed runs would pay onnx's start-up; auto resumes: test_backend_auto
         "--layers",
         "0-1",
     ]

@@ -96,7 +96,9 @@ def client():
 
 
 def _single(inp: Path, out: Path) -> attnx.store.AttentionStore:
-    extract(ExtractOptions(input=str(inp), output=str(out)), config=load_config(**SMALL))
+    # torch: what the workers run under the default --backend auto (one backend per store; the single-process
+    # default would pick onnx here, float16 values one ulp away from torch's)
+    extract(ExtractOptions(input=str(inp), output=str(out), backend="torch"), config=load_config(**SMALL))
     return attnx.open_store(out)
 
 
@@ -262,8 +264,8 @@ def test_one_process_finishes_what_workers_began_and_workers_refuse_a_torn_shard
 
     torn = tmp_path / "t.zarr"
     with pytest.raises(KeyboardInterrupt):
-        extract(ExtractOptions(input=str(corpus), output=str(torn)), config=load_config(**SMALL, commit_bytes=1),
-                progress=_stop_after(40))
+        extract(ExtractOptions(input=str(corpus), output=str(torn), backend="torch"),  # the workers' backend
+                config=load_config(**SMALL, commit_bytes=1), progress=_stop_after(40))
     held = len(attnx.open_store(torn))
     assert held % 32
     with pytest.raises(attnx.errors.StoreError, match="not a whole number of 32-record shards"):
@@ -347,3 +349,10 @@ def test_gpu_workers_take_their_own_gpu(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(distributed, "get_worker", lambda: FakeWorker())
     assert worker._worker_device("cuda") == torch.device("cuda", 1)
     assert worker._worker_device("cpu") == torch.device("cpu")
+
+
+def test_default_backend_on_workers_is_the_recorded_torch(client, corpus, tmp_path: Path):
+    """--backend auto is not resolved per worker: every worker runs torch and the store says so."""
+    summary = _distributed(client, corpus, tmp_path / "a.zarr")
+    assert summary.status == "complete"
+    assert attnx.open_store(tmp_path / "a.zarr").attrs["options"]["backend"] == "torch"

@@ -44,6 +44,8 @@ class Config:
     writer_flush_chunks: int = 2
     # sentences of the bundled sample on which reduced-precision compute is compared with fp32 (0: skip)
     precision_check_records: int = 32
+    # sample records on which --backend auto checks an ONNX export against torch before using it (cached per export)
+    backend_parity_records: int = 24
 
 
 def _coerce(value: str, kind: type) -> object:

@@ -95,7 +95,14 @@ def _count_lines(path: str) -> int | None:
     help="Chunk compressor; auto = measured per dtype: blosc-lz4+bitshuffle for floats, zstd for uint8/q8, "
     "blosc-zstd+bitshuffle for q9..q16 (all crc32c-checksummed).",
 )
-@click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True)
+@click.option(
+    "--backend",
+    type=click.Choice(["auto", "torch", "onnx"]),
+    default="auto",
+    show_default=True,
+    help="auto = onnx on CPU when onnxruntime is installed and its export passes a parity check against torch on "
+    "the bundled sample (cached per export), else torch; a resumed store keeps the backend it was made with.",
+)
 @click.option(
     "--budget-mb",
     type=float,
@@ -230,7 +237,7 @@ def extract_cmd(
         click.echo(
             f"stored {summary.records} records{resumed} in {summary.store} in {summary.seconds:,.1f} s: "
             f"{rates} of attention, {summary.store_bytes / 1e6:,.1f} MB on disk "
-            f"({summary.device}, {summary.compute_dtype})"
+            f"({summary.device}, {summary.compute_dtype}, {summary.backend} backend)"
         )
 
 
@@ -264,6 +271,7 @@ def info_cmd(store_path: str, as_json: bool) -> None:
         ),
         ("kept", f"layers {_ranges(info['layers'])}, heads {_ranges(info['heads'])}"),
         ("dtype", f"{info['dtype']} (computed in {info['options'].get('compute_dtype')})"),
+        ("backend", _backend_line(info["options"].get("backend"), (info.get("precision") or {}).get("backend_parity"))),
         ("precision", _precision_line(info.get("precision") or {})),
         ("codec", f"{info['codec']} + crc32c"),
         (
@@ -308,6 +316,16 @@ def _precision_line(p: dict) -> str:
             f"99.9% {measured['p999_abs_error']:.3g}"
         )
     return line
+
+
+def _backend_line(backend: str | None, parity: dict | None) -> str:
+    """The backend that made the store, with the parity check that chose it under --backend auto."""
+    if not parity:
+        return str(backend)
+    return (
+        f"{backend} (parity vs torch on {parity['records']} sample records: max abs error "
+        f"{parity['max_abs_error']:.3g} <= {parity['tolerance']:.3g})"
+    )
 
 
 def _ranges(values: list[int]) -> str:

@@ -12,12 +12,13 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
 import attnx
 from attnx.config import Config, load_config
+from attnx.engine.backend_choice import UNRESOLVED_AUTO, choose_backend
 from attnx.engine.batching import plan_batches
 from attnx.engine.loop import LoopSettings, RunTotals, run_windows
 from attnx.engine.model import DEFAULT_MODEL, LoadedModel, load_model
@@ -60,7 +61,7 @@ class ExtractOptions:
     text_field: str = "text"
     pair_field: str | None = "text_b"
     codec: str = "auto"  # see attnx.store.resolve_codec
-    backend: str = "torch"
+    backend: str = "auto"  # auto | torch | onnx (attnx.engine.backend_choice); a store records the one that ran
     budget_bytes: int | None = None  # attention bytes per batch; default from Config / device memory
     max_batch_tokens: int | None = None
     stats_only: bool = False  # store per-map features computed on the device instead of the maps
@@ -88,6 +89,7 @@ class Summary:
     resumed_from: int = 0
     truncated_this_run: int = 0  # records cut to --max-length in this run
     phases: dict = field(default_factory=dict)  # distributed runs: the coordinator's seconds per phase
+    backend: str = ""  # the backend that ran: torch | onnx
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -153,7 +155,7 @@ def _store_meta(opts: ExtractOptions, loaded: LoadedModel, layers: list[int], he
             "compute_dtype": compute,
             "text_field": opts.text_field,
             "pair_field": opts.pair_field,
-            "backend": opts.backend,
+            "backend": UNRESOLVED_AUTO if opts.backend == "auto" else opts.backend,
             "stats_only": opts.stats_only,
         },
     }
@@ -219,17 +221,20 @@ def loop_settings(
 
 
 def make_backend(opts: ExtractOptions, loaded: LoadedModel, layers: list[int], heads: list[int], cfg: Config):
-    if opts.backend == "torch":
+    # ``extract`` resolves auto before this (choose_backend); a caller that does not (the scale-out's workers,
+    # which must all run one backend) gets UNRESOLVED_AUTO, the backend its store records (_store_meta)
+    backend = UNRESOLVED_AUTO if opts.backend == "auto" else opts.backend
+    if backend == "torch":
         from attnx.engine.backends.torch_backend import TorchBackend
 
         return TorchBackend(loaded, layers, heads, opts.dtype, ring=cfg.queue_depth * 2 + 3, stats_only=opts.stats_only)
-    if opts.backend == "onnx":
+    if backend == "onnx":
         if opts.stats_only:
             raise AttnxError("--stats-only runs on the torch backend only (the features are computed on the device)")
         from attnx.engine.backends.onnx_backend import OnnxBackend
 
         return OnnxBackend(loaded, layers, heads, opts.dtype)
-    raise AttnxError(f"--backend {opts.backend!r}: choose torch or onnx")
+    raise AttnxError(f"--backend {opts.backend!r}: choose auto, torch or onnx")
 
 
 def _budget(opts: ExtractOptions, device: torch.device, cfg: Config) -> tuple[int, int]:
@@ -344,6 +349,11 @@ def _extract_locked(
 ) -> Summary:
     out = str(location)
     loaded, layers, heads = load_checked(opts, device, compute)
+    recorded = existing.attrs["options"].get("backend") if existing is not None else None
+    choice = choose_backend(
+        opts.backend, loaded, layers, heads, opts.dtype, opts.stats_only, recorded, cfg.backend_parity_records
+    )
+    opts = replace(opts, backend=choice.backend)  # what the store records and the resume check sees
     opened = begin_store(opts, cfg, location, lock, source, existing, loaded, layers, heads, compute)
     if isinstance(opened, Summary):
         return opened
@@ -382,6 +392,8 @@ def _extract_locked(
         backend.close()
     seconds = time.perf_counter() - t0
     precision = _precision_note("float32" if opts.stats_only else opts.dtype, compute)
+    if choice.verdict is not None and choice.backend == "onnx":
+        precision["backend_parity"] = choice.verdict.to_attrs()
     if compute != "float32" and cfg.precision_check_records and resumed_from == 0:
         from attnx.engine.precision import measure_precision
 
@@ -413,6 +425,7 @@ def _extract_locked(
         batches=totals.batches,
         resumed_from=resumed_from,
         truncated_this_run=totals.truncated,
+        backend=choice.backend,
     )
 
 
