@@ -1,6 +1,9 @@
 """Scale-out on a local Dask cluster (issue 9): workers' efficiency, the coordinator's cost, commit growth.
 
-Three measurements, each written to ``benchmarks/results/scale_<part>.json`` and printed as a table:
+Longer than most files: five small harnesses (and the plan's arithmetic) that share the corpus, cluster and
+result helpers; one command per part keeps them runnable alone.
+
+Five parts, each written to ``benchmarks/results/scale_<part>.json`` and printed as a table:
 
 * ``throughput``: the same corpus extracted by one process (the baseline; 1 and 2 torch threads) and on
   local clusters of 1 worker x 1 thread, 2 workers x 1 thread and 1 worker x 2 threads; repeated and

@@ -1,5 +1,8 @@
 """Train the learned pattern classifier on one split of the labelled maps and evaluate it on the other.
 
+Longer than most files on purpose: data loading, cross-validation, the held-out look and the report are one
+experiment, and reading it top to bottom is how its protocol (CV on train only, one held-out look) is checked.
+
 Data (``validation/``, no text: pointers into the shared data folder):
 
 * ``v2``: ``pattern_sample_v2.csv`` (1008 MiniLM maps, drawn by ``tools/render_label_maps.py --v2``) with

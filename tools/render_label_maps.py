@@ -1,5 +1,8 @@
 """Rebuild and render the hand-labelled attention-pattern validation sample (``validation/``).
 
+Longer than most files: the sample's whole definition (sources, strata, seeds, rendering) is kept in one place so
+that the labelled sets can be rebuilt exactly from it.
+
 The sample is a pure function of ``--seed`` (default 2019) and the shared data folder
 (``$ATTNX_SHARED_DATA``, default ``/work/shared/data``):
 

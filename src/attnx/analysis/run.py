@@ -1,5 +1,8 @@
 """Streaming drivers: run the kernels over a store block by block, merge partials, write the results.
 
+Longer than most modules: the one streaming pass (analyze_store) and the writing of every result file from its
+partial belong together, so that each output column can be traced to the sum it comes from in one file.
+
 Memory is bounded by the block size (``max_bytes`` of stored attention, read ahead on another thread by
 :meth:`attnx.store.AttentionStore.blocks`) plus the per-record pattern labels, which go to a memory-mapped
 ``.npy`` file rather than RAM. Nothing grows with the corpus except that file.

@@ -2,15 +2,18 @@
 
 Layered like zarr-python: :mod:`~attnx.store.layout` (names, dtypes, codecs: the only module that knows
 array paths), :mod:`~attnx.store.location` (where a store lives, the writer lock),
-:mod:`~attnx.store.writer` (appending commits), :mod:`~attnx.store.reader` (validated snapshot reads),
+:mod:`~attnx.store.append` (a batch as per-array values, append-only array streams),
+:mod:`~attnx.store.writer` (appending commits), :mod:`~attnx.store.region` (a distributed run's shard),
+:mod:`~attnx.store.reader` (validated snapshot reads),
 :mod:`~attnx.store.validate` and :mod:`~attnx.store.verify` (invariants, full checks),
 :mod:`~attnx.store.derived` (results written back), :mod:`~attnx.store.dataset` (the xarray view).
 """
 
+from attnx.store.append import StoredBatch
 from attnx.store.layout import FORMAT, STORED_DTYPES, Commit, Payload, record_sizes, resolve_codec
 from attnx.store.location import StoreLocation, WriterLock
 from attnx.store.reader import AttentionBlock, AttentionStore, open_store, store_nbytes
-from attnx.store.writer import StoredBatch, StoreWriter, WriterConfig, holds_store
+from attnx.store.writer import StoreWriter, WriterConfig, holds_store
 
 __all__ = [
     "FORMAT",

@@ -8,9 +8,10 @@ import numpy as np
 import zarr
 
 from attnx.errors import StoreError
+from attnx.store.append import StoredBatch
 from attnx.store.layout import FORMAT_1, Payload, record_sizes
 from attnx.store.location import StoreLocation
-from attnx.store.writer import StoredBatch, StoreWriter
+from attnx.store.writer import StoreWriter
 
 
 def convert_format_1(old: str | os.PathLike, new: str | os.PathLike, batch_records: int = 4096) -> int:

@@ -6,10 +6,10 @@ import numpy as np
 import zarr
 
 from attnx.errors import StoreError
+from attnx.store.append import ArrayStream, empty_chunks_written
 from attnx.store.layout import BRANCH, codecs, dimension
 from attnx.store.location import WriterLock
 from attnx.store.reader import AttentionStore
-from attnx.store.writer import _empty_chunks_written, _Stream
 
 
 class DerivedWriter:
@@ -30,7 +30,7 @@ class DerivedWriter:
         self.lock = WriterLock(store.location).acquire()
         try:
             self.session = store.repo.writable_session(BRANCH)
-            with _empty_chunks_written():
+            with empty_chunks_written():
                 group = zarr.open_group(store=self.session.store, mode="r+", zarr_format=3)
                 if f"derived/{name}" in group:
                     del group[f"derived/{name}"]
@@ -49,7 +49,7 @@ class DerivedWriter:
             self.lock.release()
             raise
         self.group = group
-        self.values = _Stream(values, 0)
+        self.values = ArrayStream(values, 0)
         self.counts: list[int] = []
 
     def append(self, flat: np.ndarray, counts: np.ndarray) -> None:
@@ -69,7 +69,7 @@ class DerivedWriter:
             self.values.flush(partial=True)
             offsets = np.concatenate([[0], np.cumsum(self.counts, dtype=np.int64)])
             key = f"derived/{self.name}/offsets"
-            with _empty_chunks_written():
+            with empty_chunks_written():
                 self.group.create_array(
                     key,
                     data=offsets,

@@ -1,5 +1,8 @@
 """Reading a store: one committed Icechunk snapshot, validated before anything reads it.
 
+Longer than most modules: every public read of a store (records, tokens, words, blocks, derived results,
+history, sizes) lives on the one class that validated the snapshot, so none can bypass the validation.
+
 ``AttentionStore`` opens the newest commit of the store's branch (or a given snapshot) and never sees a
 half-written batch; a writer may be appending meanwhile. Opening checks the attributes, every array's
 metadata and chunk count, and the per-record arrays (:mod:`attnx.store.validate`); every later read that

@@ -16,8 +16,8 @@ import numpy as np
 import zarr
 
 from attnx.errors import StoreError
+from attnx.store.append import StoredBatch, batch_arrays, empty_chunks_written
 from attnx.store.layout import Payload, small_arrays
-from attnx.store.writer import StoredBatch, _empty_chunks_written, batch_arrays
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ class RegionWriter:
         self.layers, self.heads = len(attrs["layers"]), len(attrs["heads"])
         self.deprels = deprels
         names = [self.payload.array, *small_arrays(bool(attrs.get("conllu")))]
-        with _empty_chunks_written():
+        with empty_chunks_written():
             group = zarr.open_group(store=fork.store, mode="r+", zarr_format=3)
             self.streams = {n: _RegionStream(group[n], start[n], end[n], flush_chunks) for n in names}
         self._start = start
@@ -131,7 +131,7 @@ class RegionWriter:
         arrays = batch_arrays(
             batch, self.payload, self.layers, self.heads, start, self._deprel_ids if self.deprels is not None else None
         )
-        with _empty_chunks_written():
+        with empty_chunks_written():
             for name, values in arrays.items():
                 s[name].append(values)
 
@@ -141,5 +141,5 @@ class RegionWriter:
 
     def finish(self) -> dict[str, Edge]:
         """Write the last whole chunks; the edges for the coordinator."""
-        with _empty_chunks_written():
+        with empty_chunks_written():
             return {name: stream.finish() for name, stream in self.streams.items()}

@@ -1,0 +1,138 @@
+"""The appending layer under the writers: a batch as per-array values, and an append-only array stream.
+
+:class:`StoredBatch` is what the engine hands over; :func:`batch_arrays` turns it into the values each store
+array gains (offsets counted from where the batch lands); :class:`ArrayStream` appends them to one 1-D array,
+writing whole chunks and holding the partly filled last one in memory. Used by :class:`StoreWriter` (one
+process, or a distributed run's coordinator) and :class:`attnx.store.region.RegionWriter` (a worker's shard).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import zarr
+
+from attnx.errors import StoreError
+from attnx.store.layout import Payload
+
+
+@dataclass(frozen=True)
+class StoredBatch:
+    """A batch of records in physical order, ready to append. ``b`` records, ``T`` tokens, ``W`` words."""
+
+    attn: np.ndarray  # (sum_b payload elements,) in the store dtype, records back to back
+    input_id: np.ndarray  # (b,) int64
+    length: np.ndarray  # (b,) int32
+    len_a: np.ndarray  # (b,) int32
+    line: np.ndarray  # (b,) int64
+    truncated: np.ndarray  # (b,) bool
+    tokens: dict[str, np.ndarray]  # "ids", "segment", "special", "punct", "word": (T,) each
+    words: dict[str, np.ndarray] | None = None  # "head": (W,) int32, "deprel": (W,) str objects
+    word_count: np.ndarray | None = None  # (b,) words per record
+    input_window: int = -1  # window of input records these came from (resume identity check)
+    input_digest: str = ""  # sha256 of the input's content up to the end of that window
+
+
+def batch_arrays(
+    batch: StoredBatch,
+    payload: Payload,
+    layers: int,
+    heads: int,
+    start: dict[str, int],
+    deprel_ids: Callable[[np.ndarray], np.ndarray] | None,
+) -> dict[str, np.ndarray]:
+    """The values ``batch`` appends to each array, its records' offsets counted from ``start`` (the
+    payload, ``tok`` and ``words`` elements written before it). ``deprel_ids``: deprel names -> int16 ids
+    (CoNLL-U stores; None for others)."""
+    b = len(batch.input_id)
+    lengths = batch.length.astype(np.int64)
+    sizes = payload.record_sizes(lengths, layers, heads)
+    if int(sizes.sum()) != len(batch.attn):
+        raise StoreError(f"batch payload has {len(batch.attn)} elements, lengths say {int(sizes.sum())}")
+    out = {
+        payload.array: batch.attn,
+        "rec/input_id": batch.input_id,
+        "rec/attn_start": start["payload"] + np.concatenate([[0], np.cumsum(sizes)[:-1]]),
+        "rec/length": batch.length,
+        "rec/len_a": batch.len_a,
+        "rec/tok_start": start["tok"] + np.concatenate([[0], np.cumsum(lengths)[:-1]]),
+        "rec/line": batch.line,
+        "rec/truncated": batch.truncated,
+        **{f"tok/{key}": values for key, values in batch.tokens.items()},
+    }
+    if deprel_ids is None:
+        out["rec/word_start"] = np.zeros(b, np.int64)
+        return out
+    counts = batch.word_count if batch.word_count is not None else np.zeros(b, np.int64)
+    out["rec/word_start"] = start["words"] + np.concatenate([[0], np.cumsum(counts)[:-1]])
+    words = batch.words or {"head": np.empty(0, np.int32), "deprel": np.empty(0, object)}
+    out["words/head"] = words["head"]
+    out["words/deprel"] = deprel_ids(words["deprel"])
+    return out
+
+
+@contextmanager
+def empty_chunks_written() -> Iterator[None]:
+    # Arrays opened here write chunks equal to the fill value too, so every chunk of every array exists and
+    # a missing chunk object is an error on read, never a silent fill value (checked by verify).
+    with zarr.config.set({"array.write_empty_chunks": True}):
+        yield
+
+
+class ArrayStream:
+    """An append-only 1-D array; the unwritten tail, from the last chunk boundary on, stays in memory."""
+
+    def __init__(self, array: zarr.Array, committed: int) -> None:
+        self.array = array
+        self.chunk = int(array.chunks[0])
+        self.base = committed - committed % self.chunk  # first element held in ``_parts``
+        tail = np.asarray(array[self.base : committed]) if committed > self.base else np.empty(0, array.dtype)
+        self._parts: list[np.ndarray] = [tail]
+        self._held = len(tail)
+
+    @property
+    def total(self) -> int:
+        return self.base + self._held
+
+    def append(self, values: np.ndarray) -> None:
+        if len(values):
+            self._parts.append(np.ascontiguousarray(values, dtype=self.array.dtype))
+            self._held += len(values)
+
+    def skip_written(self, stop: int) -> None:
+        """Elements from here to ``stop`` were written by someone else (a worker's whole chunks): carry on
+        after them. Both ends must lie on chunk boundaries."""
+        self.flush(partial=False)
+        if self._held or self.base % self.chunk or stop % self.chunk or stop < self.base:
+            raise StoreError(f"{self.array.path}: cannot skip to {stop} from {self.total} (not on chunk boundaries)")
+        self.base = stop
+
+    def trim(self) -> None:
+        """Shrink the array to what was appended (a distributed run reserves room ahead of its shards)."""
+        if self.array.shape[0] > self.total:
+            # nothing was written past the total: skip zarr's per-chunk deletes over the reserved room
+            zarr.core.sync.sync(self.array._async_array.resize((self.total,), delete_outside_chunks=False))
+
+    def values(self) -> np.ndarray:
+        """Everything appended so far (written and held), as one array."""
+        return np.concatenate([np.asarray(self.array[: self.base]), *self._parts])
+
+    def flush(self, partial: bool, min_chunks: int = 1) -> None:
+        """Write whole chunks once ``min_chunks`` are held; with ``partial`` also the partly filled last one
+        (it stays in memory too, to be rewritten when it grows)."""
+        if self._held == 0 or (not partial and self._held < min_chunks * self.chunk):
+            return
+        tail = np.concatenate(self._parts) if len(self._parts) > 1 else self._parts[0]
+        whole = (len(tail) // self.chunk) * self.chunk
+        end = len(tail) if partial else whole
+        if end > 0:
+            if self.base + end > self.array.shape[0]:
+                self.array.resize((self.base + end,))
+            self.array[self.base : self.base + end] = tail[:end]
+        self.base += whole
+        rest = tail[whole:]
+        self._parts = [rest]
+        self._held = len(rest)
