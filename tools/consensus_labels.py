@@ -168,6 +168,12 @@ def label_counts(rows: list[dict[str, str]]) -> dict[str, int]:
     return out
 
 
+def _shown(path: Path) -> str:
+    """A path as recorded in the results: relative to the repository when inside it."""
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--set", choices=sorted(SETS), default="v2", help="labelled set (default paths below)")
@@ -213,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         for name in ("random sample (representative)", "block-candidate pool", "single sentences", "sentence pairs"):
             del subsets[name]
-    res = {"set": args.set, "labeller_a": str(args.a), "labeller_b": str(args.b), "sample": str(args.sample),
+    res = {"set": args.set, "labeller_a": _shown(args.a), "labeller_b": _shown(args.b), "sample": _shown(args.sample),
            "split_seed": cfg["seed"], "test_fraction": cfg["test_fraction"],
            "subsets": {name: agreement([r["label_a"] for r in rows if f(r)], [r["label_b"] for r in rows if f(r)])
                        for name, f in subsets.items()},
