@@ -7,6 +7,9 @@ Data (``validation/``, no text: pointers into the shared data folder):
 
 * ``v2``: ``pattern_sample_v2.csv`` (1008 MiniLM maps, drawn by ``tools/render_label_maps.py --v2``) with
   ``pattern_labels_v2.csv`` (labeller A, labeller B, consensus + confidence, ``split``: by record);
+* ``v3`` (the default): v2 plus the block sample ``block_sample_v3.csv`` (360 QNLI/RTE pair maps, 300 block
+  candidates + 60 controls, drawn by ``tools/block_candidates.py``) with ``pattern_labels_v3.csv`` (same
+  columns; its own by-record split, half of the records to ``test``); v2's split is kept as it is;
 * ``v1``: ``pattern_labels.csv`` (240 maps, one labeller, ``tune``/``test`` by item).
 
 The maps are re-extracted with the real MiniLM model into ``--workdir`` (reused), their features are
@@ -25,13 +28,15 @@ computed by the production path (:func:`attnx.analysis.run.block_maps` -> ``per_
 
 Writes ``benchmarks/results/patterns_learned.{json,md}``. Usage::
 
-    python benchmarks/train_patterns.py --data v2 --write          # the shipped model
+    python benchmarks/train_patterns.py --data v3 --write          # the shipped model (v2 + v3 labels)
     python benchmarks/train_patterns.py --data v1 --no-cnn         # on the 240 old labels only
     python benchmarks/train_patterns.py --cv-only --only logreg --repeats 10   # model work: never scores test
 
-Use ``--cv-only`` while developing: it writes ``patterns_cv.json`` and stops before the held-out split is
-touched (each full run scores it; the split's history is kept in ``validation/README.md``). The CV table
-includes the v3 model's configuration on its 19 features (the first 19 of :data:`DESIGN`) for comparison.
+Use ``--cv-only`` while developing: it writes ``patterns_cv.json`` (a full run writes it too, before the
+held-out look) and stops before the held-out split is touched (each full run scores it; the split's history
+is kept in ``validation/README.md``). The CV table includes the v3 model's configuration on its 19 features
+(the first 19 of :data:`DESIGN`) for comparison. With ``--data v3`` the held-out report is given for the
+whole test split and separately for its v3 part (fresh maps, not scored before) and its v2 part.
 """
 
 from __future__ import annotations
@@ -101,10 +106,62 @@ def resized(attn: np.ndarray, len_a: int, size: int = CNN_SIZE) -> np.ndarray:
     return tf.adaptive_avg_pool2d(t, size)[0].numpy()
 
 
+V3_RECORD_OFFSET = 100_000  # v3 record ids follow v2's (groups of the grouped CV stay distinct)
+
+
+def records_from_sample(rows: list[dict[str, str]]) -> list[tool.SourceRecord]:
+    """The distinct ``(source, line)`` records of a sample CSV (first appearance order) with their texts from
+    the shared data folder; the wordpiece count is re-measured and checked against the CSV's ``length``."""
+    tok = tool._tokenizer()
+    texts: dict[str, dict[int, tuple[str, str | None]]] = {}
+    out: list[tool.SourceRecord] = []
+    seen: set[tuple[str, int]] = set()
+    for r in rows:
+        src, line = r["source"], int(r["line"])
+        if (src, line) in seen:
+            continue
+        seen.add((src, line))
+        if src not in texts:
+            texts[src] = {ln: (a, b) for ln, a, b in tool._v2_candidates(src)}
+        if line not in texts[src]:
+            raise SystemExit(f"{src}:{line}: no such record (item {r['item']})")
+        a, b = texts[src][line]
+        n_tok = len(tok(a, b)["input_ids"] if b is not None else tok(a)["input_ids"])  # type: ignore[operator]
+        if n_tok != int(r["length"]):
+            raise SystemExit(f"{src}:{line}: {n_tok} wordpieces, the sample says {r['length']} (item {r['item']})")
+        out.append(tool.SourceRecord(src, line, a, b, n_tok))
+    return out
+
+
+def _concat(a: dict, b: dict) -> dict:
+    return {k: np.concatenate([a[k], b[k]]) for k in a}
+
+
 def load_items(data: str, workdir: Path, labels_v2: Path | None = None) -> dict:
-    """Items of a labelled set with features and labels: a dict of equally long arrays + metadata."""
+    """Items of a labelled set with features and labels: a dict of equally long arrays + metadata
+    (``set``: which labelled set an item comes from)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    if data == "v1":
+    if data == "v3":
+        v2, v3 = load_items("v2", workdir, labels_v2), load_items("v3-blocks", workdir)
+        v3["record"] = v3["record"] + V3_RECORD_OFFSET
+        return _concat(v2, v3)
+    if data == "v3-blocks":
+        srows_l = list(csv.DictReader(open(ROOT / "validation" / "block_sample_v3.csv", encoding="utf-8")))
+        records = records_from_sample(srows_l)
+        store = tool.extract_sample(tool.Sample(records, []), workdir / "v3_blocks")
+        index = {(r.source, r.line): k for k, r in enumerate(records)}
+        srows = {r["item"]: r for r in srows_l}
+        rows = list(csv.DictReader(open(ROOT / "validation" / "pattern_labels_v3.csv", encoding="utf-8")))
+        items = []
+        for r in rows:
+            s = srows[r["item"]]
+            items.append(tool.Item(r["item"], index[(s["source"], int(s["line"]))], int(s["layer"]), int(s["head"])))
+        lab = {"consensus": [r["consensus"] for r in rows], "A": [r["label_a"] for r in rows],
+               "B": [r["label_b"] for r in rows]}
+        conf = [r["confidence"] for r in rows]
+        split = [r["split"] for r in rows]
+        maps = tool.item_maps(tool.Sample(records, items), store)
+    elif data == "v1":
         sample = tool.build_sample()
         store = tool.extract_sample(sample, workdir / "v1")
         rows = list(csv.DictReader(open(ROOT / "validation" / "pattern_labels.csv", encoding="utf-8")))
@@ -141,6 +198,7 @@ def load_items(data: str, workdir: Path, labels_v2: Path | None = None) -> dict:
         "img": np.stack([resized(*maps[it.item]) for it in items]),
         "confidence": np.array(conf),
         "split": np.array(split),
+        "set": np.array(["v3" if data == "v3-blocks" else data] * len(items)),
     }
     for who, labels in lab.items():
         out[f"y_{who}"] = np.array([PATTERNS.index(v) if v in PATTERNS else -1 for v in labels])
@@ -321,6 +379,7 @@ def cross_validate(d: dict, train: np.ndarray, use_cnn: bool, folds: int = 5, re
         macro = [s["macro_f1"] for s in per_rep]
         rows.append({"model": name, "folds": cnn_folds if model is None else folds, "repeats": len(per_rep),
                      "macro_f1": float(np.mean(macro)), "macro_f1_sd": float(np.std(macro)),
+                     "macro_f1_runs": [round(v, 4) for v in macro],
                      "accuracy": float(np.mean([s["accuracy"] for s in per_rep])),
                      "min_f1": min(f1.values()), "f1": {k: round(v, 3) for k, v in f1.items()},
                      "seconds": time.perf_counter() - t0})
@@ -340,7 +399,8 @@ def to_json(pipe, info: dict, x_train: np.ndarray) -> dict:  # noqa: ANN001
         "_doc": "Learned attention-pattern classifier of attnx.kernels.pattern_model (multinomial logistic "
                 "regression on standardised design features). Written by benchmarks/train_patterns.py; "
                 "see validation/README.md for the labels and benchmarks/results/patterns_learned.md for scores.",
-        "version": 4, "kind": "softmax", "classes": list(PATTERNS), "features": list(DESIGN),
+        "version": 5 if info.get("data") == "v3" else 4, "kind": "softmax", "classes": list(PATTERNS),
+        "features": list(DESIGN),
         "mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(), "coef": coef.tolist(),
         "intercept": icpt.tolist(), "lo": x_train.min(axis=0).tolist(), "hi": x_train.max(axis=0).tolist(),
         "uncertain_below": UNCERTAIN_BELOW, "training": info,
@@ -366,9 +426,62 @@ def md_scores(title: str, s: dict) -> list[str]:
     return [*out, ""]
 
 
+def _load() -> list[float]:
+    """1-, 5- and 15-minute load averages (recorded with every timing)."""
+    import os
+
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def held_out_report(d: dict, sel: np.ndarray, pm) -> dict:  # noqa: ANN001
+    """Scores of the packaged-path model ``pm`` on the items ``sel`` (bool over all items, disputed included):
+    vs the consensus (disputed left out), the rules, calibration, consensus confidence ``high`` / ``resolved``
+    only, and vs labeller A / B next to B vs A on all of ``sel``."""
+    usable = sel & (d["y_consensus"] >= 0)
+    proba = pm.proba(d["x"][usable])
+    pred = proba.argmax(axis=1)
+    gold = d["y_consensus"][usable]
+    out = {"consensus": scores(gold, pred), "rules_consensus": scores(gold, d["rules"][usable].astype(int)),
+           "calibration": calibration(gold, proba)}
+    conf = d["confidence"][usable]
+    for c in ("high", "resolved"):
+        if (conf == c).any():
+            out[f"consensus_{c}"] = scores(gold[conf == c], pred[conf == c])
+    if "y_A" not in d:  # one labeller (v1)
+        return out
+    ya, yb = d["y_A"][sel], d["y_B"][sel]
+    pa = pm.proba(d["x"][sel]).argmax(axis=1)
+    out["vs_A"], out["vs_B"], out["A_vs_B"] = scores(ya, pa), scores(yb, pa), scores(ya, yb)
+    return out
+
+
+def md_held_out(title: str, h: dict) -> list[str]:
+    """Markdown of one :func:`held_out_report`."""
+    md = [f"### {title}", ""]
+    md += md_scores("learned classifier vs consensus", h["consensus"])
+    md += md_scores("hand-set rules (Thresholds) vs consensus", h["rules_consensus"])
+    if "vs_A" in h:
+        md += md_scores("learned classifier vs labeller A (disputed maps included)", h["vs_A"])
+        md += md_scores("learned classifier vs labeller B (disputed maps included)", h["vs_B"])
+        md += md_scores("labeller B vs labeller A (human agreement, same items)", h["A_vs_B"])
+    cal = h["calibration"]
+    md += ["#### Calibration of the winning probability (vs consensus)", "",
+           f"ECE {cal['ece']:.3f}, Brier {cal['brier']:.3f}; uncertain (p < {UNCERTAIN_BELOW}) "
+           f"{cal['uncertain_share']:.1%} of maps, accuracy {cal['accuracy_uncertain'] or 0:.3f} there vs "
+           f"{cal['accuracy_certain'] or 0:.3f} on the rest.", "",
+           "| p bin | maps | mean p | accuracy |", "|---|---:|---:|---:|"]
+    md += [f"| {r['bin']} | {r['n']} | {r['confidence']:.3f} | {r['accuracy']:.3f} |" for r in cal["table"]]
+    for c in ("high", "resolved"):
+        if f"consensus_{c}" in h:
+            sc = h[f"consensus_{c}"]
+            md += ["", f"Consensus confidence `{c}` only: macro-F1 {sc['macro_f1']:.3f}, accuracy {sc['accuracy']:.3f} "
+                   f"(n = {sc['n']})."]
+    return [*md, ""]
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", choices=["v1", "v2"], default="v2")
+    ap.add_argument("--data", choices=["v1", "v2", "v3"], default="v3", help="v3 = v2 + the v3 block sample")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/attnx_train_patterns"))
     ap.add_argument("--labels", type=Path, default=None,
                     help="v2 labels CSV (default: validation/pattern_labels_v2.csv)")
@@ -388,17 +501,28 @@ def main(argv: list[str] | None = None) -> None:
     usable = d["y_consensus"] >= 0  # disputed consensus labels are left out of training and scoring
     train = (d["split"] == "train") & usable
     test = (d["split"] == "test") & usable
+    parts = {str(s_): {"train": int((train & (d["set"] == s_)).sum()), "test": int((test & (d["set"] == s_)).sum()),
+                  "disputed": int((~usable & (d["set"] == s_)).sum())} for s_ in np.unique(d["set"])}
     print(f"{args.data}: {len(d['item'])} items, train {train.sum()}, test {test.sum()}, "
-          f"disputed {int((~usable).sum())}", flush=True)
+          f"disputed {int((~usable).sum())}; {parts}", flush=True)
+    load_before = _load()
     cv = cross_validate(d, train, use_cnn=not args.no_cnn, repeats=args.repeats, only=args.only)
+    cv_info = {"data": args.data, "train": int(train.sum()), "parts": parts, "repeats": args.repeats,
+               "load_before": load_before, "load_after": _load(), "cv": cv}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "patterns_cv.json").write_text(json.dumps(cv_info, indent=1) + "\n")  # before any held-out look
     if args.cv_only:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "patterns_cv.json").write_text(json.dumps({"data": args.data, "train": int(train.sum()),
-                                                               "cv": cv}, indent=1) + "\n")
         return
     logreg = [r for r in cv if r["model"].startswith("logreg") and "v3 features" not in r["model"]]
     chosen = args.model or max(logreg, key=lambda r: (r["macro_f1"], r["accuracy"]))["model"]
     best_any = max(cv, key=lambda r: (r["macro_f1"], r["accuracy"]))
+    row_of = {r["model"]: r for r in cv}
+    runs_best, runs_chosen = (np.array(row_of[k]["macro_f1_runs"]) for k in (best_any["model"], chosen))
+    # same CV splits per repeat; the CNN has one repeat only (then no paired difference)
+    diff = runs_best - runs_chosen if len(runs_best) == len(runs_chosen) else np.zeros(0)
+    paired = {"best": best_any["model"], "chosen": chosen, "repeats": len(diff),
+              "mean_diff": float(diff.mean()) if len(diff) else None,
+              "sd_diff": float(diff.std()) if len(diff) else None, "best_wins": int((diff > 0).sum())}
     model = clone(candidates()[chosen]).fit(d["x"][train], d["y_consensus"][train])
     info = {"data": args.data, "train_items": int(train.sum()), "model": chosen,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -408,71 +532,57 @@ def main(argv: list[str] | None = None) -> None:
     tmp = args.workdir / "pattern_model.json"
     tmp.write_text(json.dumps(js, indent=1) + "\n")
     pm = PatternModel.load(tmp)  # evaluate through the shipped code path, not sklearn
-    proba = pm.proba(d["x"][test])
-    pred = proba.argmax(axis=1)
-    gold = d["y_consensus"][test]
+    is_test = d["split"] == "test"
     report: dict = {"data": args.data, "n_items": len(d["item"]), "train": int(train.sum()), "test": int(test.sum()),
-                    "disputed": int((~usable).sum()), "cv": cv, "chosen": chosen, "best_cv": best_any["model"],
-                    "held_out": {"consensus": scores(gold, pred),
-                                 "rules_consensus": scores(gold, d["rules"][test].astype(int)),
-                                 "calibration": calibration(gold, proba)}}
-    conf_te = d["confidence"][test]
-    for c in ("high", "resolved"):
-        sel = conf_te == c
-        if sel.any():
-            report["held_out"][f"consensus_{c}"] = scores(gold[sel], pred[sel])
+                    "disputed": int((~usable).sum()), "parts": parts, "repeats": args.repeats,
+                    "load_cv": [load_before, cv_info["load_after"]], "cv": cv, "chosen": chosen,
+                    "chosen_by": "--model" if args.model else "CV on train (best macro-F1 among logreg)",
+                    "best_cv": best_any["model"], "best_vs_chosen_cv": paired,
+                    "held_out": held_out_report(d, is_test, pm)}
+    if args.data == "v3":
+        for s_ in ("v3", "v2"):
+            report[f"held_out_{s_}"] = held_out_report(d, is_test & (d["set"] == s_), pm)
     md = [f"# Learned pattern classifier ({args.data} labels)", "",
           f"{len(d['item'])} labelled maps; train {int(train.sum())}, held-out test {int(test.sum())} "
-          f"(split by record; {int((~usable).sum())} disputed maps left out). Model chosen by mean macro-F1 of "
-          f"{args.repeats} x 5-fold CV grouped by record on the training split: **{chosen}** (best CV candidate "
-          f"overall: {best_any['model']}).", "",
+          f"(split by record; {int((~usable).sum())} disputed maps left out). Per labelled set: "
+          + "; ".join(f"{k}: train {v['train']}, test {v['test']}, disputed {v['disputed']}" for k, v in parts.items())
+          + f". Model chosen by mean macro-F1 of {args.repeats} x 5-fold CV grouped by record on the training split "
+          f"(load {load_before[0]:.1f} before, {cv_info['load_after'][0]:.1f} after): **{chosen}** "
+          f"({report['chosen_by']}; best CV candidate overall: {best_any['model']}, paired difference to the "
+          f"chosen one over the {paired['repeats']} repeats {paired['mean_diff'] or 0:+.3f} (sd "
+          f"{paired['sd_diff'] or 0:.3f}, ahead in {paired['best_wins']}); only the logistic models can be "
+          "shipped as the packaged JSON today).", "",
           "| candidate (CV on train) | folds x repeats | macro-F1 (sd) | accuracy | "
           + " | ".join(f"F1 {SHORT[n]}" for n in PATTERNS) + " | s |", "|---|---:|---:|---:|" + "---:|" * len(PATTERNS)
           + "---:|"]
     md += [f"| {r['model']} | {r['folds']} x {r['repeats']} | {r['macro_f1']:.3f} ({r['macro_f1_sd']:.3f}) | "
            f"{r['accuracy']:.3f} | "
            + " | ".join(f"{r['f1'][n]:.2f}" for n in PATTERNS) + f" | {r['seconds']:.0f} |" for r in cv]
-    if args.data == "v2":  # the 240 v1 maps, labelled by a third person with other conventions
+    if args.data in ("v2", "v3"):  # the 240 v1 maps, labelled by a third person with other conventions
         v1 = load_items("v1", args.workdir)
         g1 = v1["y_consensus"]
         report["v1_labels"] = {"learned": scores(g1, pm.proba(v1["x"]).argmax(axis=1)),
                                "rules": scores(g1, v1["rules"].astype(int))}
-    md += ["", "### Held-out", ""]
-    md += md_scores("learned classifier vs consensus", report["held_out"]["consensus"])
-    md += md_scores("hand-set rules (Thresholds) vs consensus", report["held_out"]["rules_consensus"])
-    if "y_A" in d:
-        ya, yb = d["y_A"][(d["split"] == "test")], d["y_B"][(d["split"] == "test")]
-        pa = pm.proba(d["x"][d["split"] == "test"]).argmax(axis=1)
-        ok = (ya >= 0) & (yb >= 0)
-        report["held_out"]["vs_A"] = scores(ya[ok], pa[ok])
-        report["held_out"]["vs_B"] = scores(yb[ok], pa[ok])
-        report["held_out"]["A_vs_B"] = scores(ya[ok], yb[ok])
-        md += md_scores("learned classifier vs labeller A", report["held_out"]["vs_A"])
-        md += md_scores("learned classifier vs labeller B", report["held_out"]["vs_B"])
-        md += md_scores("labeller B vs labeller A (human agreement, same items)", report["held_out"]["A_vs_B"])
+    md += [""]
+    md += md_held_out("Held-out: the whole test split" + (" (v2 test + v3 test)" if args.data == "v3" else ""),
+                      report["held_out"])
+    if args.data == "v3":
+        md += md_held_out("Held-out, v3 part only (fresh maps: the v3 block sample's test records)",
+                          report["held_out_v3"])
+        md += md_held_out("Held-out, v2 part only (v2's test split, scored before)", report["held_out_v2"])
     if "v1_labels" in report:
         md += md_scores("learned classifier vs the 240 v1 labels (third labeller, never trained on)",
                         report["v1_labels"]["learned"])
         md += md_scores("hand-set rules vs the 240 v1 labels (their thresholds were tuned on 96 of them)",
                         report["v1_labels"]["rules"])
-    cal = report["held_out"]["calibration"]
-    md += ["#### Calibration of the winning probability (held-out, vs consensus)", "",
-           f"ECE {cal['ece']:.3f}, Brier {cal['brier']:.3f}; uncertain (p < {UNCERTAIN_BELOW}) "
-           f"{cal['uncertain_share']:.1%} of maps, accuracy {cal['accuracy_uncertain'] or 0:.3f} there vs "
-           f"{cal['accuracy_certain'] or 0:.3f} on the rest.", "",
-           "| p bin | maps | mean p | accuracy |", "|---|---:|---:|---:|"]
-    md += [f"| {r['bin']} | {r['n']} | {r['confidence']:.3f} | {r['accuracy']:.3f} |" for r in cal["table"]]
-    for c in ("high", "resolved"):
-        if f"consensus_{c}" in report["held_out"]:
-            s = report["held_out"][f"consensus_{c}"]
-            md += ["", f"Consensus confidence `{c}` only: macro-F1 {s['macro_f1']:.3f}, accuracy {s['accuracy']:.3f} "
-                   f"(n = {s['n']})."]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "patterns_learned.json").write_text(json.dumps(report, indent=1) + "\n")
     (args.out / "patterns_learned.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
     if args.write:
         js["training"]["held_out_macro_f1"] = report["held_out"]["consensus"]["macro_f1"]
+        if "held_out_v3" in report:
+            js["training"]["held_out_v3_macro_f1"] = report["held_out_v3"]["consensus"]["macro_f1"]
         MODEL_OUT.write_text(json.dumps(js, indent=1) + "\n")
         print(f"wrote {MODEL_OUT}")
 

@@ -64,7 +64,7 @@ def test_real_patterns_and_relations_are_plausible(real_store: Path) -> None:
     part = analyze_store(st, AnalyzeParams(metrics=("cosine",)))
     prop = pattern_proportions(part)
     # MiniLM layer 0 head 2 attends to the previous token (a diagonal head), in every sentence; the learned
-    # classifier labels it diagonal in 18 of these 24 sentences (pattern model v4; v3: 19): the 6 others have
+    # classifier labels it diagonal in 18 of these 24 sentences (pattern models v5, v4; v3: 19): the 6 others have
     # 4-16 tokens, a known limit (validation/README.md). The hand-set rules gave > 0.9 here.
     assert prop[0, 2, DIAGONAL] >= 0.75
     # deeper layers are dominated by vertical ([CLS]/[SEP]) attention, as Kovaleva et al. report for BERT

@@ -12,14 +12,19 @@ Consensus rule (documented in ``validation/README.md``):
 * they differ otherwise (both high or both low) -> label ``disputed``, confidence ``disputed``
   (left out of training and of the consensus scores; still counted in the labeller-vs-labeller numbers).
 
-Split (fixed, seeded, by record so that no sentence or pair is in both): 40 % of the records of each group
-(random singles, random pairs, block-candidate pool pairs) go to ``test``, the rest to ``train``.
+Split (fixed, seeded, by record so that no sentence or pair is in both): v2: 40 % of the records of each group
+(random singles, random pairs, block-candidate pool pairs) go to ``test``, the rest to ``train``; v3: 50 % of
+the records of each group (records with a block candidate, control-only records), seed 2027.
 
 Writes ``validation/pattern_labels_v2.csv`` (item, label_a, confidence_a, label_b, confidence_b, consensus,
 confidence, split) and ``benchmarks/results/labeller_agreement.{json,md}`` (Cohen's kappa overall and by
-stratum, per-type agreement, the A x B confusion). Usage::
+stratum, per-type agreement, the A x B confusion). ``--set v3`` does the same for the block sample
+``validation/block_sample_v3.csv`` (labels ``validation/pattern_labels_v3_{A,B}.csv``) into
+``validation/pattern_labels_v3.csv`` and ``benchmarks/results/labeller_agreement_v3.{json,md}``, which also
+give the per-type counts of v2 and v3 together. Usage::
 
     python tools/consensus_labels.py --a /work/labels/labeller_A.csv --b /work/labels/labeller_B.csv
+    python tools/consensus_labels.py --set v3
 """
 
 from __future__ import annotations
@@ -36,6 +41,15 @@ LABELS: tuple[str, ...] = ("vertical", "diagonal", "vertical_diagonal", "block",
 CONFIDENCE = ("high", "low")
 SPLIT_SEED = 2026
 TEST_FRACTION = 0.4
+SETS = {  # per labelled set: default inputs and outputs, split seed and test fraction
+    "v2": {"a": Path("/work/labels/labeller_A.csv"), "b": Path("/work/labels/labeller_B.csv"),
+           "sample": ROOT / "validation" / "pattern_sample_v2.csv",
+           "out": ROOT / "validation" / "pattern_labels_v2.csv",
+           "stem": "labeller_agreement", "seed": SPLIT_SEED, "test_fraction": TEST_FRACTION},
+    "v3": {"a": ROOT / "validation" / "pattern_labels_v3_A.csv", "b": ROOT / "validation" / "pattern_labels_v3_B.csv",
+           "sample": ROOT / "validation" / "block_sample_v3.csv", "out": ROOT / "validation" / "pattern_labels_v3.csv",
+           "stem": "labeller_agreement_v3", "seed": 2027, "test_fraction": 0.5},
+}
 
 
 def read_labeller(path: Path, items: set[str]) -> dict[str, tuple[str, str]]:
@@ -73,23 +87,28 @@ def consensus(a: tuple[str, str], b: tuple[str, str]) -> tuple[str, str]:
     return "disputed", "disputed"
 
 
-def record_split(sample: list[dict[str, str]]) -> dict[str, str]:
-    """``item -> train|test``: seeded 40 % of the records of each group (see module docstring) to test."""
+def record_split(sample: list[dict[str, str]], seed: int = SPLIT_SEED,
+                 test_fraction: float = TEST_FRACTION) -> dict[str, str]:
+    """``item -> train|test``: seeded ``test_fraction`` of the records of each group to test. Groups: records
+    with a block candidate (``pool``), else random singles / pairs (v2) or control pairs (v3)."""
     groups: dict[str, list[tuple[str, str]]] = {}
     rec_group: dict[tuple[str, str], str] = {}
     for r in sample:
         key = (r["source"], r["line"])
-        kind = "single" if r["len_a"] == r["length"] else "pair"
-        group = "pool" if r["stratum"] == "block_candidate" else kind
-        rec_group.setdefault(key, group)
+        if r["stratum"] == "block_candidate":
+            rec_group[key] = "pool"
+        elif r["stratum"] == "control":
+            rec_group.setdefault(key, "control")
+        else:
+            rec_group.setdefault(key, "single" if r["len_a"] == r["length"] else "pair")
     for key, g in rec_group.items():
         groups.setdefault(g, []).append(key)
     test: set[tuple[str, str]] = set()
-    rng = np.random.default_rng(SPLIT_SEED)
+    rng = np.random.default_rng(seed)
     for g in sorted(groups):
         keys = sorted(groups[g])
         order = rng.permutation(len(keys))
-        test |= {keys[int(k)] for k in order[:round(TEST_FRACTION * len(keys))]}
+        test |= {keys[int(k)] for k in order[:round(test_fraction * len(keys))]}
     return {r["item"]: "test" if (r["source"], r["line"]) in test else "train" for r in sample}
 
 
@@ -111,10 +130,10 @@ def agreement(ya: list[str], yb: list[str]) -> dict:
             "agreement": float(np.trace(cm) / n) if n else None, "per_type": per, "confusion": cm.tolist()}
 
 
-def markdown(res: dict) -> str:
+def markdown(res: dict, title: str = "v2 sample") -> str:
     short = {"vertical": "vert", "diagonal": "diag", "vertical_diagonal": "v+d", "block": "block",
              "heterogeneous": "het"}
-    out = ["# Agreement of the two pattern labellers (MiniLM, v2 sample)", "",
+    out = [f"# Agreement of the two pattern labellers (MiniLM, {title})", "",
            "| subset | maps | Cohen's kappa | raw agreement |", "|---|---:|---:|---:|"]
     for name, r in res["subsets"].items():
         if r["n"]:
@@ -132,21 +151,46 @@ def markdown(res: dict) -> str:
     c = res["consensus"]
     out += ["", "Consensus: " + ", ".join(f"{k} {v}" for k, v in c["confidence"].items()) + "; labels "
             + ", ".join(f"{k} {v}" for k, v in c["labels"].items()) + ".", ""]
+    if "counts" in res:
+        sets = list(res["counts"])
+        out += ["Consensus labels per set and split (disputed maps are left out of training and consensus scores):", "",
+                "| consensus | " + " | ".join(sets) + " |", "|---|" + "---:|" * len(sets)]
+        out += [f"| {lab} | " + " | ".join(str(res["counts"][s_].get(lab, 0)) for s_ in sets) + " |"
+                for lab in (*LABELS, "disputed", "total")]
+        out.append("")
     return "\n".join(out)
+
+
+def label_counts(rows: list[dict[str, str]]) -> dict[str, int]:
+    """Consensus label counts of some rows of a labels CSV (``total`` included)."""
+    out = {lab: sum(r["consensus"] == lab for r in rows) for lab in (*LABELS, "disputed")}
+    out["total"] = len(rows)
+    return out
+
+
+def _shown(path: Path) -> str:
+    """A path as recorded in the results: relative to the repository when inside it."""
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--a", type=Path, default=Path("/work/labels/labeller_A.csv"))
-    ap.add_argument("--b", type=Path, default=Path("/work/labels/labeller_B.csv"))
-    ap.add_argument("--sample", type=Path, default=ROOT / "validation" / "pattern_sample_v2.csv")
-    ap.add_argument("--out", type=Path, default=ROOT / "validation" / "pattern_labels_v2.csv")
+    ap.add_argument("--set", choices=sorted(SETS), default="v2", help="labelled set (default paths below)")
+    ap.add_argument("--a", type=Path, default=None, help="labeller A's CSV (v2: /work/labels/labeller_A.csv)")
+    ap.add_argument("--b", type=Path, default=None, help="labeller B's CSV")
+    ap.add_argument("--sample", type=Path, default=None, help="the sample CSV (v2: validation/pattern_sample_v2.csv)")
+    ap.add_argument("--out", type=Path, default=None, help="labels CSV written (v2: validation/pattern_labels_v2.csv)")
     ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     args = ap.parse_args(argv)
+    cfg = SETS[args.set]
+    for key in ("a", "b", "sample", "out"):
+        if getattr(args, key) is None:
+            setattr(args, key, cfg[key])
     sample = list(csv.DictReader(args.sample.open(encoding="utf-8")))
     items = {r["item"] for r in sample}
     la, lb = read_labeller(args.a, items), read_labeller(args.b, items)
-    split = record_split(sample)
+    split = record_split(sample, cfg["seed"], cfg["test_fraction"])
     rows = []
     for r in sample:
         it = r["item"]
@@ -160,6 +204,8 @@ def main(argv: list[str] | None = None) -> None:
     meta = {r["item"]: r for r in sample}
     subsets = {
         "all": lambda r: True,
+        "block candidates": lambda r: meta[r["item"]]["stratum"] == "block_candidate",
+        "controls (random pair maps)": lambda r: meta[r["item"]]["stratum"] == "control",
         "random sample (representative)": lambda r: meta[r["item"]]["stratum"] == "random",
         "block-candidate pool": lambda r: meta[r["item"]]["stratum"] == "block_candidate",
         "single sentences": lambda r: meta[r["item"]]["len_a"] == meta[r["item"]]["length"],
@@ -167,7 +213,14 @@ def main(argv: list[str] | None = None) -> None:
         "both labellers high": lambda r: r["confidence_a"] == r["confidence_b"] == "high",
         "held-out test split": lambda r: r["split"] == "test",
     }
-    res = {"labeller_a": str(args.a), "labeller_b": str(args.b),
+    if args.set == "v2":  # the v2 table keeps its subsets
+        for name in ("block candidates", "controls (random pair maps)"):
+            del subsets[name]
+    else:
+        for name in ("random sample (representative)", "block-candidate pool", "single sentences", "sentence pairs"):
+            del subsets[name]
+    res = {"set": args.set, "labeller_a": _shown(args.a), "labeller_b": _shown(args.b), "sample": _shown(args.sample),
+           "split_seed": cfg["seed"], "test_fraction": cfg["test_fraction"],
            "subsets": {name: agreement([r["label_a"] for r in rows if f(r)], [r["label_b"] for r in rows if f(r)])
                        for name, f in subsets.items()},
            "consensus": {"confidence": {c: sum(r["confidence"] == c for r in rows)
@@ -175,10 +228,21 @@ def main(argv: list[str] | None = None) -> None:
                          "labels": {lab: sum(r["consensus"] == lab for r in rows) for lab in (*LABELS, "disputed")}},
            "confidence_marks": {"A_low": sum(v[1] == "low" for v in la.values()),
                                 "B_low": sum(v[1] == "low" for v in lb.values())}}
+    if args.set == "v3":  # v2 and v3 together: counts per set and split, and the pooled agreement
+        v2 = list(csv.DictReader(SETS["v2"]["out"].open(encoding="utf-8")))
+        res["counts"] = {"v3": label_counts(rows), "v3 train": label_counts([r for r in rows if r["split"] == "train"]),
+                         "v3 test": label_counts([r for r in rows if r["split"] == "test"]), "v2": label_counts(v2),
+                         "v2 + v3": label_counts(v2 + rows),
+                         "v2 + v3 train": label_counts([r for r in v2 + rows if r["split"] == "train"]),
+                         "v2 + v3 test": label_counts([r for r in v2 + rows if r["split"] == "test"])}
+        both = v2 + rows
+        res["subsets"]["v2 + v3 pooled"] = agreement([r["label_a"] for r in both], [r["label_b"] for r in both])
+        res["records"] = {s_: len({(meta[r["item"]]["source"], meta[r["item"]]["line"]) for r in rows
+                                   if r["split"] == s_}) for s_ in ("train", "test")}
     args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "labeller_agreement.json").write_text(json.dumps(res, indent=1) + "\n")
-    md = markdown(res)
-    (args.results / "labeller_agreement.md").write_text(md)
+    (args.results / f"{cfg['stem']}.json").write_text(json.dumps(res, indent=1) + "\n")
+    md = markdown(res, "v2 sample" if args.set == "v2" else "v3 block sample")
+    (args.results / f"{cfg['stem']}.md").write_text(md)
     print(md)
 
 
