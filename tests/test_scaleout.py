@@ -356,3 +356,16 @@ def test_default_backend_on_workers_is_the_recorded_torch(client, corpus, tmp_pa
     summary = _distributed(client, corpus, tmp_path / "a.zarr")
     assert summary.status == "complete"
     assert attnx.open_store(tmp_path / "a.zarr").attrs["options"]["backend"] == "torch"
+
+
+def test_existing_cluster_by_scheduler_address(client, corpus, single_store, tmp_path: Path):
+    """--scheduler ADDRESS: the same run on a cluster started elsewhere (here: the module's local cluster)."""
+    from attnx.scaleout.cluster import ClusterSpec
+    from attnx.scaleout.coordinator import extract_distributed
+
+    lines = []
+    opts = ExtractOptions(input=str(corpus), output=str(tmp_path / "d.zarr"), backend="torch")
+    summary = extract_distributed(opts, ClusterSpec(scheduler=client.scheduler.address), shard_records=32,
+                                  config=load_config(**SMALL), announce=lines.append)
+    assert summary.records == 150 and lines and "2 workers" in lines[0]
+    assert_same_store(single_store, attnx.open_store(tmp_path / "d.zarr"), bound=2.5e-4)
