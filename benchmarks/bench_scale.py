@@ -51,6 +51,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # throughput
 # ------------------------------------------------------------------------------------------------------------
 def _corpus(path: str | None, limit: int, work: Path) -> Path:
+    work.mkdir(parents=True, exist_ok=True)
     src = Path(path) if path else ROOT / "src" / "attnx" / "data" / "sample.txt"
     lines = [ln for ln in src.read_text().splitlines() if ln.strip()]
     while len(lines) < limit:
@@ -90,7 +91,7 @@ def throughput(args: argparse.Namespace) -> dict:
 
     work = Path(tempfile.mkdtemp(prefix="bench_scale_"))
     corpus = _corpus(args.input, args.limit, work)
-    warm = _corpus(args.input, min(64, args.limit), work / "w") if (work / "w").mkdir() is None else None
+    warm = _corpus(args.input, min(64, args.limit), work / "w")
     settings = [("1 worker x 1 thread", 1, 1), ("2 workers x 1 thread", 2, 1), ("1 worker x 2 threads", 1, 2)]
     rows: dict[str, list] = {"single process, 1 thread": [], "single process, 2 threads": []}
     rows.update({name: [] for name, _, _ in settings})
@@ -154,7 +155,7 @@ def coordinator(args: argparse.Namespace) -> dict:
     with connect(ClusterSpec(workers=2, threads_per_worker=1), announce=lambda line: None) as c:
         _cluster_run(
             c,
-            _corpus(None, 32, work / "w") if (work / "w").mkdir() is None else None,
+            _corpus(None, 32, work / "w"),
             work / "warm.zarr",
             1,
             16,

@@ -137,6 +137,7 @@ def single_store(corpus, tmp_path_factory):
 def test_workers_store_equals_single_process_store(client, corpus, single_store, tmp_path: Path):
     summary = _distributed(client, corpus, tmp_path / "d.zarr")
     assert summary.status == "complete" and summary.records == 150
+    assert summary.backend == attnx.open_store(tmp_path / "d.zarr").attrs["options"]["backend"] == "torch"
     b = attnx.open_store(tmp_path / "d.zarr")
     assert_same_store(single_store, b, bound=2.5e-4)  # float16's stated bound (batches pad differently)
     assert b.attrs["distributed"]["shard_records"] == 32
@@ -369,3 +370,15 @@ def test_existing_cluster_by_scheduler_address(client, corpus, single_store, tmp
                                   config=load_config(**SMALL), announce=lines.append)
     assert summary.records == 150 and lines and "2 workers" in lines[0]
     assert_same_store(single_store, attnx.open_store(tmp_path / "d.zarr"), bound=2.5e-4)
+
+
+def test_cluster_options_are_checked_in_one_place():
+    from attnx.errors import AttnxError
+    from attnx.scaleout.cluster import ClusterSpec
+
+    assert ClusterSpec.from_options(2, None).workers == 2
+    assert ClusterSpec.from_options("gpus", None).workers == "gpus"
+    bad = ((2, "tcp://x:1", "not both"), (0, None, "at least 1"), ("many", None, "number"))
+    for workers, scheduler, problem in bad:
+        with pytest.raises(AttnxError, match=problem):
+            ClusterSpec.from_options(workers, scheduler)

@@ -42,7 +42,7 @@ def extract(  # noqa: ANN201 - see ExtractOptions
         from attnx.scaleout.cluster import ClusterSpec
         from attnx.scaleout.coordinator import extract_distributed
 
-        spec = ClusterSpec(workers, scheduler, threads_per_worker, retries)
+        spec = ClusterSpec.from_options(workers, scheduler, threads_per_worker, retries)
         return extract_distributed(opts, spec, shard_records, progress=progress, announce=lambda line: None)
     return _extract(opts, progress=progress)
 

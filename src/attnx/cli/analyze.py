@@ -62,11 +62,9 @@ def _warn(message: str) -> None:
 
 def _analyze_distributed(st, params, labels_path, bar, workers, threads_per_worker, scheduler):  # noqa: ANN001, ANN202
     from attnx.scaleout.analyze import analyze_on_cluster
-    from attnx.scaleout.cluster import ClusterSpec, connect, parse_workers
+    from attnx.scaleout.cluster import ClusterSpec, connect
 
-    if workers is not None and scheduler is not None:
-        raise AttnxError("give --workers or --scheduler, not both")
-    spec = ClusterSpec(parse_workers(workers), scheduler, threads_per_worker)
+    spec = ClusterSpec.from_options(workers, scheduler, threads_per_worker)
     with connect(spec, lambda line: click.echo(line, err=True)) as client:
         return analyze_on_cluster(st, params, client, labels_path, bar, threads=spec.torch_threads())
 

@@ -203,12 +203,10 @@ def extract_cmd(
     progress = _Progress(not quiet and not as_json, _count_lines(input_path))
     try:
         if workers is not None or scheduler is not None:
-            from attnx.scaleout.cluster import ClusterSpec, parse_workers
+            from attnx.scaleout.cluster import ClusterSpec
             from attnx.scaleout.coordinator import extract_distributed
 
-            if workers is not None and scheduler is not None:
-                raise AttnxError("give --workers or --scheduler, not both")
-            spec = ClusterSpec(parse_workers(workers), scheduler, threads_per_worker, retries)
+            spec = ClusterSpec.from_options(workers, scheduler, threads_per_worker, retries)
             announce = (lambda line: None) if quiet or as_json else (lambda line: click.echo(line, err=True))
             summary = extract_distributed(opts, spec, shard_records, progress=progress, announce=announce)
         else:

@@ -21,6 +21,15 @@ class ClusterSpec:
     threads_per_worker: int = 0
     retries: int = 3
 
+    @classmethod
+    def from_options(
+        cls, workers: int | str | None, scheduler: str | None, threads_per_worker: int = 0, retries: int = 3
+    ) -> ClusterSpec:
+        """The spec of ``--workers``/``--scheduler`` (and ``attnx.extract(workers=...)``), checked."""
+        if workers is not None and scheduler is not None:
+            raise AttnxError("give --workers or --scheduler, not both")
+        return cls(parse_workers(None if workers is None else str(workers)), scheduler, threads_per_worker, retries)
+
     @property
     def enabled(self) -> bool:
         return self.workers is not None or self.scheduler is not None

@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
+
 from attnx.config import Config, load_config
 from attnx.engine.extract import (
     ExtractOptions,
@@ -45,7 +47,6 @@ class ScaleOptions:
     """How a distributed run spreads its work (see ``attnx extract --help``)."""
 
     shard_records: int = 16384  # input records per shard (rounded up to whole windows)
-    retries: int = 3  # times a shard may be lost with its worker before the run fails
     lookahead: int = 0  # shards held at once (0: 3 per worker)
     torch_threads: int = 0  # torch threads in each CPU worker process (0: leave as the worker has it)
 
@@ -96,7 +97,7 @@ def extract_on_cluster(
         existing = AttentionStore(location) if holds_store(location) else None
         # the coordinator needs the model's identity and vocabulary only: loaded on its CPU in float32
         meta_opts = dataclasses.replace(opts, device="cpu")
-        loaded, layers, heads = load_checked(meta_opts, _cpu(), "float32")
+        loaded, layers, heads = load_checked(meta_opts, torch.device("cpu"), "float32")
         window = min(cfg.window_records, scale.shard_records)
         opened = begin_store(opts, cfg, location, lock, source, existing, loaded, layers, heads, compute, window)
         del loaded
@@ -146,6 +147,7 @@ def extract_on_cluster(
         store_bytes=store_nbytes(location),
         device=f"{nworkers} x {device}",
         compute_dtype=compute,
+        backend=writer.attrs["options"]["backend"],  # what every worker ran, as the store records it
         batches=totals["shards"],
         phases=dict(totals["phases"]),
         resumed_from=resumed_from,
@@ -364,7 +366,7 @@ def extract_distributed(
     """Start (or connect to) the cluster ``cluster`` describes and run :func:`extract_on_cluster` on it."""
     if shard_records < 1:
         raise AttnxError(f"--shard-records {shard_records}: needs at least 1")
-    scale = ScaleOptions(shard_records=shard_records, retries=cluster.retries, torch_threads=cluster.torch_threads())
+    scale = ScaleOptions(shard_records=shard_records, torch_threads=cluster.torch_threads())
     with connect(cluster, announce) as client:
         return extract_on_cluster(opts, client, scale, progress, config)
 
@@ -372,12 +374,6 @@ def extract_distributed(
 def _job_attrs(attrs: dict) -> dict:
     keys = ("layers", "heads", "payload", "features", "conllu", "dtype")
     return {k: attrs[k] for k in keys if k in attrs}
-
-
-def _cpu():  # noqa: ANN202
-    import torch
-
-    return torch.device("cpu")
 
 
 def _workers_device(client: object, device: str) -> str:

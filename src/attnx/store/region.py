@@ -113,11 +113,9 @@ class RegionWriter:
         self.layers, self.heads = len(attrs["layers"]), len(attrs["heads"])
         self.deprels = deprels
         names = [self.payload.array, *small_arrays(bool(attrs.get("conllu")))]
-        with empty_chunks_written():
+        with empty_chunks_written():  # decided when an array is opened: every chunk written, zeros too
             group = zarr.open_group(store=fork.store, mode="r+", zarr_format=3)
             self.streams = {n: _RegionStream(group[n], start[n], end[n], flush_chunks) for n in names}
-        self._start = start
-        self.words = 0
 
     def _deprel_ids(self, names: np.ndarray) -> np.ndarray:
         try:
@@ -131,9 +129,8 @@ class RegionWriter:
         arrays = batch_arrays(
             batch, self.payload, self.layers, self.heads, start, self._deprel_ids if self.deprels is not None else None
         )
-        with empty_chunks_written():
-            for name, values in arrays.items():
-                s[name].append(values)
+        for name, values in arrays.items():
+            s[name].append(values)
 
     def _words_pos(self) -> int:
         stream = self.streams.get("words/head")
@@ -141,5 +138,4 @@ class RegionWriter:
 
     def finish(self) -> dict[str, Edge]:
         """Write the last whole chunks; the edges for the coordinator."""
-        with empty_chunks_written():
-            return {name: stream.finish() for name, stream in self.streams.items()}
+        return {name: stream.finish() for name, stream in self.streams.items()}
