@@ -90,6 +90,8 @@ class AttentionStore:
                 array = self.group[name]
             except KeyError:
                 raise StoreError(f"{self.path}: array {name} is missing") from None
+            except Exception as exc:  # noqa: BLE001 - damaged array metadata (e.g. an unknown codec argument)
+                raise StoreError(f"{self.path}: cannot open array {name}: {_first_line(exc)}") from None
             if not isinstance(array, zarr.Array):
                 raise StoreError(f"{self.path}: {name} is not an array")
             validate.check_array_meta(name, array.shape, array.dtype, dtype, n, self.path, reserved=not self.complete)
@@ -206,10 +208,11 @@ class AttentionStore:
     # -- tokens ------------------------------------------------------------------------------------------------
     @cached_property
     def vocab(self) -> list[str]:
-        vocab = self.group["tok"].attrs.get("vocab")
-        if not isinstance(vocab, list):
-            raise StoreError(f"{self.path}: the vocabulary (tok attributes) is missing")
-        return vocab
+        try:
+            vocab = self.group["tok"].attrs.get("vocab")
+        except Exception as exc:  # noqa: BLE001 - a damaged snapshot can hold undecodable group metadata
+            raise StoreError(f"{self.path}: cannot read the vocabulary (tok attributes): {_first_line(exc)}") from None
+        return validate.check_vocab(vocab, self.attrs, self.path)
 
     def _tok(self, name: str, i: int) -> np.ndarray:
         p = self._pos(i)

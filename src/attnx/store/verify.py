@@ -102,6 +102,9 @@ def verify_store(
     )
     report.checks += ["attributes", "array dtypes, shapes and chunk counts", "record offsets and lengths"]
     _ = store.position
+    _ = store.vocab
+    if "vocab_sha256" in store.attrs:
+        report.checks.append("vocabulary sha256")
     if store.complete:
         report.checks.append("input index is a permutation")
     done = 0

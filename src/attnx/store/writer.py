@@ -36,6 +36,7 @@ from attnx.store.layout import (
     stored_dtype,
 )
 from attnx.store.location import StoreLocation, WriterLock, _first_line
+from attnx.store.validate import vocab_digest
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,7 @@ class StoreWriter:
                 "codec_level": level,
                 "scale": stored_dtype(dtype).scale,  # stored value * scale = probability
                 "conllu": conllu,
+                "vocab_sha256": vocab_digest(list(vocab)),
                 **payload.to_attrs(),
                 "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
                 "complete": False,
