@@ -190,15 +190,15 @@ def ablation_table(results: Path) -> str:
 
 def analyze_ceilings_table(results: Path) -> str:
     d = _load(results, "analyze_ceilings.json")
-    g = d["gb_per_s"]
-    cells = [
-        f"{d['median'][k]:.2f} [{min(g[k]):.2f}..{max(g[k]):.2f}]"
-        for k in ("decode_1_thread", "decode_2_threads", "kernels", "end_to_end")
-    ]
-    return (
-        "| decode, 1 thread | decode, 2 threads | kernels (blocks in memory) | "
-        "`analyze --only features,patterns` end to end |\n|---|---|---|---|\n| " + " | ".join(cells) + " |"
-    )
+    names = {"decode_1_thread": "decode, 1 reader thread", "decode_2_threads": "decode, 2 reader threads",
+             "kernels": "kernels (blocks in memory)", "end_to_end": "`analyze --only features,patterns` end to end"}
+    rows = []
+    for key, label in names.items():
+        s = d["summary"][key]
+        rows.append(f"| {label} | {fmt(s['gb_per_s'], 2)} | {fmt(s['steady_gb_per_s'], 2)} | "
+                    f"{s['core_s_per_gb']['median']:.2f} | {s['startup_s']['median']:.3f} |")
+    return _md("run | GB/s, whole run | GB/s, steady state | core-seconds per GB | start-up s",
+               "--- | ---: | ---: | ---: | ---:", rows)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -131,6 +131,43 @@ def test_blocks_cover_every_record_once_in_physical_order(tmp_path):
     assert sorted(got) == sorted(subset)
 
 
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_blocks_with_reused_buffers_equal_fresh_ones(tmp_path, threads):
+    """``blocks(reuse=True)`` decodes into buffers used again: every block, taken when it is yielded, equals
+    the fresh read, across many blocks of different sizes (so buffers hold an older, longer block's values)."""
+    batches = make_batches(1, 5, 11, "float16")
+    w = create(tmp_path / "s.zarr", "float16")
+    for b in batches:
+        w.append(b)
+    w.finish()
+    store = open_store(tmp_path / "s.zarr")
+    fresh = [(blk.record_ids.copy(), blk.attn.copy(), blk.token_ids.copy()) for blk in store.blocks(max_bytes=3000)]
+    reused = [(blk.record_ids.copy(), blk.attn.copy(), blk.token_ids.copy())
+              for blk in store.blocks(max_bytes=3000, threads=threads, reuse=True)]
+    assert len(fresh) == len(reused) > 5
+    for (ids_a, attn_a, tok_a), (ids_b, attn_b, tok_b) in zip(fresh, reused, strict=True):
+        np.testing.assert_array_equal(ids_a, ids_b)
+        np.testing.assert_array_equal(attn_a, attn_b)
+        np.testing.assert_array_equal(tok_a, tok_b)
+
+
+def test_reading_into_a_used_buffer_fills_chunks_never_written(tmp_path):
+    """What ``reuse`` relies on: zarr writes the fill value into ``out`` for a chunk that was never written
+    (all-zero chunks are not stored), so a reused buffer never leaks an older block's values."""
+    from zarr.core.buffer.cpu import NDBuffer
+
+    arr = zarr.create_array(zarr.storage.LocalStore(tmp_path), shape=(40,), chunks=(10,), dtype="float16",
+                            fill_value=0, config={"write_empty_chunks": False})
+    values = np.arange(1, 41, dtype=np.float16)
+    values[10:20] = 0  # chunk 1 is all fill value: not stored
+    arr[:] = values
+    assert (tmp_path / "c" / "0").exists() and not (tmp_path / "c" / "1").exists()
+    out = np.full(40, 7, np.float16)
+    arr.get_orthogonal_selection((slice(0, 40),), out=NDBuffer.from_numpy_array(out))
+    np.testing.assert_array_equal(out, values)
+
+
 def test_tokens_and_words_round_trip(tmp_path):
     batches = make_batches(2, 4, 6, "float16", conllu=True)
     w = create(tmp_path / "s.zarr", "float16", conllu=True)

@@ -23,7 +23,7 @@ import attnx
 from attnx.analysis.cluster import cluster_heads
 from attnx.analysis.partial import Partial
 from attnx.errors import AttnxError, StoreError
-from attnx.kernels.common import block_input
+from attnx.kernels.common import block_input, prefer_passive_openmp
 from attnx.kernels.features import MAP_FEATURES, F, map_features
 from attnx.kernels.pattern_model import Labels, PatternModel, classify_sums
 from attnx.kernels.patterns import PATTERNS, pattern_counts
@@ -34,6 +34,7 @@ from attnx.store import AttentionBlock, AttentionStore
 from attnx.threads import keeps_thread_settings
 
 ANALYSES = ("features", "patterns", "similarity", "relations")
+TRIM_EVERY_BYTES = 512 << 20  # return freed heap pages to the OS after this much attention (see heap_trimmer)
 # features.csv columns after layer, head (the public contract)
 FEATURE_COLUMNS = ("cls", "sep", "sep_max", "punct", "self", "prev", "next", "distance", "entropy",
                    "cls_entropy", "max_weight", "own_segment")
@@ -149,6 +150,7 @@ def analyze_store(
     after each block.
     """
     params = params or AnalyzeParams()
+    prefer_passive_openmp()
     if not isinstance(store, AttentionStore):
         store = attnx.open_store(store)
     L, H = store.n_layers, store.n_heads
@@ -180,9 +182,9 @@ def analyze_store(
             raise AttnxError("per-record labels need an output path")
         labels, probs = open_labels(labels_path, len(store.position), L, H, create_labels)
     part = Partial(L, H)
-    trim = heap_trimmer()
+    trim = heap_trimmer(every_bytes=TRIM_EVERY_BYTES)
     progress_bytes = 0
-    for block in store.blocks(params.max_bytes, records=records):
+    for block in store.blocks(params.max_bytes, records=records, reuse=True):
         b = len(block)
         part.records += b
         part.rows += float(block.lengths.sum())
@@ -218,8 +220,9 @@ def analyze_store(
             part.add_relations(*relation_counts(
                 inp, block.attn_offsets, block.lengths, block.tok_offsets, block.special, block.word,
                 block.word_head, block.word_deprel, block.word_offsets, M, n_rel, params.max_offset))
+        nbytes = int(block.attn.nbytes)
         block = inp = sums = own = totals = lab = None  # drop this block's arrays before trimming
-        trim()
+        trim(nbytes)
         if progress is not None:
             progress(b, part.attn_bytes - progress_bytes)
         progress_bytes = part.attn_bytes

@@ -120,6 +120,33 @@ class AttentionStore:
             where = what() if what else f"elements {start}..{stop - 1}"
             raise StoreError(f"{self.path}: cannot read {name} ({where}): {_first_line(exc)}") from None
 
+    def _read_many(self, spans: list[tuple[str, int, int]], what: Callable[[], str],
+                   out: np.ndarray | None = None) -> list[np.ndarray]:
+        """Several ``(array, start, stop)`` reads in one pass of zarr's event loop (concurrently), which saves
+        a thread hand-off per array: a block's six reads took 76 instead of 83 ms (EWT, 64 MB blocks).
+        ``out``: a buffer the *last* span is decoded into (its first ``stop - start`` elements are returned)."""
+        from zarr.core.buffer.cpu import NDBuffer
+
+        def one(k: int, name: str, a: int, b: int):  # noqa: ANN202 - a zarr coroutine
+            array = self._arrays[name]._async_array
+            if out is not None and k == len(spans) - 1:
+                return array.get_orthogonal_selection((slice(a, b),), out=NDBuffer.from_numpy_array(out[: b - a]))
+            return array.getitem(slice(a, b))
+
+        async def gather() -> list:
+            import asyncio
+
+            return await asyncio.gather(*(one(k, *span) for k, span in enumerate(spans)))
+
+        try:
+            values = [np.asarray(x) for x in sync(gather())]
+            if out is not None:
+                values[-1] = out[: spans[-1][2] - spans[-1][1]]
+            return values
+        except Exception as exc:  # noqa: BLE001 - missing/corrupt chunks surface in many exception types
+            failed = [n for n, a, b in spans if not _readable(self, n, a, b)] or [spans[0][0]]
+            raise StoreError(f"{self.path}: cannot read {failed[0]} ({what()}): {_first_line(exc)}") from None
+
     # -- per-record metadata (physical order, committed part only) -----------------------------------------
     @cached_property
     def _physical(self) -> dict[str, np.ndarray]:
@@ -281,8 +308,9 @@ class AttentionStore:
             k = j
         return plan
 
-    def read_block(self, p0: int, p1: int) -> AttentionBlock:
-        """Records at physical positions [p0, p1) as one :class:`AttentionBlock`."""
+    def read_block(self, p0: int, p1: int, out: np.ndarray | None = None) -> AttentionBlock:
+        """Records at physical positions [p0, p1) as one :class:`AttentionBlock`; ``out``: a 1-D buffer of the
+        payload's dtype, at least the block's payload long, that the block's ``attn`` is decoded into (a view)."""
         ph = self._physical
         ids = ph["input_id"]
 
@@ -296,7 +324,11 @@ class AttentionStore:
         t0 = int(ph["tok_start"][p0])
         tok_offsets = np.concatenate([[0], np.cumsum(lengths.astype(np.int64))])
         t1 = t0 + int(tok_offsets[-1])
-        tok = {name: self._read(f"tok/{name}", t0, t1, what) for name in ("ids", "segment", "special", "punct", "word")}
+        names = ("ids", "segment", "special", "punct", "word")
+        a1 = a0 + int(attn_offsets[-1])
+        *tok_values, attn = self._read_many([*((f"tok/{n}", t0, t1) for n in names),
+                                             (self.payload_kind.array, a0, a1)], what, out)
+        tok = dict(zip(names, tok_values, strict=True))
         validate.check_tokens(tok, len(self.vocab), t0, self.path)
         extra = {}
         if self.attrs.get("conllu"):
@@ -312,7 +344,7 @@ class AttentionStore:
             record_ids=ids[p0:p1],
             lengths=lengths,
             len_a=ph["len_a"][p0:p1],
-            attn=self._read(self.payload_kind.array, a0, a0 + int(attn_offsets[-1]), what),
+            attn=attn,
             attn_offsets=attn_offsets,
             scale=self.scale,
             token_ids=tok["ids"],
@@ -332,6 +364,7 @@ class AttentionStore:
         records: np.ndarray | None = None,
         read_ahead: int = 2,
         threads: int | None = None,
+        reuse: bool = False,
     ) -> Iterator[AttentionBlock]:
         """Stream the store as contiguous blocks of about ``max_bytes`` of stored attention each, in order.
 
@@ -339,6 +372,11 @@ class AttentionStore:
         the consumer (blosc, zstd and crc32c release the GIL, so decoding scales with the cores), at most
         ``read_ahead + threads`` blocks in flight: memory stays bounded by about that many times
         ``max_bytes`` whatever the store's size. ``records``: optional input-order ids to restrict to.
+
+        ``reuse``: decode into a few buffers that are used again, so a block's ``attn`` is valid only until the
+        next block is requested (for consumers that reduce each block, like ``analyze``). A fresh 64 MB array
+        per block costs its page faults and zeroing every time: reading EWT's 1.1 GB float16 store took 1.31
+        core-seconds per GB fresh and 1.15 reused (1.07 vs 1.35 GB/s, one reader).
         """
         itemsize = STORED_DTYPES[self.dtype].storage.itemsize
         positions = None
@@ -351,12 +389,27 @@ class AttentionStore:
                 raise StoreError(f"{self.path}: some requested records are not stored")
         plan = self.plan_blocks(max(1, max_bytes // itemsize), positions)
         threads = threads if threads is not None else min(4, len(os.sched_getaffinity(0)))
+        pool = _Buffers(self._attn.dtype, max((self._span(*r) for r in plan), default=0),
+                        read_ahead + max(threads, 1) + 1) if reuse else None
+
+        def read(span: tuple[int, int]) -> tuple[AttentionBlock, np.ndarray | None]:
+            buf = pool.take() if pool else None
+            return self.read_block(*span, out=buf), buf
+
         if threads <= 1:
-            yield from _read_ahead(
-                lambda: (self.read_block(p0, p1) for p0, p1 in plan), read_ahead, "attnx-block-reader"
-            )
-            return
-        yield from ordered_map(lambda r: self.read_block(*r), plan, threads, ahead=read_ahead + threads)
+            source = _read_ahead(lambda: map(read, plan), read_ahead, "attnx-block-reader")
+        else:
+            source = ordered_map(read, plan, threads, ahead=read_ahead + threads)
+        for block, buf in source:
+            yield block
+            if pool is not None and buf is not None:
+                pool.give(buf)
+
+    def _span(self, p0: int, p1: int) -> int:
+        """Payload elements of the records at physical positions [p0, p1)."""
+        ph = self._physical
+        sizes = self.payload_kind.record_sizes(ph["length"][p0:p1], self.n_layers, self.n_heads)
+        return int(np.sum(sizes))
 
     # -- derived results ---------------------------------------------------------------------------------------
     def derived_writer(self, name: str, dtype: str, shape: str = "l,l"):  # noqa: ANN201 - DerivedWriter
@@ -472,3 +525,35 @@ def open_store(where: str | os.PathLike | StoreLocation, snapshot: str | None = 
 
 
 __all__ = ["AttentionBlock", "AttentionStore", "Commit", "open_store"]
+
+
+class _Buffers:
+    """Free block buffers for :meth:`AttentionStore.blocks` ``(reuse=True)``: ``take`` never waits (it
+    allocates when none is free), ``give`` keeps at most ``keep`` for later; thread-safe."""
+
+    def __init__(self, dtype: np.dtype, elems: int, keep: int) -> None:
+        import threading
+
+        self.dtype, self.elems, self.keep = dtype, elems, keep
+        self.free: list[np.ndarray] = []
+        self.lock = threading.Lock()
+
+    def take(self) -> np.ndarray:
+        with self.lock:
+            if self.free:
+                return self.free.pop()
+        return np.empty(self.elems, self.dtype)
+
+    def give(self, buf: np.ndarray) -> None:
+        with self.lock:
+            if len(self.free) < self.keep:
+                self.free.append(buf)
+
+
+def _readable(store: AttentionStore, name: str, start: int, stop: int) -> bool:
+    """Whether one span reads on its own (after a gathered read failed: which array to name)."""
+    try:
+        store._arrays[name][start:stop]
+    except Exception:  # noqa: BLE001
+        return False
+    return True

@@ -108,7 +108,7 @@ def verify_store(
     if store.complete:
         report.checks.append("input index is a permutation")
     done = 0
-    for block in store.blocks(max_bytes=block_bytes):
+    for block in store.blocks(max_bytes=block_bytes, reuse=True):
         if store.payload == "maps":
             report.max_row_sum_error = max(report.max_row_sum_error, _check_maps(block, store.dtype, store.path))
         elif not np.isfinite(block.attn).all():
