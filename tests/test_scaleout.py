@@ -359,6 +359,27 @@ def test_default_backend_on_workers_is_the_recorded_torch(client, corpus, tmp_pa
     assert attnx.open_store(tmp_path / "a.zarr").attrs["options"]["backend"] == "torch"
 
 
+def test_onnx_backend_on_workers_equals_onnx_in_one_process(client, corpus, tmp_path: Path):
+    """--backend onnx on workers: each worker exports (or reuses) the ONNX model and runs onnxruntime; the store
+    records onnx and equals a single-process onnx store within float16's bound."""
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (the onnx extra)")
+    extract(ExtractOptions(input=str(corpus), output=str(tmp_path / "s.zarr"), backend="onnx"),
+            config=load_config(**SMALL))
+    summary = _distributed(client, corpus, tmp_path / "d.zarr", backend="onnx")
+    assert summary.status == "complete" and summary.backend == "onnx"
+    a, b = attnx.open_store(tmp_path / "s.zarr"), attnx.open_store(tmp_path / "d.zarr")
+    assert a.attrs["options"]["backend"] == b.attrs["options"]["backend"] == "onnx"
+    assert_same_store(a, b, bound=2.5e-4)
+
+    def backends_in_worker() -> list[str]:
+        import attnx.scaleout.worker as worker
+
+        return [type(engine[4]).__name__ for engine in worker._ENGINES.values()]
+
+    ran = [name for names in client.run(backends_in_worker).values() for name in names]
+    assert "OnnxBackend" in ran, ran  # the workers really ran onnxruntime, not torch under an onnx label
+
+
 def test_existing_cluster_by_scheduler_address(client, corpus, single_store, tmp_path: Path):
     """--scheduler ADDRESS: the same run on a cluster started elsewhere (here: the module's local cluster)."""
     from attnx.scaleout.cluster import ClusterSpec
