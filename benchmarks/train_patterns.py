@@ -33,7 +33,8 @@ computed by the production path (:func:`attnx.analysis.run.block_maps` -> ``per_
    accuracy on certain / uncertain maps; F1 against labeller A and against labeller B separately, and the
    labellers' own agreement on the same items; the hand-set rules (``Thresholds``) on the same items.
 
-Writes ``benchmarks/results/patterns_learned.{json,md}``. Usage::
+Writes ``benchmarks/results/patterns_learned.{json,md}`` (``--data all``: ``patterns_learned_v6.{json,md}`` and
+``patterns_cv_v6.json``, so version 5's files stay as they are). Usage::
 
     python benchmarks/train_patterns.py --data all --no-cnn --repeats 10 --write   # the shipped model (version 6)
     python benchmarks/train_patterns.py --data v4      # the one look at the v4 test sample (packaged model)
@@ -612,7 +613,8 @@ def main(argv: list[str] | None = None) -> None:
     cv_info = {"data": args.data, "train": int(train.sum()), "parts": parts, "repeats": args.repeats,
                "load_before": load_before, "load_after": _load(), "cv": cv}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "patterns_cv.json").write_text(json.dumps(cv_info, indent=1) + "\n")  # before any held-out look
+    stem = "_v6" if args.data == "all" else ""  # version 6's files beside version 5's (RESULTS reads v5's)
+    (args.out / f"patterns_cv{stem}.json").write_text(json.dumps(cv_info, indent=1) + "\n")  # before any held-out look
     if args.cv_only:
         return
     logreg = [r for r in cv if r["model"].startswith("logreg") and "v3 features" not in r["model"]]
@@ -683,8 +685,8 @@ def main(argv: list[str] | None = None) -> None:
         md += md_scores("hand-set rules vs the 240 v1 labels (their thresholds were tuned on 96 of them)",
                         report["v1_labels"]["rules"])
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "patterns_learned.json").write_text(json.dumps(report, indent=1) + "\n")
-    (args.out / "patterns_learned.md").write_text("\n".join(md) + "\n")
+    (args.out / f"patterns_learned{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
+    (args.out / f"patterns_learned{stem}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
     if args.write:
         if "held_out" in report:
