@@ -7,10 +7,17 @@ Data (``validation/``, no text: pointers into the shared data folder):
 
 * ``v2``: ``pattern_sample_v2.csv`` (1008 MiniLM maps, drawn by ``tools/render_label_maps.py --v2``) with
   ``pattern_labels_v2.csv`` (labeller A, labeller B, consensus + confidence, ``split``: by record);
-* ``v3`` (the default): v2 plus the block sample ``block_sample_v3.csv`` (360 QNLI/RTE pair maps, 300 block
+* ``v3``: v2 plus the block sample ``block_sample_v3.csv`` (360 QNLI/RTE pair maps, 300 block
   candidates + 60 controls, drawn by ``tools/block_candidates.py``) with ``pattern_labels_v3.csv`` (same
   columns; its own by-record split, half of the records to ``test``); v2's split is kept as it is;
-* ``v1``: ``pattern_labels.csv`` (240 maps, one labeller, ``tune``/``test`` by item).
+* ``v1``: ``pattern_labels.csv`` (240 maps, one labeller, ``tune``/``test`` by item);
+* ``all`` (the default): v2 + v3, both splits, all for training: the old held-out split is spent (scored six
+  times), so the model is chosen by CV over every labelled map and refitted on all of them (no held-out report);
+* ``v4``: no training choice at all: the packaged model (``--model-json``) is scored once on the fresh test sample
+  ``pattern_sample_v4.csv`` with ``pattern_labels_v4.csv`` (``tools/consensus_labels.py --set v4``; every item
+  ``test``), overall, per stratum (random / block_candidate) and against each labeller, after checking that its
+  recorded candidate refitted on the ``all`` training maps gives its weights. Writes ``patterns_v4.{json,md}`` and
+  refuses to run again once ``patterns_v4.json`` exists in ``--out`` (``--again`` overrides).
 
 The maps are re-extracted with the real MiniLM model into ``--workdir`` (reused), their features are
 computed by the production path (:func:`attnx.analysis.run.block_maps` -> ``per_map_means`` ->
@@ -26,9 +33,12 @@ computed by the production path (:func:`attnx.analysis.run.block_maps` -> ``per_
    accuracy on certain / uncertain maps; F1 against labeller A and against labeller B separately, and the
    labellers' own agreement on the same items; the hand-set rules (``Thresholds``) on the same items.
 
-Writes ``benchmarks/results/patterns_learned.{json,md}``. Usage::
+Writes ``benchmarks/results/patterns_learned.{json,md}`` (``--data all``: ``patterns_learned_v6.{json,md}`` and
+``patterns_cv_v6.json``, so version 5's files stay as they are). Usage::
 
-    python benchmarks/train_patterns.py --data v3 --write          # the shipped model (v2 + v3 labels)
+    python benchmarks/train_patterns.py --data all --no-cnn --repeats 10 --write   # the shipped model (version 6)
+    python benchmarks/train_patterns.py --data v4      # the one look at the v4 test sample (packaged model)
+    python benchmarks/train_patterns.py --data v3 --write          # version 5 (v2 + v3 train split)
     python benchmarks/train_patterns.py --data v1 --no-cnn         # on the 240 old labels only
     python benchmarks/train_patterns.py --cv-only --only logreg --repeats 10   # model work: never scores test
 
@@ -68,11 +78,13 @@ UNCERTAIN_BELOW = 0.6
 # ----------------------------------------------------------------------------------------------------------
 # Data: labelled items -> design features (production path), raw maps (for the CNN), labels, groups
 # ----------------------------------------------------------------------------------------------------------
-def store_design(store_path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Design features ``(N, L, H, D)`` and the rules' codes ``(N, L, H)`` of every map of a store."""
+def store_design(store_path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Design features ``(N, L, H, D)``, the rules' codes ``(N, L, H)``, the per-map feature means
+    ``(N, L, H, NF)`` (:func:`attnx.kernels.features.per_map_means`) and per record ``(N, 3)`` its length,
+    segment-A length and stripe-column count (the other arguments of ``design_matrix``) of every map of a store."""
     import attnx
     from attnx.analysis.run import block_maps, record_shape_info
-    from attnx.kernels.features import per_map_means
+    from attnx.kernels.features import NF, per_map_means
     from attnx.kernels.pattern_model import design_matrix
     from attnx.kernels.patterns import Thresholds, classify_maps
 
@@ -80,15 +92,19 @@ def store_design(store_path: Path) -> tuple[np.ndarray, np.ndarray]:
     L, H = st.n_layers, st.n_heads
     x = np.zeros((len(st), L, H, len(DESIGN)))
     rules = np.zeros((len(st), L, H), np.int8)
+    means_all = np.zeros((len(st), L, H, NF))
+    shape_info = np.zeros((len(st), 3))
     for b in st.blocks():
         sums = block_maps(b, L, H)
         la, ns = record_shape_info(b)
         shp = (-1, 1, 1)
         ids = np.asarray(b.record_ids)
         means = per_map_means(sums, b.lengths)
+        means_all[ids] = means
+        shape_info[ids] = np.stack([b.lengths, la, ns], axis=1)
         x[ids] = design_matrix(means, b.lengths.reshape(shp), la.reshape(shp), ns.reshape(shp))
         rules[ids] = classify_maps(means, b.lengths.reshape(shp), la.reshape(shp), ns.reshape(shp), Thresholds.load())
-    return x, rules
+    return x, rules, means_all, shape_info
 
 
 def resized(attn: np.ndarray, len_a: int, size: int = CNN_SIZE) -> np.ndarray:
@@ -137,21 +153,47 @@ def _concat(a: dict, b: dict) -> dict:
     return {k: np.concatenate([a[k], b[k]]) for k in a}
 
 
-def load_items(data: str, workdir: Path, labels_v2: Path | None = None) -> dict:
+SAMPLED = {  # labelled sets drawn as a sample CSV + a labels CSV (columns of pattern_labels_v3.csv)
+    "v3-blocks": ("block_sample_v3.csv", "pattern_labels_v3.csv", "v3_blocks", "v3"),
+    "v4-test": ("pattern_sample_v4.csv", "pattern_labels_v4.csv", "v4", "v4"),
+}
+V4_RECORD_OFFSET = 200_000  # v4 record ids follow v3's
+
+
+def load_items(data: str, workdir: Path, labels_v2: Path | None = None, labels_v4: Path | None = None) -> dict:
     """Items of a labelled set with features and labels: a dict of equally long arrays + metadata
-    (``set``: which labelled set an item comes from)."""
+    (``set``: which labelled set an item comes from; ``stratum``: how its map was drawn).
+
+    ``all``: v2 + v3, every non-disputed map for training (``split`` = ``train``: the old held-out split is spent);
+    ``v4``: ``all`` plus the v4 test sample (``split`` = ``test``, labels from ``labels_v4``)."""
     workdir.mkdir(parents=True, exist_ok=True)
+    if data in ("all", "v4"):
+        d = load_items("v3", workdir, labels_v2)
+        d["split"] = np.full(len(d["item"]), "train")
+        if data == "v4":
+            v4 = load_items("v4-test", workdir, labels_v4=labels_v4)
+            v4["record"] = v4["record"] + V4_RECORD_OFFSET
+            if (v4["split"] != "test").any():
+                raise SystemExit(f"{labels_v4}: every v4 item must be split = test")
+            d = _concat(d, v4)
+        return d
     if data == "v3":
         v2, v3 = load_items("v2", workdir, labels_v2), load_items("v3-blocks", workdir)
         v3["record"] = v3["record"] + V3_RECORD_OFFSET
         return _concat(v2, v3)
-    if data == "v3-blocks":
-        srows_l = list(csv.DictReader(open(ROOT / "validation" / "block_sample_v3.csv", encoding="utf-8")))
+    if data in SAMPLED:
+        sample_csv, labels_csv, sub, _ = SAMPLED[data]
+        srows_l = list(csv.DictReader(open(ROOT / "validation" / sample_csv, encoding="utf-8")))
         records = records_from_sample(srows_l)
-        store = tool.extract_sample(tool.Sample(records, []), workdir / "v3_blocks")
+        store = tool.extract_sample(tool.Sample(records, []), workdir / sub)
         index = {(r.source, r.line): k for k, r in enumerate(records)}
         srows = {r["item"]: r for r in srows_l}
-        rows = list(csv.DictReader(open(ROOT / "validation" / "pattern_labels_v3.csv", encoding="utf-8")))
+        path = labels_v4 if data == "v4-test" and labels_v4 is not None else ROOT / "validation" / labels_csv
+        if not path.exists():
+            raise SystemExit(f"{path}: no such labels file (make it with tools/consensus_labels.py)")
+        rows = list(csv.DictReader(open(path, encoding="utf-8")))
+        if {r["item"] for r in rows} != set(srows):
+            raise SystemExit(f"{path}: its items differ from validation/{sample_csv}")
         items = []
         for r in rows:
             s = srows[r["item"]]
@@ -160,6 +202,7 @@ def load_items(data: str, workdir: Path, labels_v2: Path | None = None) -> dict:
                "B": [r["label_b"] for r in rows]}
         conf = [r["confidence"] for r in rows]
         split = [r["split"] for r in rows]
+        stratum = [srows[r["item"]]["stratum"] for r in rows]
         maps = tool.item_maps(tool.Sample(records, items), store)
     elif data == "v1":
         sample = tool.build_sample()
@@ -170,6 +213,7 @@ def load_items(data: str, workdir: Path, labels_v2: Path | None = None) -> dict:
         lab = {"consensus": [r["label"] for r in rows]}
         conf = ["high"] * len(rows)
         split = ["train" if r["split"] == "tune" else "test" for r in rows]
+        stratum = ["random"] * len(rows)
         maps = tool.item_maps(sample, store)
     else:
         records, n_random = tool.build_records_v2()
@@ -187,18 +231,22 @@ def load_items(data: str, workdir: Path, labels_v2: Path | None = None) -> dict:
                "B": [r["label_b"] for r in rows]}
         conf = [r["confidence"] for r in rows]
         split = [r["split"] for r in rows]
+        stratum = [srows[r["item"]]["stratum"] for r in rows]
         maps = tool.item_maps(tool.Sample(records, items), store)
-    x, rules = store_design(store)
+    x, rules, means, shape_info = store_design(store)
     out = {
         "item": np.array([it.item for it in items]),
         "record": np.array([it.record for it in items]),
         "layer": np.array([it.layer for it in items]),
         "x": np.stack([x[it.record, it.layer, it.head] for it in items]),
+        "means": np.stack([means[it.record, it.layer, it.head] for it in items]),
+        "shape_info": np.stack([shape_info[it.record] for it in items]),
         "rules": np.array([rules[it.record, it.layer, it.head] for it in items]),
         "img": np.stack([resized(*maps[it.item]) for it in items]),
         "confidence": np.array(conf),
         "split": np.array(split),
-        "set": np.array(["v3" if data == "v3-blocks" else data] * len(items)),
+        "stratum": np.array(stratum),
+        "set": np.array([SAMPLED[data][3] if data in SAMPLED else data] * len(items)),
     }
     for who, labels in lab.items():
         out[f"y_{who}"] = np.array([PATTERNS.index(v) if v in PATTERNS else -1 for v in labels])
@@ -399,7 +447,7 @@ def to_json(pipe, info: dict, x_train: np.ndarray) -> dict:  # noqa: ANN001
         "_doc": "Learned attention-pattern classifier of attnx.kernels.pattern_model (multinomial logistic "
                 "regression on standardised design features). Written by benchmarks/train_patterns.py; "
                 "see validation/README.md for the labels and benchmarks/results/patterns_learned.md for scores.",
-        "version": 5 if info.get("data") == "v3" else 4, "kind": "softmax", "classes": list(PATTERNS),
+        "version": {"all": 6, "v3": 5}.get(info.get("data"), 4), "kind": "softmax", "classes": list(PATTERNS),
         "features": list(DESIGN),
         "mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(), "coef": coef.tolist(),
         "intercept": icpt.tolist(), "lo": x_train.min(axis=0).tolist(), "hi": x_train.max(axis=0).tolist(),
@@ -479,12 +527,64 @@ def md_held_out(title: str, h: dict) -> list[str]:
     return [*md, ""]
 
 
+def score_v4(args: argparse.Namespace) -> None:
+    """The one look at the v4 test sample: the packaged (frozen) model, no CV and no choice, scored against the
+    consensus overall, per stratum and against each labeller. Checks first that the model is what ``--data all``
+    refits from its recorded candidate on the same training maps (so nothing about v4 went into it)."""
+    from sklearn.base import clone
+
+    from attnx.kernels.pattern_model import PatternModel
+
+    out_json = args.out / "patterns_v4.json"
+    if out_json.exists() and not args.again:
+        raise SystemExit(f"{out_json}: the v4 sample was already scored (it is meant for one look; --again to redo)")
+    pm = PatternModel.load(args.model_json)
+    d = load_items("v4", args.workdir, args.labels, args.labels_v4)
+    usable = d["y_consensus"] >= 0
+    train = (d["split"] == "train") & usable
+    is_v4 = d["set"] == "v4"
+    name = pm.info.get("training", {}).get("model")
+    refit = {"candidate": name, "matches": None}
+    if name in candidates():
+        js = to_json(clone(candidates()[name]).fit(d["x"][train], d["y_consensus"][train]), {"data": "all"},
+                     d["x"][train])
+        diff = max(float(np.abs(np.asarray(js[k]) - getattr(pm, k)).max()) for k in ("coef", "intercept", "mean"))
+        refit.update(matches=bool(diff < 1e-4), max_abs_diff=diff)
+    report = {"data": "v4", "model": pm.source, "model_digest": pm.digest, "model_version": pm.info.get("version"),
+              "train_items_refit_check": int(train.sum()), "refit_check": refit,
+              "n_items": int(is_v4.sum()), "disputed": int((is_v4 & ~usable).sum()), "load": _load(),
+              "held_out": held_out_report(d, is_v4, pm)}
+    md = [f"# The pattern classifier on the v4 test sample (scored once; model {pm.source}, version "
+          f"{pm.info.get('version')}, sha256 {pm.digest})", "",
+          f"{int(is_v4.sum())} maps of `validation/pattern_sample_v4.csv`, {report['disputed']} disputed (left out of "
+          "the consensus scores). Refit check: the model's recorded candidate "
+          f"`{name}` refitted on the {int(train.sum())} v2 + v3 training maps "
+          + ("gives the same weights." if refit["matches"] else f"does NOT give the same weights ({refit})."), ""]
+    md += md_held_out("v4, all maps", report["held_out"])
+    for stratum in ("random", "block_candidate"):
+        sel = is_v4 & (d["stratum"] == stratum)
+        report[f"held_out_{stratum}"] = held_out_report(d, sel, pm)
+        md += md_held_out(f"v4, stratum {stratum}", report[f"held_out_{stratum}"])
+    args.out.mkdir(parents=True, exist_ok=True)
+    out_json.write_text(json.dumps(report, indent=1) + "\n")
+    (args.out / "patterns_v4.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", choices=["v1", "v2", "v3"], default="v3", help="v3 = v2 + the v3 block sample")
+    ap.add_argument("--data", choices=["v1", "v2", "v3", "all", "v4"], default="all",
+                    help="v3 = v2 + the v3 block sample (split train / test); all = every v2 + v3 map for training "
+                         "(the shipped model); v4 = score the packaged model once on the v4 test sample")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/attnx_train_patterns"))
     ap.add_argument("--labels", type=Path, default=None,
                     help="v2 labels CSV (default: validation/pattern_labels_v2.csv)")
+    ap.add_argument("--labels-v4", type=Path, default=None,
+                    help="v4 labels CSV (default: validation/pattern_labels_v4.csv, by tools/consensus_labels.py)")
+    ap.add_argument("--model-json", type=Path, default=None,
+                    help="--data v4: the model scored (default: the packaged attnx/data/pattern_model.json)")
+    ap.add_argument("--again", action="store_true",
+                    help="--data v4: score although --out holds patterns_v4.json (the set is meant for one look)")
     ap.add_argument("--model", default=None, help="fit this candidate instead of the CV winner among logreg")
     ap.add_argument("--no-cnn", action="store_true", help="skip the CNN candidate")
     ap.add_argument("--only", default=None, help="cross-validate only candidates whose name matches this regex")
@@ -497,6 +597,9 @@ def main(argv: list[str] | None = None) -> None:
 
     from sklearn.base import clone
 
+    if args.data == "v4":
+        score_v4(args)
+        return
     d = load_items(args.data, args.workdir, args.labels)
     usable = d["y_consensus"] >= 0  # disputed consensus labels are left out of training and scoring
     train = (d["split"] == "train") & usable
@@ -510,7 +613,8 @@ def main(argv: list[str] | None = None) -> None:
     cv_info = {"data": args.data, "train": int(train.sum()), "parts": parts, "repeats": args.repeats,
                "load_before": load_before, "load_after": _load(), "cv": cv}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "patterns_cv.json").write_text(json.dumps(cv_info, indent=1) + "\n")  # before any held-out look
+    stem = "_v6" if args.data == "all" else ""  # version 6's files beside version 5's (RESULTS reads v5's)
+    (args.out / f"patterns_cv{stem}.json").write_text(json.dumps(cv_info, indent=1) + "\n")  # before any held-out look
     if args.cv_only:
         return
     logreg = [r for r in cv if r["model"].startswith("logreg") and "v3 features" not in r["model"]]
@@ -537,8 +641,9 @@ def main(argv: list[str] | None = None) -> None:
                     "disputed": int((~usable).sum()), "parts": parts, "repeats": args.repeats,
                     "load_cv": [load_before, cv_info["load_after"]], "cv": cv, "chosen": chosen,
                     "chosen_by": "--model" if args.model else "CV on train (best macro-F1 among logreg)",
-                    "best_cv": best_any["model"], "best_vs_chosen_cv": paired,
-                    "held_out": held_out_report(d, is_test, pm)}
+                    "best_cv": best_any["model"], "best_vs_chosen_cv": paired}
+    if test.any():
+        report["held_out"] = held_out_report(d, is_test, pm)
     if args.data == "v3":
         for s_ in ("v3", "v2"):
             report[f"held_out_{s_}"] = held_out_report(d, is_test & (d["set"] == s_), pm)
@@ -558,14 +663,18 @@ def main(argv: list[str] | None = None) -> None:
     md += [f"| {r['model']} | {r['folds']} x {r['repeats']} | {r['macro_f1']:.3f} ({r['macro_f1_sd']:.3f}) | "
            f"{r['accuracy']:.3f} | "
            + " | ".join(f"{r['f1'][n]:.2f}" for n in PATTERNS) + f" | {r['seconds']:.0f} |" for r in cv]
-    if args.data in ("v2", "v3"):  # the 240 v1 maps, labelled by a third person with other conventions
+    if args.data in ("v2", "v3", "all"):  # the 240 v1 maps, labelled by a third person with other conventions
         v1 = load_items("v1", args.workdir)
         g1 = v1["y_consensus"]
         report["v1_labels"] = {"learned": scores(g1, pm.proba(v1["x"]).argmax(axis=1)),
                                "rules": scores(g1, v1["rules"].astype(int))}
     md += [""]
-    md += md_held_out("Held-out: the whole test split" + (" (v2 test + v3 test)" if args.data == "v3" else ""),
-                      report["held_out"])
+    if "held_out" in report:
+        md += md_held_out("Held-out: the whole test split" + (" (v2 test + v3 test)" if args.data == "v3" else ""),
+                          report["held_out"])
+    else:
+        md += ["No held-out split: every labelled map was used for the CV and the refit (the v4 test sample is "
+               "scored separately, once, by `--data v4`).", ""]
     if args.data == "v3":
         md += md_held_out("Held-out, v3 part only (fresh maps: the v3 block sample's test records)",
                           report["held_out_v3"])
@@ -576,11 +685,15 @@ def main(argv: list[str] | None = None) -> None:
         md += md_scores("hand-set rules vs the 240 v1 labels (their thresholds were tuned on 96 of them)",
                         report["v1_labels"]["rules"])
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "patterns_learned.json").write_text(json.dumps(report, indent=1) + "\n")
-    (args.out / "patterns_learned.md").write_text("\n".join(md) + "\n")
+    (args.out / f"patterns_learned{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
+    (args.out / f"patterns_learned{stem}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
     if args.write:
-        js["training"]["held_out_macro_f1"] = report["held_out"]["consensus"]["macro_f1"]
+        if "held_out" in report:
+            js["training"]["held_out_macro_f1"] = report["held_out"]["consensus"]["macro_f1"]
+        else:
+            js["training"]["cv_macro_f1"] = row_of[chosen]["macro_f1"]
+            js["training"]["cv_macro_f1_sd"] = row_of[chosen]["macro_f1_sd"]
         if "held_out_v3" in report:
             js["training"]["held_out_v3_macro_f1"] = report["held_out_v3"]["consensus"]["macro_f1"]
         MODEL_OUT.write_text(json.dumps(js, indent=1) + "\n")

@@ -66,3 +66,28 @@ def test_bad_label_row_names_file_and_line(tmp_path: Path) -> None:
     bad.write_text("item,label,confidence\nb0001,vertical,high\nb0002,blok,low\n")
     with pytest.raises(SystemExit, match=r"a\.csv:3: label 'blok'"):
         cl.read_labeller(bad, {"b0001", "b0002"})
+
+
+def test_v4_set_puts_every_item_in_test(tmp_path: Path) -> None:
+    """``--set v4`` on synthetic labeller files (random labels: the real v4 labels are never read by tests)."""
+    import numpy as np
+
+    sample = list(csv.DictReader((ROOT / "validation" / "pattern_sample_v4.csv").open(encoding="utf-8")))
+    rng = np.random.default_rng(0)
+    for who in ("A", "B"):
+        labels = rng.choice(cl.LABELS, len(sample))
+        conf = rng.choice(cl.CONFIDENCE, len(sample))
+        lines = ["item,label,confidence"] + [f"{r['item']},{lab},{c}" for r, lab, c in zip(sample, labels, conf,
+                                                                                          strict=True)]
+        (tmp_path / f"{who}.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "labels.csv"
+    cl.main(["--set", "v4", "--a", str(tmp_path / "A.csv"), "--b", str(tmp_path / "B.csv"), "--out", str(out),
+             "--results", str(tmp_path)])
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert [r["item"] for r in rows] == [r["item"] for r in sample]
+    assert {r["split"] for r in rows} == {"test"}
+    assert list(rows[0]) == ["item", "label_a", "confidence_a", "label_b", "confidence_b", "consensus", "confidence",
+                             "split"]
+    md = (tmp_path / "labeller_agreement_v4.md").read_text()
+    assert "v4 test sample" in md and "| block candidates | 144 |" in md
+    assert "| random sample (representative) | 672 |" in md

@@ -21,10 +21,14 @@ confidence, split) and ``benchmarks/results/labeller_agreement.{json,md}`` (Cohe
 stratum, per-type agreement, the A x B confusion). ``--set v3`` does the same for the block sample
 ``validation/block_sample_v3.csv`` (labels ``validation/pattern_labels_v3_{A,B}.csv``) into
 ``validation/pattern_labels_v3.csv`` and ``benchmarks/results/labeller_agreement_v3.{json,md}``, which also
-give the per-type counts of v2 and v3 together. Usage::
+give the per-type counts of v2 and v3 together. ``--set v4`` merges the fresh test sample
+``validation/pattern_sample_v4.csv`` (labels ``/work/labels/v4_labeller_{A,B}.csv``) into
+``validation/pattern_labels_v4.csv``: every item is ``test`` (the set is never trained on), agreement by stratum
+(random / block candidates) in ``benchmarks/results/labeller_agreement_v4.{json,md}``. Usage::
 
     python tools/consensus_labels.py --a /work/labels/labeller_A.csv --b /work/labels/labeller_B.csv
     python tools/consensus_labels.py --set v3
+    python tools/consensus_labels.py --set v4
 """
 
 from __future__ import annotations
@@ -49,7 +53,12 @@ SETS = {  # per labelled set: default inputs and outputs, split seed and test fr
     "v3": {"a": ROOT / "validation" / "pattern_labels_v3_A.csv", "b": ROOT / "validation" / "pattern_labels_v3_B.csv",
            "sample": ROOT / "validation" / "block_sample_v3.csv", "out": ROOT / "validation" / "pattern_labels_v3.csv",
            "stem": "labeller_agreement_v3", "seed": 2027, "test_fraction": 0.5},
+    "v4": {"a": Path("/work/labels/v4_labeller_A.csv"), "b": Path("/work/labels/v4_labeller_B.csv"),
+           "sample": ROOT / "validation" / "pattern_sample_v4.csv",
+           "out": ROOT / "validation" / "pattern_labels_v4.csv",
+           "stem": "labeller_agreement_v4", "seed": 2029, "test_fraction": 1.0},
 }
+TITLES = {"v2": "v2 sample", "v3": "v3 block sample", "v4": "v4 test sample"}
 
 
 def read_labeller(path: Path, items: set[str]) -> dict[str, tuple[str, str]]:
@@ -89,8 +98,9 @@ def consensus(a: tuple[str, str], b: tuple[str, str]) -> tuple[str, str]:
 
 def record_split(sample: list[dict[str, str]], seed: int = SPLIT_SEED,
                  test_fraction: float = TEST_FRACTION) -> dict[str, str]:
-    """``item -> train|test``: seeded ``test_fraction`` of the records of each group to test. Groups: records
-    with a block candidate (``pool``), else random singles / pairs (v2) or control pairs (v3)."""
+    """``item -> train|test``: seeded ``test_fraction`` of the records of each group to test (1.0: all of them,
+    as for v4). Groups: records with a block candidate (``pool``), else random singles / pairs (v2, v4) or
+    control pairs (v3)."""
     groups: dict[str, list[tuple[str, str]]] = {}
     rec_group: dict[tuple[str, str], str] = {}
     for r in sample:
@@ -216,6 +226,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.set == "v2":  # the v2 table keeps its subsets
         for name in ("block candidates", "controls (random pair maps)"):
             del subsets[name]
+    elif args.set == "v4":  # all items are test: strata and kinds of record instead
+        for name in ("controls (random pair maps)", "block-candidate pool", "held-out test split"):
+            del subsets[name]
     else:
         for name in ("random sample (representative)", "block-candidate pool", "single sentences", "sentence pairs"):
             del subsets[name]
@@ -241,7 +254,7 @@ def main(argv: list[str] | None = None) -> None:
                                    if r["split"] == s_}) for s_ in ("train", "test")}
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / f"{cfg['stem']}.json").write_text(json.dumps(res, indent=1) + "\n")
-    md = markdown(res, "v2 sample" if args.set == "v2" else "v3 block sample")
+    md = markdown(res, TITLES[args.set])
     (args.results / f"{cfg['stem']}.md").write_text(md)
     print(md)
 

@@ -1,0 +1,181 @@
+"""Paired cross-validation of variants of the learned pattern classifier on all v2 + v3 labelled maps (issue 10).
+
+``train_patterns.py --data all`` chooses among its fixed candidates (logistic C grid, trees, forest, CNN) trained on
+the consensus labels. This script compares, on the same CV splits, the variants that need more than a candidate
+list: which labels are trained on, class weights, extra per-map features derived from the kernel's existing
+per-map means (no new kernel feature), quadratic terms, a small MLP and gradient-boosted trees.
+
+Protocol: every map of v2 + v3 (disputed ones too, so soft-label variants can use them) is split by record into
+5 folds, ``--repeats`` times (``GroupKFold(shuffle=True, random_state=repeat)``); each variant is trained on the
+training folds and scored on the non-disputed maps of the held-out fold against the consensus; macro-F1 of the
+pooled out-of-fold predictions of each repeat; mean, sd over repeats, and the paired difference to the baseline
+(version 5's setting: logistic regression C = 10 on the 22 design features, consensus labels) per repeat.
+No v4 map is read. Writes ``benchmarks/results/patterns_cv_variants.{json,md}``. Usage::
+
+    python benchmarks/cv_pattern_variants.py --repeats 10
+    python benchmarks/cv_pattern_variants.py --repeats 10 --only 'logreg|soft'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import train_patterns as tp  # noqa: E402
+
+from attnx.kernels.features import F  # noqa: E402
+from attnx.kernels.patterns import PATTERNS  # noqa: E402
+
+BASELINE = "v5 setting: logreg C=10, consensus"
+EXTRA = ("sep", "sep_max", "punct", "cls_vis", "colmax_vis", "self_vis", "prev_vis", "next_vis", "maxw_vis",
+         "log_map_max", "inv_len")
+
+
+def extra_features(means: np.ndarray, shape_info: np.ndarray) -> np.ndarray:
+    """Candidate features ``(N, len(EXTRA))`` from the per-map means ``(N, NF)`` and per-map ``(length, len_a,
+    n_stripe)`` ``(N, 3)``: raw [SEP] / punctuation shares, and the mean weight of the [CLS] column, the strongest
+    column, each diagonal and the row maxima over the map's largest weight (brightness on a panel drawn 0..max)."""
+    mmax = np.maximum(means[:, F["map_max"]], 1e-12)
+
+    def vis(name: str) -> np.ndarray:
+        return np.clip(means[:, F[name]] / mmax, 0.0, 1.0)
+
+    cols = [means[:, F["sep"]], means[:, F["sep_max"]], means[:, F["punct"]], vis("cls"), vis("col_max"), vis("self"),
+            vis("prev"), vis("next"), vis("max_weight"), np.log(mmax), 1.0 / shape_info[:, 0]]
+    return np.stack(cols, axis=1)
+
+
+def variants() -> dict[str, tuple[object, str, str]]:
+    """name -> (unfitted model, feature set ``design`` | ``design+extra``, labels ``consensus`` | ``soft`` |
+    ``soft_balanced``)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import PolynomialFeatures, StandardScaler
+
+    def lr(c: float, cw: str | None = None) -> object:
+        return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=10000, class_weight=cw))
+
+    out: dict[str, tuple[object, str, str]] = {BASELINE: (lr(10), "design", "consensus")}
+    for c in (1, 3, 30):
+        out[f"logreg C={c}, consensus"] = (lr(c), "design", "consensus")
+    out["logreg C=10 balanced, consensus"] = (lr(10, "balanced"), "design", "consensus")
+    for c in (3, 10, 30):
+        out[f"logreg C={c}, soft A+B"] = (lr(c), "design", "soft")
+    out["logreg C=10, soft A+B, class-balanced weights"] = (lr(10), "design", "soft_balanced")
+    for c in (3, 10):
+        out[f"logreg C={c} + 11 extra features, consensus"] = (lr(c), "design+extra", "consensus")
+        out[f"logreg C={c} + 11 extra features, soft A+B"] = (lr(c), "design+extra", "soft")
+    for c in (0.1, 0.3, 1.0):
+        out[f"logreg C={c} on quadratic terms, consensus"] = (make_pipeline(
+            StandardScaler(), PolynomialFeatures(2, include_bias=False), StandardScaler(),
+            LogisticRegression(C=c, max_iter=20000)), "design", "consensus")
+    out["gbt depth=3, consensus"] = (HistGradientBoostingClassifier(
+        max_depth=3, max_iter=150, learning_rate=0.1, min_samples_leaf=5, random_state=0), "design", "consensus")
+    for h, a in ((16, 0.01), (32, 0.01), (32, 0.1), (16, 1.0)):
+        out[f"mlp {h} hidden, alpha={a}, consensus"] = (make_pipeline(
+            StandardScaler(), MLPClassifier((h,), alpha=a, max_iter=3000, random_state=0)), "design", "consensus")
+    return out
+
+
+def _fit(model: object, x: np.ndarray, y: np.ndarray, w: np.ndarray | None) -> object:
+    from sklearn.base import clone
+
+    m = clone(model)
+    if w is None:
+        return m.fit(x, y)
+    return m.fit(x, y, **{m.steps[-1][0] + "__sample_weight": w})  # pipelines: weight the last step
+
+
+def run(d: dict, repeats: int, only: str | None) -> dict:
+    """The paired CV of the module docstring on the items ``d`` of ``train_patterns.load_items('all')``."""
+    from sklearn.model_selection import GroupKFold
+
+    y, ya, yb, g = d["y_consensus"], d["y_A"], d["y_B"], d["record"]
+    usable = y >= 0
+    feats = {"design": d["x"], "design+extra": np.concatenate([d["x"], extra_features(d["means"], d["shape_info"])],
+                                                               axis=1)}
+    splits = [list(GroupKFold(5, shuffle=True, random_state=r).split(d["x"], y, g)) for r in range(repeats)]
+    rows = []
+    for name, (model, fset, labels) in variants().items():
+        if only is not None and name != BASELINE and not re.search(only, name):
+            continue
+        x = feats[fset]
+        t0 = time.perf_counter()
+        per_rep = []
+        for cv in splits:
+            pred = np.full(len(y), -1)
+            for tr, te in cv:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    if labels == "consensus":
+                        t = tr[usable[tr]]
+                        m = _fit(model, x[t], y[t], None)
+                    else:  # each map twice, once per labeller, weight 0.5 each (disputed maps included)
+                        yt = np.concatenate([ya[tr], yb[tr]])
+                        w = np.full(len(yt), 0.5)
+                        if labels == "soft_balanced":
+                            cnt = np.bincount(yt, weights=w, minlength=len(PATTERNS))
+                            w = w * (w.sum() / (len(PATTERNS) * np.maximum(cnt, 1e-9)))[yt]
+                        m = _fit(model, np.concatenate([x[tr], x[tr]]), yt, w)
+                te = te[usable[te]]
+                pred[te] = tp._proba_full(m, x[te]).argmax(axis=1)
+            per_rep.append(tp.scores(y[usable], pred[usable]))
+        macro = np.array([s["macro_f1"] for s in per_rep])
+        f1 = {k: round(float(np.mean([s["per_class"][k]["f1"] for s in per_rep])), 3) for k in PATTERNS}
+        rows.append({"variant": name, "features": fset, "labels": labels, "macro_f1": float(macro.mean()),
+                     "macro_f1_sd": float(macro.std()), "macro_f1_runs": [round(v, 4) for v in macro], "f1": f1,
+                     "seconds": round(time.perf_counter() - t0, 1)})
+        print(f"  {name:50s} {macro.mean():.4f} ({macro.std():.4f})", flush=True)
+    base = np.array(rows[0]["macro_f1_runs"])
+    for r in rows:
+        diff = np.array(r["macro_f1_runs"]) - base
+        r["paired_diff"], r["paired_sd"], r["wins"] = float(diff.mean()), float(diff.std()), int((diff > 0).sum())
+    return {"items": int(len(y)), "usable": int(usable.sum()), "records": int(len(np.unique(g))), "repeats": repeats,
+            "baseline": BASELINE, "extra_features": list(EXTRA), "rows": rows}
+
+
+def markdown(res: dict) -> str:
+    out = [f"# Pattern classifier variants: {res['repeats']} x 5-fold CV grouped by record on all v2 + v3 maps", "",
+           f"{res['usable']} non-disputed maps scored against the consensus ({res['items']} maps, {res['records']} "
+           f"records; load {res['load'][0]:.1f} before, {res['load_after'][0]:.1f} after). Paired difference: "
+           "variant minus the baseline per repeat (same splits); wins = repeats where the variant is ahead.", "",
+           "| variant | macro-F1 (sd) | paired diff (sd) | wins | "
+           + " | ".join(tp.SHORT[k] for k in PATTERNS) + " |", "|---|---:|---:|---:|" + "---:|" * len(PATTERNS)]
+    for r in res["rows"]:
+        out.append(f"| {r['variant']} | {r['macro_f1']:.3f} ({r['macro_f1_sd']:.3f}) | {r['paired_diff']:+.3f} "
+                   f"({r['paired_sd']:.3f}) | {r['wins']} | " + " | ".join(f"{r['f1'][k]:.2f}" for k in PATTERNS)
+                   + " |")
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/attnx_train_patterns"))
+    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--only", default=None, help="variants matching this regex (the baseline always runs)")
+    ap.add_argument("--out", type=Path, default=tp.RESULTS)
+    args = ap.parse_args(argv)
+    d = tp.load_items("all", args.workdir)
+    load = tp._load()
+    res = run(d, args.repeats, args.only)
+    res["load"], res["load_after"] = load, tp._load()
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "patterns_cv_variants.json").write_text(json.dumps(res, indent=1) + "\n")
+    md = markdown(res)
+    (args.out / "patterns_cv_variants.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
