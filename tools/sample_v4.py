@@ -17,6 +17,8 @@ Items ``t0001``.. are numbered in a seeded shuffle of both strata and rendered b
 single|pair, l) by ``render_label_maps.render_blind``. Usage::
 
     python tools/sample_v4.py --work /tmp/attnx_v4 --render /work/labels/v4
+    python tools/sample_v4.py --work /tmp/attnx_v5 --render /work/labels/v5 --seed 2030 --prefix u \
+        --sample-csv validation/pattern_sample_v5.csv      # v5: a second fresh sample, excluding v4's records too
 """
 
 from __future__ import annotations
@@ -37,10 +39,15 @@ SEED = 2029
 FIELDS = tool.V2_FIELDS
 
 
-def used_records() -> set[tuple[str, int]]:
-    """(source, physical line) of every record of the v1, v2 and v3 samples."""
+# the samples each seed's draw excludes: every sample drawn before it (so each draw can be rebuilt exactly)
+PRIOR: dict[int, tuple[str, ...]] = {2029: ("pattern_sample_v2.csv", "block_sample_v3.csv"),
+                                     2030: ("pattern_sample_v2.csv", "block_sample_v3.csv", "pattern_sample_v4.csv")}
+
+
+def used_records(seed: int = SEED) -> set[tuple[str, int]]:
+    """(source, physical line) of every record of v1 and of the samples :data:`PRIOR` names for ``seed``."""
     used: set[tuple[str, int]] = set()
-    for name in ("pattern_sample_v2.csv", "block_sample_v3.csv"):
+    for name in PRIOR[seed]:
         for r in csv.DictReader(open(ROOT / "validation" / name, encoding="utf-8")):
             used.add((r["source"], int(r["line"])))
     for r in csv.DictReader(open(ROOT / "validation" / "pattern_labels.csv", encoding="utf-8")):
@@ -53,7 +60,7 @@ def draw_records(singles_per_bin: int, pairs_per_bin: int, block_pool: int,
     """Random records then the block pool; returns ``(records, n_random)``."""
     rng = np.random.default_rng(seed)
     tok = tool._tokenizer()
-    used = used_records()
+    used = used_records(seed)
     records: list[tool.SourceRecord] = []
     for src in tool.V2_SINGLE_SOURCES:
         records += tool._v2_draw(rng, src, singles_per_bin, tok, used)
@@ -78,7 +85,7 @@ def draw_records(singles_per_bin: int, pairs_per_bin: int, block_pool: int,
 
 
 def draw_items(pool_store: Path, records: list[tool.SourceRecord], n_random: int, n_blocks: int, per_head: int,
-               seed: int = SEED) -> tuple[list[tool.Item], dict[str, str]]:
+               seed: int = SEED, prefix: str = "t") -> tuple[list[tool.Item], dict[str, str]]:
     """12 maps of every random record plus the block candidates of ``pool_store`` (the store of
     ``records[n_random:]``), shuffled and numbered ``t0001``.."""
     rng = np.random.default_rng([seed, 2])
@@ -93,7 +100,7 @@ def draw_items(pool_store: Path, records: list[tool.SourceRecord], n_random: int
     items, stratum = [], {}
     for n, k in enumerate(rng.permutation(len(drawn))):
         r, layer, head, s = drawn[int(k)]
-        name = f"t{n + 1:04d}"
+        name = f"{prefix}{n + 1:04d}"
         items.append(tool.Item(name, r, layer, head))
         stratum[name] = s
     return items, stratum
@@ -109,12 +116,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--block-pool", type=int, default=600)
     ap.add_argument("--blocks", type=int, default=144)
     ap.add_argument("--per-head", type=int, default=24)
+    ap.add_argument("--seed", type=int, default=SEED, choices=sorted(PRIOR), help="2029 = v4, 2030 = v5")
+    ap.add_argument("--prefix", default="t", help="item id prefix (t = v4)")
     args = ap.parse_args(argv)
+    if args.sample_csv.exists():
+        raise SystemExit(f"{args.sample_csv} exists: a drawn sample is never redrawn over")
 
-    records, n_random = draw_records(args.singles_per_bin, args.pairs_per_bin, args.block_pool)
+    records, n_random = draw_records(args.singles_per_bin, args.pairs_per_bin, args.block_pool, args.seed)
     store = tool.extract_sample(tool.Sample(records[:n_random], []), args.work / "random")
     pool = tool.extract_sample(tool.Sample(records[n_random:], []), args.work / "pool")
-    items, stratum = draw_items(pool, records, n_random, args.blocks, args.per_head)
+    items, stratum = draw_items(pool, records, n_random, args.blocks, args.per_head, args.seed, args.prefix)
     maps = {}
     rand = [it for it in items if it.record < n_random]
     maps.update(tool.item_maps(tool.Sample(records[:n_random], rand), store))
