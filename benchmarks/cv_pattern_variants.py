@@ -170,6 +170,7 @@ def run(d: dict, repeats: int, only: str | None, data: str = "all") -> dict:
         x = feats[fset]
         t0 = time.perf_counter()
         per_rep = []
+        per_set: dict[str, list[dict]] = {str(k): [] for k in np.unique(d["set"])}
         for cv in splits:
             pred = np.full(len(y), -1)
             for tr, te in cv:
@@ -188,10 +189,17 @@ def run(d: dict, repeats: int, only: str | None, data: str = "all") -> dict:
                 te = te[usable[te]]
                 pred[te] = tp._proba_full(m, x[te]).argmax(axis=1)
             per_rep.append(tp.scores(y[usable], pred[usable]))
+            for k in per_set:  # the same out-of-fold predictions, scored per labelled set
+                sel = usable & (d["set"] == k)
+                per_set[k].append(tp.scores(y[sel], pred[sel]))
         macro = np.array([s["macro_f1"] for s in per_rep])
         f1 = {k: round(float(np.mean([s["per_class"][k]["f1"] for s in per_rep])), 3) for k in PATTERNS}
         rows.append({"variant": name, "features": fset, "labels": labels, "macro_f1": float(macro.mean()),
                      "macro_f1_sd": float(macro.std()), "macro_f1_runs": [round(v, 4) for v in macro], "f1": f1,
+                     "per_set": {k: {"macro_f1": round(float(np.mean([s["macro_f1"] for s in v])), 4),
+                                     "macro_f1_sd": round(float(np.std([s["macro_f1"] for s in v])), 4),
+                                     "f1": {c: round(float(np.mean([s["per_class"][c]["f1"] for s in v])), 3)
+                                            for c in PATTERNS}} for k, v in per_set.items()},
                      "seconds": round(time.perf_counter() - t0, 1)})
         print(f"  {name:50s} {macro.mean():.4f} ({macro.std():.4f})", flush=True)
     base = np.array(rows[0]["macro_f1_runs"])
@@ -215,6 +223,14 @@ def markdown(res: dict) -> str:
         out.append(f"| {r['variant']} | {r['macro_f1']:.3f} ({r['macro_f1_sd']:.3f}) | {r['paired_diff']:+.3f} "
                    f"({r['paired_sd']:.3f}) | {r['wins']} | " + " | ".join(f"{r['f1'][k]:.2f}" for k in PATTERNS)
                    + " |")
+    sets = list(res["rows"][0].get("per_set", {}))
+    if sets:
+        out += ["", "The same out-of-fold predictions scored per labelled set (macro-F1, sd over repeats; "
+                "diagonal F1):", "", "| variant | " + " | ".join(sets) + " |", "|---|" + "---:|" * len(sets)]
+        for r in res["rows"]:
+            cells = [f"{p['macro_f1']:.3f} ({p['macro_f1_sd']:.3f}); diag {p['f1']['diagonal']:.2f}"
+                     for p in (r["per_set"][k] for k in sets)]
+            out.append(f"| {r['variant']} | " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
 
 
