@@ -92,7 +92,7 @@ def _hand_built(l: int = 30, la: int = 14, seed: int = 0) -> tuple[np.ndarray, l
     within /= within.sum(axis=1, keepdims=True)
     # block as MiniLM's labelled block maps look (mean [CLS] mass 0.40 in validation/pattern_labels_v2.csv):
     # most rows spread inside their own segment under a [CLS] column. A block with no [CLS] column at all
-    # lies outside the training data and is labelled vertical_diagonal (see validation/README.md).
+    # lies outside the training data and is labelled diagonal by version 7 (see validation/README.md).
     block = 0.4 * np.outer(np.ones(l), eye[0]) + 0.55 * within + 0.05 * noise
     hetero = np.zeros((l, l))
     for i in range(l):  # scattered: far-away keys that change with every query
