@@ -10,9 +10,13 @@ Protocol: every map of v2 + v3 (disputed ones too, so soft-label variants can us
 training folds and scored on the non-disputed maps of the held-out fold against the consensus; macro-F1 of the
 pooled out-of-fold predictions of each repeat; mean, sd over repeats, and the paired difference to the baseline
 (version 5's setting: logistic regression C = 10 on the 22 design features, consensus labels) per repeat.
-No v4 map is read. Writes ``benchmarks/results/patterns_cv_variants.{json,md}``. Usage::
+No v4 map is read. Writes ``benchmarks/results/patterns_cv_variants.{json,md}``. ``--data all4`` runs the version-7
+candidates (:func:`variants_all4`: C grid, the 11 extra features, the diagonal-vs-column features) the same way on
+every v2 + v3 + v4 map, baseline version 6's setting, into ``patterns_cv_variants_v7.{json,md}`` (no v5 map is
+read). Usage::
 
     python benchmarks/cv_pattern_variants.py --repeats 10
+    python benchmarks/cv_pattern_variants.py --data all4 --repeats 10
     python benchmarks/cv_pattern_variants.py --repeats 10 --only 'logreg|soft'
 """
 
@@ -52,6 +56,54 @@ def extra_features(means: np.ndarray, shape_info: np.ndarray) -> np.ndarray:
     cols = [means[:, F["sep"]], means[:, F["sep_max"]], means[:, F["punct"]], vis("cls"), vis("col_max"), vis("self"),
             vis("prev"), vis("next"), vis("max_weight"), np.log(mmax), 1.0 / shape_info[:, 0]]
     return np.stack(cols, axis=1)
+
+
+DIAGCOL = ("diag_col", "diag_cls")
+
+
+def diag_col_features(means: np.ndarray) -> np.ndarray:
+    """Diagonal vs column brightness ``(N, 2)`` from the per-map means ``(N, NF)``: the strongest single diagonal's
+    mean row mass (self, previous or next) over itself plus the strongest column's (``diag_col``) and plus the
+    [CLS] column's (``diag_cls``); 1 = only a diagonal, 0 = only a column, 0.5 = equally bright (0.5 for an
+    all-zero map). Aimed at the v4 errors: vertical_diagonal maps called diagonal (a visible column under a
+    brighter diagonal)."""
+    top = np.maximum(np.maximum(means[:, F["self"]], means[:, F["prev"]]), means[:, F["next"]])
+
+    def ratio(col: np.ndarray) -> np.ndarray:
+        tot = top + col
+        return np.where(tot > 1e-12, top / np.maximum(tot, 1e-12), 0.5)
+
+    return np.stack([ratio(means[:, F["col_max"]]), ratio(means[:, F["cls"]])], axis=1)
+
+
+def _lr(c: float, cw: str | None = None) -> object:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=10000, class_weight=cw))
+
+
+BASELINE_V7 = "v6 setting: logreg C=10, 22 features"
+
+
+def variants_all4() -> dict[str, tuple[object, str, str]]:
+    """The version-7 candidates (CV on all v2 + v3 + v4 maps, consensus labels): the C grid, the 11 extra features,
+    the diagonal-vs-column features, and the two together; version 6's setting first (the baseline)."""
+    out: dict[str, tuple[object, str, str]] = {BASELINE_V7: (_lr(10), "design", "consensus")}
+    for c in (1, 3, 30, 100):
+        out[f"logreg C={c}, 22 features"] = (_lr(c), "design", "consensus")
+    for c in (3, 10, 30):
+        out[f"logreg C={c} + 11 extra features"] = (_lr(c), "design+extra", "consensus")
+    for c in (3, 10, 30):
+        out[f"logreg C={c} + diag/col (2)"] = (_lr(c), "design+diagcol", "consensus")
+    for c in (3, 10):
+        out[f"logreg C={c} + 11 extra + diag/col (13)"] = (_lr(c), "design+extra+diagcol", "consensus")
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    out["gbt depth=3, 22 features"] = (HistGradientBoostingClassifier(
+        max_depth=3, max_iter=150, learning_rate=0.1, min_samples_leaf=5, random_state=0), "design", "consensus")
+    return out
 
 
 def variants() -> dict[str, tuple[object, str, str]]:
@@ -97,22 +149,28 @@ def _fit(model: object, x: np.ndarray, y: np.ndarray, w: np.ndarray | None) -> o
     return m.fit(x, y, **{m.steps[-1][0] + "__sample_weight": w})  # pipelines: weight the last step
 
 
-def run(d: dict, repeats: int, only: str | None) -> dict:
-    """The paired CV of the module docstring on the items ``d`` of ``train_patterns.load_items('all')``."""
+def run(d: dict, repeats: int, only: str | None, data: str = "all") -> dict:
+    """The paired CV of the module docstring on the items ``d`` of ``train_patterns.load_items(data)``
+    (``all``: the version-6 variants; ``all4``: the version-7 ones, :func:`variants_all4`)."""
     from sklearn.model_selection import GroupKFold
 
     y, ya, yb, g = d["y_consensus"], d["y_A"], d["y_B"], d["record"]
     usable = y >= 0
-    feats = {"design": d["x"], "design+extra": np.concatenate([d["x"], extra_features(d["means"], d["shape_info"])],
-                                                               axis=1)}
+    ext, dc = extra_features(d["means"], d["shape_info"]), diag_col_features(d["means"])
+    feats = {"design": d["x"], "design+extra": np.concatenate([d["x"], ext], axis=1),
+             "design+diagcol": np.concatenate([d["x"], dc], axis=1),
+             "design+extra+diagcol": np.concatenate([d["x"], ext, dc], axis=1)}
     splits = [list(GroupKFold(5, shuffle=True, random_state=r).split(d["x"], y, g)) for r in range(repeats)]
     rows = []
-    for name, (model, fset, labels) in variants().items():
-        if only is not None and name != BASELINE and not re.search(only, name):
+    cands = variants_all4() if data == "all4" else variants()
+    baseline = next(iter(cands))
+    for name, (model, fset, labels) in cands.items():
+        if only is not None and name != baseline and not re.search(only, name):
             continue
         x = feats[fset]
         t0 = time.perf_counter()
         per_rep = []
+        per_set: dict[str, list[dict]] = {str(k): [] for k in np.unique(d["set"])}
         for cv in splits:
             pred = np.full(len(y), -1)
             for tr, te in cv:
@@ -131,22 +189,31 @@ def run(d: dict, repeats: int, only: str | None) -> dict:
                 te = te[usable[te]]
                 pred[te] = tp._proba_full(m, x[te]).argmax(axis=1)
             per_rep.append(tp.scores(y[usable], pred[usable]))
+            for k in per_set:  # the same out-of-fold predictions, scored per labelled set
+                sel = usable & (d["set"] == k)
+                per_set[k].append(tp.scores(y[sel], pred[sel]))
         macro = np.array([s["macro_f1"] for s in per_rep])
         f1 = {k: round(float(np.mean([s["per_class"][k]["f1"] for s in per_rep])), 3) for k in PATTERNS}
         rows.append({"variant": name, "features": fset, "labels": labels, "macro_f1": float(macro.mean()),
                      "macro_f1_sd": float(macro.std()), "macro_f1_runs": [round(v, 4) for v in macro], "f1": f1,
+                     "per_set": {k: {"macro_f1": round(float(np.mean([s["macro_f1"] for s in v])), 4),
+                                     "macro_f1_sd": round(float(np.std([s["macro_f1"] for s in v])), 4),
+                                     "f1": {c: round(float(np.mean([s["per_class"][c]["f1"] for s in v])), 3)
+                                            for c in PATTERNS}} for k, v in per_set.items()},
                      "seconds": round(time.perf_counter() - t0, 1)})
         print(f"  {name:50s} {macro.mean():.4f} ({macro.std():.4f})", flush=True)
     base = np.array(rows[0]["macro_f1_runs"])
     for r in rows:
         diff = np.array(r["macro_f1_runs"]) - base
         r["paired_diff"], r["paired_sd"], r["wins"] = float(diff.mean()), float(diff.std()), int((diff > 0).sum())
-    return {"items": int(len(y)), "usable": int(usable.sum()), "records": int(len(np.unique(g))), "repeats": repeats,
-            "baseline": BASELINE, "extra_features": list(EXTRA), "rows": rows}
+    return {"data": data, "items": int(len(y)), "usable": int(usable.sum()), "records": int(len(np.unique(g))),
+            "repeats": repeats, "baseline": baseline, "extra_features": list(EXTRA), "diag_col_features": list(DIAGCOL),
+            "rows": rows}
 
 
 def markdown(res: dict) -> str:
-    out = [f"# Pattern classifier variants: {res['repeats']} x 5-fold CV grouped by record on all v2 + v3 maps", "",
+    sets = "v2 + v3 + v4" if res.get("data") == "all4" else "v2 + v3"
+    out = [f"# Pattern classifier variants: {res['repeats']} x 5-fold CV grouped by record on all {sets} maps", "",
            f"{res['usable']} non-disputed maps scored against the consensus ({res['items']} maps, {res['records']} "
            f"records; load {res['load'][0]:.1f} before, {res['load_after'][0]:.1f} after). Paired difference: "
            "variant minus the baseline per repeat (same splits); wins = repeats where the variant is ahead.", "",
@@ -156,6 +223,14 @@ def markdown(res: dict) -> str:
         out.append(f"| {r['variant']} | {r['macro_f1']:.3f} ({r['macro_f1_sd']:.3f}) | {r['paired_diff']:+.3f} "
                    f"({r['paired_sd']:.3f}) | {r['wins']} | " + " | ".join(f"{r['f1'][k]:.2f}" for k in PATTERNS)
                    + " |")
+    sets = list(res["rows"][0].get("per_set", {}))
+    if sets:
+        out += ["", "The same out-of-fold predictions scored per labelled set (macro-F1, sd over repeats; "
+                "diagonal F1):", "", "| variant | " + " | ".join(sets) + " |", "|---|" + "---:|" * len(sets)]
+        for r in res["rows"]:
+            cells = [f"{p['macro_f1']:.3f} ({p['macro_f1_sd']:.3f}); diag {p['f1']['diagonal']:.2f}"
+                     for p in (r["per_set"][k] for k in sets)]
+            out.append(f"| {r['variant']} | " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
 
 
@@ -163,17 +238,21 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/attnx_train_patterns"))
     ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--data", choices=["all", "all4"], default="all",
+                    help="all: v2 + v3 (the version-6 variants); all4: v2 + v3 + v4 (the version-7 variants, "
+                         "written to patterns_cv_variants_v7.*)")
     ap.add_argument("--only", default=None, help="variants matching this regex (the baseline always runs)")
     ap.add_argument("--out", type=Path, default=tp.RESULTS)
     args = ap.parse_args(argv)
-    d = tp.load_items("all", args.workdir)
+    d = tp.load_items(args.data, args.workdir)
     load = tp._load()
-    res = run(d, args.repeats, args.only)
+    res = run(d, args.repeats, args.only, args.data)
     res["load"], res["load_after"] = load, tp._load()
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "patterns_cv_variants.json").write_text(json.dumps(res, indent=1) + "\n")
+    stem = "patterns_cv_variants" + ("_v7" if args.data == "all4" else "")
+    (args.out / f"{stem}.json").write_text(json.dumps(res, indent=1) + "\n")
     md = markdown(res)
-    (args.out / "patterns_cv_variants.md").write_text(md)
+    (args.out / f"{stem}.md").write_text(md)
     print(md)
 
 

@@ -1,7 +1,7 @@
-"""Is the pattern classifier within the labellers' own agreement on the v4 test sample? (issue 10)
+"""Is the pattern classifier within the labellers' own agreement on a fresh test sample (v4 or v5)? (issue 10)
 
-``train_patterns.py --data v4`` scored the packaged model once; this script adds no choice and no tuning,
-only the statistics that compare the model with a second human on the same maps:
+``train_patterns.py --data v4`` (``--data v5``) scored the packaged model once; this script adds no choice and no
+tuning, only the statistics that compare the model with a second human on the same maps:
 
 * Cohen's kappa and macro-F1 of the model against labeller A, against B and against the consensus, next to B
   against A (the labellers' own agreement);
@@ -9,9 +9,10 @@ only the statistics that compare the model with a second human on the same maps:
   maps, with a 95 % bootstrap interval over records (2,000 resamples; a record's maps move together);
 * per type, F1 against the consensus next to the labellers' specific agreement (2 x both / (A + B)).
 
-Writes ``benchmarks/results/patterns_v4_vs_humans.{json,md}``. Usage::
+Writes ``benchmarks/results/patterns_<set>_vs_humans.{json,md}`` (``--set v4``, the default, or ``v5``). Usage::
 
-    python benchmarks/patterns_vs_humans.py --workdir /tmp/attnx_train_patterns
+    python benchmarks/patterns_vs_humans.py --workdir W --model-json V6.json     # v4 (made with model version 6)
+    python benchmarks/patterns_vs_humans.py --set v5 --workdir W                 # v5 (the packaged version 7)
 """
 
 from __future__ import annotations
@@ -69,15 +70,24 @@ def main(argv: list[str] | None = None) -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/attnx_train_patterns"))
+    ap.add_argument("--set", choices=sorted(tp.FRESH), default="v4", help="the fresh test sample (default v4)")
+    ap.add_argument("--labels", type=Path, default=None,
+                    help="its labels CSV (default: validation/pattern_labels_<set>.csv, by tools/consensus_labels.py)")
+    ap.add_argument("--model-json", type=Path, default=None,
+                    help="the model compared (default: the packaged one; v4's file was made with version 6)")
     ap.add_argument("--out", type=Path, default=ROOT / "results")
     args = ap.parse_args(argv)
 
-    pm = PatternModel.load(None)
-    d = tp.load_items("v4-test", args.workdir)
+    pm = PatternModel.load(args.model_json)
+    trained = pm.info.get("training", {}).get("data")
+    if args.set in tp.TRAINING.get(trained, ()):
+        raise SystemExit(f"{pm.source}: version {pm.info.get('version')} was trained on {args.set} (data {trained}); "
+                         "compare a model that never saw it (--model-json)")
+    d = tp.load_items(tp.FRESH[args.set]["set"], args.workdir, **{f"labels_{args.set}": args.labels})
     a, b, cons = d["y_A"], d["y_B"], d["y_consensus"]
     pred = pm.proba(d["x"]).argmax(axis=1)
     usable = cons >= 0
-    result: dict = {"model_version": pm.info.get("version"), "model_digest": pm.digest, "maps": len(a),
+    result: dict = {"set": args.set, "model_version": pm.info.get("version"), "model_digest": pm.digest, "maps": len(a),
                     "not_disputed": int(usable.sum()), "strata": {}}
     for stratum in ("all", "random", "block_candidate"):
         sel = np.ones(len(a), bool) if stratum == "all" else d["stratum"] == stratum
@@ -96,8 +106,9 @@ def main(argv: list[str] | None = None) -> None:
         }
         result["strata"][stratum] = r
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "patterns_v4_vs_humans.json").write_text(json.dumps(result, indent=2))
-    md = [f"# Pattern model version {result['model_version']} as a second rater on the v4 test sample", "",
+    stem = f"patterns_{args.set}_vs_humans"
+    (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2))
+    md = [f"# Pattern model version {result['model_version']} as a second rater on the {args.set} test sample", "",
           "| maps | kappa model-A | kappa model-B | kappa B-A | macro-F1 model-A | model-B | B-A | "
           "model - B, vs A: macro-F1 [95%] | model - A, vs B: macro-F1 [95%] |",
           "|---|---:|---:|---:|---:|---:|---:|---|---|"]
@@ -112,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     md += ["", "| type | model F1 vs consensus | labellers' specific agreement |", "|---|---:|---:|"]
     md += [f"| {t} | {r['model_f1_vs_consensus'][t]:.3f} | {r['labellers_specific_agreement'][t]:.3f} |"
            for t in PATTERNS]
-    (args.out / "patterns_v4_vs_humans.md").write_text("\n".join(md) + "\n")
+    (args.out / f"{stem}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 
 

@@ -17,7 +17,11 @@ Data (``validation/``, no text: pointers into the shared data folder):
   ``pattern_sample_v4.csv`` with ``pattern_labels_v4.csv`` (``tools/consensus_labels.py --set v4``; every item
   ``test``), overall, per stratum (random / block_candidate) and against each labeller, after checking that its
   recorded candidate refitted on the ``all`` training maps gives its weights. Writes ``patterns_v4.{json,md}`` and
-  refuses to run again once ``patterns_v4.json`` exists in ``--out`` (``--again`` overrides).
+  refuses to run again once ``patterns_v4.json`` exists in ``--out`` (``--again`` overrides);
+* ``all4``: v2 + v3 + v4 (v4's one look is spent: its labels are training data now), all for training; version 7,
+  results ``patterns_cv_v7.json`` and ``patterns_learned_v7.{json,md}``;
+* ``v5``: as ``v4`` for the second fresh sample ``pattern_sample_v5.csv`` with ``pattern_labels_v5.csv``, the refit
+  check on the ``all4`` training maps; writes ``patterns_v5.{json,md}`` and refuses a second run the same way.
 
 The maps are re-extracted with the real MiniLM model into ``--workdir`` (reused), their features are
 computed by the production path (:func:`attnx.analysis.run.block_maps` -> ``per_map_means`` ->
@@ -34,10 +38,12 @@ computed by the production path (:func:`attnx.analysis.run.block_maps` -> ``per_
    labellers' own agreement on the same items; the hand-set rules (``Thresholds``) on the same items.
 
 Writes ``benchmarks/results/patterns_learned.{json,md}`` (``--data all``: ``patterns_learned_v6.{json,md}`` and
-``patterns_cv_v6.json``, so version 5's files stay as they are). Usage::
+``patterns_cv_v6.json``; ``--data all4``: ``..._v7``; so earlier versions' files stay as they are). Usage::
 
-    python benchmarks/train_patterns.py --data all --no-cnn --repeats 10 --write   # the shipped model (version 6)
-    python benchmarks/train_patterns.py --data v4      # the one look at the v4 test sample (packaged model)
+    python benchmarks/train_patterns.py --data all4 --no-cnn --repeats 10 --write  # the shipped model (version 7)
+    python benchmarks/train_patterns.py --data v5      # the one look at the v5 test sample (packaged model)
+    python benchmarks/train_patterns.py --data all --no-cnn --repeats 10 --write   # version 6
+    python benchmarks/train_patterns.py --data v4 --model-json V6.json  # v4's one look (made with version 6)
     python benchmarks/train_patterns.py --data v3 --write          # version 5 (v2 + v3 train split)
     python benchmarks/train_patterns.py --data v1 --no-cnn         # on the 240 old labels only
     python benchmarks/train_patterns.py --cv-only --only logreg --repeats 10   # model work: never scores test
@@ -156,26 +162,44 @@ def _concat(a: dict, b: dict) -> dict:
 SAMPLED = {  # labelled sets drawn as a sample CSV + a labels CSV (columns of pattern_labels_v3.csv)
     "v3-blocks": ("block_sample_v3.csv", "pattern_labels_v3.csv", "v3_blocks", "v3"),
     "v4-test": ("pattern_sample_v4.csv", "pattern_labels_v4.csv", "v4", "v4"),
+    "v5-test": ("pattern_sample_v5.csv", "pattern_labels_v5.csv", "v5", "v5"),
 }
 V4_RECORD_OFFSET = 200_000  # v4 record ids follow v3's
+# fresh test samples, each scored once by the frozen model (``--data v4`` / ``--data v5``): its labelled set, record
+# id offset, and the training data (``--data``) of the model it scores (for the refit check)
+FRESH = {"v4": {"set": "v4-test", "offset": V4_RECORD_OFFSET, "train": "all"},
+         "v5": {"set": "v5-test", "offset": 300_000, "train": "all4"}}
+TRAINING = {"all": ("v3",), "all4": ("v3", "v4")}  # training-only data: v2 + v3 (+ v4), every split
+STEM = {"all": "_v6", "all4": "_v7"}  # result-file suffix per training-only data (earlier versions' files stay)
+VERSION = {"all4": 7, "all": 6, "v3": 5}  # packaged model version written per --data (else 4)
 
 
-def load_items(data: str, workdir: Path, labels_v2: Path | None = None, labels_v4: Path | None = None) -> dict:
+def load_items(data: str, workdir: Path, labels_v2: Path | None = None, labels_v4: Path | None = None,
+               labels_v5: Path | None = None) -> dict:
     """Items of a labelled set with features and labels: a dict of equally long arrays + metadata
     (``set``: which labelled set an item comes from; ``stratum``: how its map was drawn).
 
     ``all``: v2 + v3, every non-disputed map for training (``split`` = ``train``: the old held-out split is spent);
-    ``v4``: ``all`` plus the v4 test sample (``split`` = ``test``, labels from ``labels_v4``)."""
+    ``all4``: ``all`` plus the v4 sample (its one look is spent), all ``train``;
+    ``v4`` / ``v5``: the model's training data (:data:`FRESH`) plus that fresh test sample (``split`` = ``test``,
+    labels from ``labels_v4`` / ``labels_v5``)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    if data in ("all", "v4"):
-        d = load_items("v3", workdir, labels_v2)
+    labels = {"v4-test": labels_v4, "v5-test": labels_v5}
+    if data in TRAINING or data in FRESH:
+        parts = TRAINING[FRESH[data]["train"]] if data in FRESH else TRAINING[data]
+        d = load_items(parts[0], workdir, labels_v2)
+        for extra in parts[1:]:  # an earlier fresh sample, now training data
+            e = load_items(FRESH[extra]["set"], workdir, **{f"labels_{extra}": labels[FRESH[extra]["set"]]})
+            e["record"] = e["record"] + FRESH[extra]["offset"]
+            d = _concat(d, e)
         d["split"] = np.full(len(d["item"]), "train")
-        if data == "v4":
-            v4 = load_items("v4-test", workdir, labels_v4=labels_v4)
-            v4["record"] = v4["record"] + V4_RECORD_OFFSET
-            if (v4["split"] != "test").any():
-                raise SystemExit(f"{labels_v4}: every v4 item must be split = test")
-            d = _concat(d, v4)
+        if data in FRESH:
+            name = FRESH[data]["set"]
+            t = load_items(name, workdir, **{f"labels_{data}": labels[name]})
+            t["record"] = t["record"] + FRESH[data]["offset"]
+            if (t["split"] != "test").any():
+                raise SystemExit(f"{labels[name] or SAMPLED[name][1]}: every {data} item must be split = test")
+            d = _concat(d, t)
         return d
     if data == "v3":
         v2, v3 = load_items("v2", workdir, labels_v2), load_items("v3-blocks", workdir)
@@ -188,7 +212,8 @@ def load_items(data: str, workdir: Path, labels_v2: Path | None = None, labels_v
         store = tool.extract_sample(tool.Sample(records, []), workdir / sub)
         index = {(r.source, r.line): k for k, r in enumerate(records)}
         srows = {r["item"]: r for r in srows_l}
-        path = labels_v4 if data == "v4-test" and labels_v4 is not None else ROOT / "validation" / labels_csv
+        given = {"v4-test": labels_v4, "v5-test": labels_v5}.get(data)
+        path = given if given is not None else ROOT / "validation" / labels_csv
         if not path.exists():
             raise SystemExit(f"{path}: no such labels file (make it with tools/consensus_labels.py)")
         rows = list(csv.DictReader(open(path, encoding="utf-8")))
@@ -447,7 +472,7 @@ def to_json(pipe, info: dict, x_train: np.ndarray) -> dict:  # noqa: ANN001
         "_doc": "Learned attention-pattern classifier of attnx.kernels.pattern_model (multinomial logistic "
                 "regression on standardised design features). Written by benchmarks/train_patterns.py; "
                 "see validation/README.md for the labels and benchmarks/results/patterns_learned.md for scores.",
-        "version": {"all": 6, "v3": 5}.get(info.get("data"), 4), "kind": "softmax", "classes": list(PATTERNS),
+        "version": VERSION.get(info.get("data"), 4), "kind": "softmax", "classes": list(PATTERNS),
         "features": list(DESIGN),
         "mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(), "coef": coef.tolist(),
         "intercept": icpt.tolist(), "lo": x_train.min(axis=0).tolist(), "hi": x_train.max(axis=0).tolist(),
@@ -527,64 +552,72 @@ def md_held_out(title: str, h: dict) -> list[str]:
     return [*md, ""]
 
 
-def score_v4(args: argparse.Namespace) -> None:
-    """The one look at the v4 test sample: the packaged (frozen) model, no CV and no choice, scored against the
-    consensus overall, per stratum and against each labeller. Checks first that the model is what ``--data all``
-    refits from its recorded candidate on the same training maps (so nothing about v4 went into it)."""
+def score_fresh(args: argparse.Namespace) -> None:
+    """The one look at a fresh test sample (``--data v4`` or ``v5``): the packaged (frozen) model, no CV and no
+    choice, scored against the consensus overall, per stratum and against each labeller. Checks first that the
+    model is what its training data (:data:`FRESH`: ``all`` for v4, ``all4`` for v5) refits from its recorded
+    candidate on the same training maps (so nothing about the test sample went into it)."""
     from sklearn.base import clone
 
     from attnx.kernels.pattern_model import PatternModel
 
-    out_json = args.out / "patterns_v4.json"
+    tag = args.data
+    out_json = args.out / f"patterns_{tag}.json"
     if out_json.exists() and not args.again:
-        raise SystemExit(f"{out_json}: the v4 sample was already scored (it is meant for one look; --again to redo)")
+        raise SystemExit(f"{out_json}: the {tag} sample was already scored (it is meant for one look; --again to redo)")
     pm = PatternModel.load(args.model_json)
-    d = load_items("v4", args.workdir, args.labels, args.labels_v4)
+    d = load_items(tag, args.workdir, args.labels, args.labels_v4, args.labels_v5)
     usable = d["y_consensus"] >= 0
     train = (d["split"] == "train") & usable
-    is_v4 = d["set"] == "v4"
+    is_t = d["set"] == tag
+    train_data = FRESH[tag]["train"]
     name = pm.info.get("training", {}).get("model")
-    refit = {"candidate": name, "matches": None}
+    refit = {"candidate": name, "training_data": train_data, "matches": None}
     if name in candidates():
-        js = to_json(clone(candidates()[name]).fit(d["x"][train], d["y_consensus"][train]), {"data": "all"},
+        js = to_json(clone(candidates()[name]).fit(d["x"][train], d["y_consensus"][train]), {"data": train_data},
                      d["x"][train])
         diff = max(float(np.abs(np.asarray(js[k]) - getattr(pm, k)).max()) for k in ("coef", "intercept", "mean"))
         refit.update(matches=bool(diff < 1e-4), max_abs_diff=diff)
-    report = {"data": "v4", "model": pm.source, "model_digest": pm.digest, "model_version": pm.info.get("version"),
+    sets = " + ".join(["v2", *TRAINING[train_data]])
+    report = {"data": tag, "model": pm.source, "model_digest": pm.digest, "model_version": pm.info.get("version"),
               "train_items_refit_check": int(train.sum()), "refit_check": refit,
-              "n_items": int(is_v4.sum()), "disputed": int((is_v4 & ~usable).sum()), "load": _load(),
-              "held_out": held_out_report(d, is_v4, pm)}
-    md = [f"# The pattern classifier on the v4 test sample (scored once; model {pm.source}, version "
+              "n_items": int(is_t.sum()), "disputed": int((is_t & ~usable).sum()), "load": _load(),
+              "held_out": held_out_report(d, is_t, pm)}
+    md = [f"# The pattern classifier on the {tag} test sample (scored once; model {pm.source}, version "
           f"{pm.info.get('version')}, sha256 {pm.digest})", "",
-          f"{int(is_v4.sum())} maps of `validation/pattern_sample_v4.csv`, {report['disputed']} disputed (left out of "
-          "the consensus scores). Refit check: the model's recorded candidate "
-          f"`{name}` refitted on the {int(train.sum())} v2 + v3 training maps "
+          f"{int(is_t.sum())} maps of `validation/{SAMPLED[FRESH[tag]['set']][0]}`, {report['disputed']} disputed "
+          "(left out of the consensus scores). Refit check: the model's recorded candidate "
+          f"`{name}` refitted on the {int(train.sum())} {sets} training maps "
           + ("gives the same weights." if refit["matches"] else f"does NOT give the same weights ({refit})."), ""]
-    md += md_held_out("v4, all maps", report["held_out"])
+    md += md_held_out(f"{tag}, all maps", report["held_out"])
     for stratum in ("random", "block_candidate"):
-        sel = is_v4 & (d["stratum"] == stratum)
+        sel = is_t & (d["stratum"] == stratum)
         report[f"held_out_{stratum}"] = held_out_report(d, sel, pm)
-        md += md_held_out(f"v4, stratum {stratum}", report[f"held_out_{stratum}"])
+        md += md_held_out(f"{tag}, stratum {stratum}", report[f"held_out_{stratum}"])
     args.out.mkdir(parents=True, exist_ok=True)
     out_json.write_text(json.dumps(report, indent=1) + "\n")
-    (args.out / "patterns_v4.md").write_text("\n".join(md) + "\n")
+    (args.out / f"patterns_{tag}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", choices=["v1", "v2", "v3", "all", "v4"], default="all",
+    ap.add_argument("--data", choices=["v1", "v2", "v3", "all", "v4", "all4", "v5"], default="all",
                     help="v3 = v2 + the v3 block sample (split train / test); all = every v2 + v3 map for training "
-                         "(the shipped model); v4 = score the packaged model once on the v4 test sample")
+                         "(version 6); all4 = every v2 + v3 + v4 map for training (version 7, the shipped model); "
+                         "v4 / v5 = score the packaged model once on that fresh test sample")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/attnx_train_patterns"))
     ap.add_argument("--labels", type=Path, default=None,
                     help="v2 labels CSV (default: validation/pattern_labels_v2.csv)")
     ap.add_argument("--labels-v4", type=Path, default=None,
                     help="v4 labels CSV (default: validation/pattern_labels_v4.csv, by tools/consensus_labels.py)")
+    ap.add_argument("--labels-v5", type=Path, default=None,
+                    help="v5 labels CSV (default: validation/pattern_labels_v5.csv, by tools/consensus_labels.py)")
     ap.add_argument("--model-json", type=Path, default=None,
-                    help="--data v4: the model scored (default: the packaged attnx/data/pattern_model.json)")
+                    help="--data v4 / v5: the model scored (default: the packaged attnx/data/pattern_model.json)")
     ap.add_argument("--again", action="store_true",
-                    help="--data v4: score although --out holds patterns_v4.json (the set is meant for one look)")
+                    help="--data v4 / v5: score although --out holds patterns_v4.json / patterns_v5.json (each set is "
+                         "meant for one look)")
     ap.add_argument("--model", default=None, help="fit this candidate instead of the CV winner among logreg")
     ap.add_argument("--no-cnn", action="store_true", help="skip the CNN candidate")
     ap.add_argument("--only", default=None, help="cross-validate only candidates whose name matches this regex")
@@ -597,8 +630,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from sklearn.base import clone
 
-    if args.data == "v4":
-        score_v4(args)
+    if args.data in FRESH:
+        score_fresh(args)
         return
     d = load_items(args.data, args.workdir, args.labels)
     usable = d["y_consensus"] >= 0  # disputed consensus labels are left out of training and scoring
@@ -613,7 +646,7 @@ def main(argv: list[str] | None = None) -> None:
     cv_info = {"data": args.data, "train": int(train.sum()), "parts": parts, "repeats": args.repeats,
                "load_before": load_before, "load_after": _load(), "cv": cv}
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = "_v6" if args.data == "all" else ""  # version 6's files beside version 5's (RESULTS reads v5's)
+    stem = STEM.get(args.data, "")  # versions 6 and 7 beside version 5's files (RESULTS reads v5's)
     (args.out / f"patterns_cv{stem}.json").write_text(json.dumps(cv_info, indent=1) + "\n")  # before any held-out look
     if args.cv_only:
         return
@@ -663,7 +696,7 @@ def main(argv: list[str] | None = None) -> None:
     md += [f"| {r['model']} | {r['folds']} x {r['repeats']} | {r['macro_f1']:.3f} ({r['macro_f1_sd']:.3f}) | "
            f"{r['accuracy']:.3f} | "
            + " | ".join(f"{r['f1'][n]:.2f}" for n in PATTERNS) + f" | {r['seconds']:.0f} |" for r in cv]
-    if args.data in ("v2", "v3", "all"):  # the 240 v1 maps, labelled by a third person with other conventions
+    if args.data in ("v2", "v3", "all", "all4"):  # the 240 v1 maps, labelled by a third person with other conventions
         v1 = load_items("v1", args.workdir)
         g1 = v1["y_consensus"]
         report["v1_labels"] = {"learned": scores(g1, pm.proba(v1["x"]).argmax(axis=1)),
@@ -673,8 +706,9 @@ def main(argv: list[str] | None = None) -> None:
         md += md_held_out("Held-out: the whole test split" + (" (v2 test + v3 test)" if args.data == "v3" else ""),
                           report["held_out"])
     else:
-        md += ["No held-out split: every labelled map was used for the CV and the refit (the v4 test sample is "
-               "scored separately, once, by `--data v4`).", ""]
+        fresh = "v5" if args.data == "all4" else "v4"
+        md += ["No held-out split: every labelled map was used for the CV and the refit (the "
+               f"{fresh} test sample is scored separately, once, by `--data {fresh}`).", ""]
     if args.data == "v3":
         md += md_held_out("Held-out, v3 part only (fresh maps: the v3 block sample's test records)",
                           report["held_out_v3"])

@@ -68,11 +68,13 @@ def test_bad_label_row_names_file_and_line(tmp_path: Path) -> None:
         cl.read_labeller(bad, {"b0001", "b0002"})
 
 
-def test_v4_set_puts_every_item_in_test(tmp_path: Path) -> None:
-    """``--set v4`` on synthetic labeller files (random labels: the real v4 labels are never read by tests)."""
+@pytest.mark.parametrize("name", ["v4", "v5"])
+def test_fresh_set_puts_every_item_in_test(tmp_path: Path, name: str) -> None:
+    """``--set v4`` / ``--set v5`` on synthetic labeller files (random labels: the real labels of the fresh test
+    samples are never read by tests); outputs go to ``tmp_path`` only."""
     import numpy as np
 
-    sample = list(csv.DictReader((ROOT / "validation" / "pattern_sample_v4.csv").open(encoding="utf-8")))
+    sample = list(csv.DictReader((ROOT / "validation" / f"pattern_sample_{name}.csv").open(encoding="utf-8")))
     rng = np.random.default_rng(0)
     for who in ("A", "B"):
         labels = rng.choice(cl.LABELS, len(sample))
@@ -81,13 +83,24 @@ def test_v4_set_puts_every_item_in_test(tmp_path: Path) -> None:
                                                                                           strict=True)]
         (tmp_path / f"{who}.csv").write_text("\n".join(lines) + "\n")
     out = tmp_path / "labels.csv"
-    cl.main(["--set", "v4", "--a", str(tmp_path / "A.csv"), "--b", str(tmp_path / "B.csv"), "--out", str(out),
+    cl.main(["--set", name, "--a", str(tmp_path / "A.csv"), "--b", str(tmp_path / "B.csv"), "--out", str(out),
              "--results", str(tmp_path)])
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
     assert [r["item"] for r in rows] == [r["item"] for r in sample]
     assert {r["split"] for r in rows} == {"test"}
     assert list(rows[0]) == ["item", "label_a", "confidence_a", "label_b", "confidence_b", "consensus", "confidence",
                              "split"]
-    md = (tmp_path / "labeller_agreement_v4.md").read_text()
-    assert "v4 test sample" in md and "| block candidates | 144 |" in md
+    md = (tmp_path / f"labeller_agreement_{name}.md").read_text()
+    assert f"{name} test sample" in md and "| block candidates | 144 |" in md
     assert "| random sample (representative) | 672 |" in md
+    res = (tmp_path / f"labeller_agreement_{name}.json").read_text()
+    assert f'"sample": "validation/pattern_sample_{name}.csv"' in res
+
+
+def test_fresh_sets_default_paths() -> None:
+    """Each fresh sample reads its own labellers' files and writes its own labels and agreement files."""
+    for name in ("v4", "v5"):
+        cfg = cl.SETS[name]
+        assert cfg["a"] == Path(f"/work/labels/{name}_labeller_A.csv") and cfg["test_fraction"] == 1.0
+        assert cfg["out"] == ROOT / "validation" / f"pattern_labels_{name}.csv"
+        assert cfg["stem"] == f"labeller_agreement_{name}"

@@ -23,12 +23,16 @@ stratum, per-type agreement, the A x B confusion). ``--set v3`` does the same fo
 ``validation/pattern_labels_v3.csv`` and ``benchmarks/results/labeller_agreement_v3.{json,md}``, which also
 give the per-type counts of v2 and v3 together. ``--set v4`` merges the fresh test sample
 ``validation/pattern_sample_v4.csv`` (labels ``/work/labels/v4_labeller_{A,B}.csv``) into
-``validation/pattern_labels_v4.csv``: every item is ``test`` (the set is never trained on), agreement by stratum
-(random / block candidates) in ``benchmarks/results/labeller_agreement_v4.{json,md}``. Usage::
+``validation/pattern_labels_v4.csv``: every item is ``test`` (the set is not trained on before its one look),
+agreement by stratum (random / block candidates) in ``benchmarks/results/labeller_agreement_v4.{json,md}``;
+``--set v5`` does the same for the second fresh sample ``validation/pattern_sample_v5.csv`` (labels
+``/work/labels/v5_labeller_{A,B}.csv``) into ``validation/pattern_labels_v5.csv`` and
+``benchmarks/results/labeller_agreement_v5.{json,md}``. Usage::
 
     python tools/consensus_labels.py --a /work/labels/labeller_A.csv --b /work/labels/labeller_B.csv
     python tools/consensus_labels.py --set v3
     python tools/consensus_labels.py --set v4
+    python tools/consensus_labels.py --set v5
 """
 
 from __future__ import annotations
@@ -45,6 +49,18 @@ LABELS: tuple[str, ...] = ("vertical", "diagonal", "vertical_diagonal", "block",
 CONFIDENCE = ("high", "low")
 SPLIT_SEED = 2026
 TEST_FRACTION = 0.4
+
+
+def fresh_set(name: str, seed: int) -> dict:
+    """Default paths of a fresh test sample drawn by ``tools/sample_v4.py`` (v4, v5, ...): labels
+    ``/work/labels/<name>_labeller_{A,B}.csv``, sample ``validation/pattern_sample_<name>.csv``; every item test."""
+    return {"a": Path(f"/work/labels/{name}_labeller_A.csv"), "b": Path(f"/work/labels/{name}_labeller_B.csv"),
+            "sample": ROOT / "validation" / f"pattern_sample_{name}.csv",
+            "out": ROOT / "validation" / f"pattern_labels_{name}.csv",
+            "stem": f"labeller_agreement_{name}", "seed": seed, "test_fraction": 1.0}
+
+
+FRESH = {"v4": 2029, "v5": 2030}  # fresh test samples and their draw seeds: every item test, agreement by stratum
 SETS = {  # per labelled set: default inputs and outputs, split seed and test fraction
     "v2": {"a": Path("/work/labels/labeller_A.csv"), "b": Path("/work/labels/labeller_B.csv"),
            "sample": ROOT / "validation" / "pattern_sample_v2.csv",
@@ -53,12 +69,9 @@ SETS = {  # per labelled set: default inputs and outputs, split seed and test fr
     "v3": {"a": ROOT / "validation" / "pattern_labels_v3_A.csv", "b": ROOT / "validation" / "pattern_labels_v3_B.csv",
            "sample": ROOT / "validation" / "block_sample_v3.csv", "out": ROOT / "validation" / "pattern_labels_v3.csv",
            "stem": "labeller_agreement_v3", "seed": 2027, "test_fraction": 0.5},
-    "v4": {"a": Path("/work/labels/v4_labeller_A.csv"), "b": Path("/work/labels/v4_labeller_B.csv"),
-           "sample": ROOT / "validation" / "pattern_sample_v4.csv",
-           "out": ROOT / "validation" / "pattern_labels_v4.csv",
-           "stem": "labeller_agreement_v4", "seed": 2029, "test_fraction": 1.0},
+    **{name: fresh_set(name, seed) for name, seed in FRESH.items()},
 }
-TITLES = {"v2": "v2 sample", "v3": "v3 block sample", "v4": "v4 test sample"}
+TITLES = {"v2": "v2 sample", "v3": "v3 block sample", **{v: f"{v} test sample" for v in FRESH}}
 
 
 def read_labeller(path: Path, items: set[str]) -> dict[str, tuple[str, str]]:
@@ -226,7 +239,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.set == "v2":  # the v2 table keeps its subsets
         for name in ("block candidates", "controls (random pair maps)"):
             del subsets[name]
-    elif args.set == "v4":  # all items are test: strata and kinds of record instead
+    elif args.set in FRESH:  # all items are test: strata and kinds of record instead
         for name in ("controls (random pair maps)", "block-candidate pool", "held-out test split"):
             del subsets[name]
     else:
