@@ -1,0 +1,74 @@
+"""heap_trimmer: trims after every call by default, or once enough bytes have passed (analysis: every 512 MB)."""
+
+from __future__ import annotations
+
+import ctypes
+
+import pytest
+
+from attnx.memory import heap_trimmer
+
+
+class FakeLibc:
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+        def malloc_trim(pad: int) -> int:
+            self.calls.append(pad)
+            return 1
+
+        self.malloc_trim = malloc_trim
+
+
+@pytest.fixture
+def libc(monkeypatch: pytest.MonkeyPatch) -> FakeLibc:
+    fake = FakeLibc()
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: fake)
+    return fake
+
+
+def test_default_trims_on_every_call(libc: FakeLibc) -> None:
+    trim = heap_trimmer()
+    for _ in range(3):
+        trim()
+    assert libc.calls == [0, 0, 0]
+
+
+def test_trims_once_every_bytes_have_passed(libc: FakeLibc) -> None:
+    trim = heap_trimmer(every_bytes=100)
+    for nbytes in (40, 40, 40, 10, 50, 99):  # 120 >= 100 -> trim; then 10 + 50 = 60, + 99 = 159 -> trim
+        trim(nbytes)
+    assert libc.calls == [0, 0]
+    trim(0)
+    assert len(libc.calls) == 2
+
+
+def test_no_libc_is_a_no_op(monkeypatch: pytest.MonkeyPatch) -> None:
+    def missing(name: str) -> None:
+        raise OSError("no libc")
+
+    monkeypatch.setattr(ctypes, "CDLL", missing)
+    heap_trimmer(every_bytes=1)(5)
+
+
+def test_passive_openmp_leaves_the_environment_as_it_was() -> None:
+    """prefer_passive_openmp starts numba's pool with OMP_WAIT_POLICY=PASSIVE and takes the variable away again
+    (child processes keep their default); a user's own setting is left alone. In a fresh interpreter."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import os, json\n"
+        "from numba.np.ufunc import parallel\n"
+        "from attnx.kernels.common import prefer_passive_openmp\n"
+        "prefer_passive_openmp()\n"
+        "print(json.dumps([os.environ.get('OMP_WAIT_POLICY'), bool(parallel._is_initialized)]))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [None, True]
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == ["ACTIVE", False]
