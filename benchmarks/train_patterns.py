@@ -174,6 +174,20 @@ STEM = {"all": "_v6", "all4": "_v7"}  # result-file suffix per training-only dat
 VERSION = {"all4": 7, "all": 6, "v3": 5}  # packaged model version written per --data (else 4)
 
 
+def _two_labeller_rows(rows: list[dict[str, str]], srows: dict[str, dict[str, str]],
+                       index: dict[tuple[str, int], int]) -> tuple[list, dict[str, list[str]], list, list, list]:
+    """A two-labeller labels file's rows (with their sample rows ``srows`` and record ``index``) as
+    ``(items, labels by who, confidence, split, stratum)``."""
+    items = []
+    for r in rows:
+        s = srows[r["item"]]
+        items.append(tool.Item(r["item"], index[(s["source"], int(s["line"]))], int(s["layer"]), int(s["head"])))
+    lab = {"consensus": [r["consensus"] for r in rows], "A": [r["label_a"] for r in rows],
+           "B": [r["label_b"] for r in rows]}
+    return (items, lab, [r["confidence"] for r in rows], [r["split"] for r in rows],
+            [srows[r["item"]]["stratum"] for r in rows])
+
+
 def load_items(data: str, workdir: Path, labels_v2: Path | None = None, labels_v4: Path | None = None,
                labels_v5: Path | None = None) -> dict:
     """Items of a labelled set with features and labels: a dict of equally long arrays + metadata
@@ -219,15 +233,7 @@ def load_items(data: str, workdir: Path, labels_v2: Path | None = None, labels_v
         rows = list(csv.DictReader(open(path, encoding="utf-8")))
         if {r["item"] for r in rows} != set(srows):
             raise SystemExit(f"{path}: its items differ from validation/{sample_csv}")
-        items = []
-        for r in rows:
-            s = srows[r["item"]]
-            items.append(tool.Item(r["item"], index[(s["source"], int(s["line"]))], int(s["layer"]), int(s["head"])))
-        lab = {"consensus": [r["consensus"] for r in rows], "A": [r["label_a"] for r in rows],
-               "B": [r["label_b"] for r in rows]}
-        conf = [r["confidence"] for r in rows]
-        split = [r["split"] for r in rows]
-        stratum = [srows[r["item"]]["stratum"] for r in rows]
+        items, lab, conf, split, stratum = _two_labeller_rows(rows, srows, index)
         maps = tool.item_maps(tool.Sample(records, items), store)
     elif data == "v1":
         sample = tool.build_sample()
@@ -248,15 +254,7 @@ def load_items(data: str, workdir: Path, labels_v2: Path | None = None, labels_v
                                                               encoding="utf-8"))}
         path = labels_v2 or ROOT / "validation" / "pattern_labels_v2.csv"
         rows = list(csv.DictReader(open(path, encoding="utf-8")))
-        items = []
-        for r in rows:
-            s = srows[r["item"]]
-            items.append(tool.Item(r["item"], index[(s["source"], int(s["line"]))], int(s["layer"]), int(s["head"])))
-        lab = {"consensus": [r["consensus"] for r in rows], "A": [r["label_a"] for r in rows],
-               "B": [r["label_b"] for r in rows]}
-        conf = [r["confidence"] for r in rows]
-        split = [r["split"] for r in rows]
-        stratum = [srows[r["item"]]["stratum"] for r in rows]
+        items, lab, conf, split, stratum = _two_labeller_rows(rows, srows, index)
         maps = tool.item_maps(tool.Sample(records, items), store)
     x, rules, means, shape_info = store_design(store)
     out = {
