@@ -284,24 +284,15 @@ def main(argv: list[str] | None = None) -> None:
     items = [tool.Item(f"b{k + 1:04d}", r, layer, head) for k, (r, layer, head, _) in enumerate(picks)]
     maps = tool.item_maps(tool.Sample(records, items), store)
     where = tool.render_blind(items, maps, args.render)
-    with open(args.render / "items.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(["item", "png"])
-        for it in items:
-            w.writerow([it.item, where[it.item]])
+    tool.write_manifest(items, where, args.render)
+    strata = {it.item: pick[3] for it, pick in zip(items, picks, strict=True)}
+    tool.write_sample_key(args.sample_csv, items, records, strata, maps, where)
     scores_csv = args.scores_csv or args.work / "rendered_scores.csv"
-    with open(args.sample_csv, "w", newline="", encoding="utf-8") as f, \
-            open(scores_csv, "w", newline="", encoding="utf-8") as g:
-        w = csv.DictWriter(f, fieldnames=list(tool.V2_FIELDS), lineterminator="\n")
-        w.writeheader()
+    with open(scores_csv, "w", newline="", encoding="utf-8") as g:
         ws = csv.writer(g, lineterminator="\n")
         ws.writerow(["item", "stratum", "score", "sink", "cross", "col_top", "diag1"])
-        for it, (*_, stratum) in zip(items, picks, strict=True):
-            rec = records[it.record]
-            w.writerow({"item": it.item, "stratum": stratum, "source": rec.source, "line": rec.line,
-                        "layer": it.layer, "head": it.head, "length": rec.n_tokens, "len_a": maps[it.item][1],
-                        "page": where[it.item]})
-            ws.writerow([it.item, stratum, *(f"{v:.4f}" for v in scores[it.record, it.layer, it.head])])
+        for it in items:
+            ws.writerow([it.item, strata[it.item], *(f"{v:.4f}" for v in scores[it.record, it.layer, it.head])])
     print(f"rendered {len(items)} maps ({sum(p[3] == 'block_candidate' for p in picks)} candidates) to "
           f"{args.render}; key {args.sample_csv}; scores {scores_csv}; pid {os.getpid()}")
 

@@ -456,20 +456,30 @@ def run_v2(render_dir: str | Path, sample_csv: str | Path, work: str | Path, see
     sample = build_sample_v2(store, records, n_random, seed)
     maps = item_maps(Sample(records, sample.items), store)
     where = render_blind(sample.items, maps, render_dir)
+    write_manifest(sample.items, where, render_dir)
+    write_sample_key(sample_csv, sample.items, records, sample.stratum, maps, where)
+
+
+def write_manifest(items: list[Item], where: dict[str, str], render_dir: str | Path) -> None:
+    """``render_dir/items.csv`` (item, png): what the labellers get beside the blind sheets."""
     with open(Path(render_dir) / "items.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(["item", "png"])
-        for it in sample.items:
+        for it in items:
             w.writerow([it.item, where[it.item]])
-    with open(sample_csv, "w", newline="", encoding="utf-8") as f:
+
+
+def write_sample_key(path: str | Path, items: list[Item], records: list[SourceRecord], stratum: dict[str, str],
+                     maps: dict[str, tuple[np.ndarray, int]], where: dict[str, str]) -> None:
+    """The sample's key (:data:`V2_FIELDS`: stratum, source, line, layer, head, lengths, page; no text)."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=list(V2_FIELDS), lineterminator="\n")
         w.writeheader()
-        for it in sample.items:
+        for it in items:
             rec = records[it.record]
-            w.writerow({"item": it.item, "stratum": sample.stratum[it.item], "source": rec.source, "line": rec.line,
-                        "layer": it.layer, "head": it.head, "length": rec.n_tokens,
-                        "len_a": maps[it.item][1], "page": where[it.item]})
-
+            w.writerow({"item": it.item, "stratum": stratum[it.item], "source": rec.source, "line": rec.line,
+                        "layer": it.layer, "head": it.head, "length": rec.n_tokens, "len_a": maps[it.item][1],
+                        "page": where[it.item]})
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

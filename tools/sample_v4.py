@@ -36,7 +36,6 @@ import render_label_maps as tool  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 2029
-FIELDS = tool.V2_FIELDS
 
 
 # the samples each seed's draw excludes: every sample drawn before it (so each draw can be rebuilt exactly)
@@ -132,19 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     pool_items = [tool.Item(it.item, it.record - n_random, it.layer, it.head) for it in items if it.record >= n_random]
     maps.update(tool.item_maps(tool.Sample(records[n_random:], pool_items), pool))
     where = tool.render_blind(items, maps, args.render)
-    with open(args.render / "items.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(["item", "png"])
-        for it in items:
-            w.writerow([it.item, where[it.item]])
-    with open(args.sample_csv, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=list(FIELDS), lineterminator="\n")
-        w.writeheader()
-        for it in items:
-            rec = records[it.record]
-            w.writerow({"item": it.item, "stratum": stratum[it.item], "source": rec.source, "line": rec.line,
-                        "layer": it.layer, "head": it.head, "length": rec.n_tokens, "len_a": maps[it.item][1],
-                        "page": where[it.item]})
+    tool.write_manifest(items, where, args.render)
+    tool.write_sample_key(args.sample_csv, items, records, stratum, maps, where)
     counts = {s: sum(v == s for v in stratum.values()) for s in ("random", "block_candidate")}
     print(f"{len(items)} items {counts} -> {args.render}, {args.sample_csv}")
 
