@@ -79,6 +79,15 @@ def create(path: Path, dtype: str, conllu: bool = False, chunk: int = 997, commi
     )
 
 
+def written(path: Path, batches: list, dtype: str, conllu: bool = False):  # noqa: ANN201 - AttentionStore
+    """A finished store of ``batches`` at ``path``, opened for reading."""
+    w = create(path, dtype, conllu=conllu)
+    for b in batches:
+        w.append(b)
+    w.finish()
+    return open_store(path)
+
+
 def expected(batches: list[StoredBatch]) -> dict[int, np.ndarray]:
     """input id -> its flat stored values."""
     out = {}
@@ -93,11 +102,7 @@ def expected(batches: list[StoredBatch]) -> dict[int, np.ndarray]:
 @pytest.mark.parametrize("dtype", ["float32", "float16", "uint8"])
 def test_round_trip_every_dtype(tmp_path, dtype):
     batches = make_batches(0, 6, 9, dtype)
-    w = create(tmp_path / "s.zarr", dtype)
-    for b in batches:
-        w.append(b)
-    w.finish()
-    store = open_store(tmp_path / "s.zarr")
+    store = written(tmp_path / "s.zarr", batches, dtype)
     assert len(store) == 54 and store.complete
     want = expected(batches)
     scale = 1 / 255 if dtype == "uint8" else 1.0
@@ -111,11 +116,7 @@ def test_round_trip_every_dtype(tmp_path, dtype):
 
 def test_blocks_cover_every_record_once_in_physical_order(tmp_path):
     batches = make_batches(1, 5, 11, "float16")
-    w = create(tmp_path / "s.zarr", "float16")
-    for b in batches:
-        w.append(b)
-    w.finish()
-    store = open_store(tmp_path / "s.zarr")
+    store = written(tmp_path / "s.zarr", batches, "float16")
     want = expected(batches)
     seen = []
     for block in store.blocks(max_bytes=3000):
@@ -137,11 +138,7 @@ def test_blocks_with_reused_buffers_equal_fresh_ones(tmp_path, threads):
     """``blocks(reuse=True)`` decodes into buffers used again: every block, taken when it is yielded, equals
     the fresh read, across many blocks of different sizes (so buffers hold an older, longer block's values)."""
     batches = make_batches(1, 5, 11, "float16")
-    w = create(tmp_path / "s.zarr", "float16")
-    for b in batches:
-        w.append(b)
-    w.finish()
-    store = open_store(tmp_path / "s.zarr")
+    store = written(tmp_path / "s.zarr", batches, "float16")
     fresh = [(blk.record_ids.copy(), blk.attn.copy(), blk.token_ids.copy()) for blk in store.blocks(max_bytes=3000)]
     reused = [(blk.record_ids.copy(), blk.attn.copy(), blk.token_ids.copy())
               for blk in store.blocks(max_bytes=3000, threads=threads, reuse=True)]
@@ -170,11 +167,7 @@ def test_reading_into_a_used_buffer_fills_chunks_never_written(tmp_path):
 
 def test_tokens_and_words_round_trip(tmp_path):
     batches = make_batches(2, 4, 6, "float16", conllu=True)
-    w = create(tmp_path / "s.zarr", "float16", conllu=True)
-    for b in batches:
-        w.append(b)
-    w.finish()
-    store = open_store(tmp_path / "s.zarr")
+    store = written(tmp_path / "s.zarr", batches, "float16", conllu=True)
     b0 = batches[0]
     rid = int(b0.input_id[2])
     t0 = int(b0.length[:2].sum())
@@ -284,11 +277,7 @@ def test_open_errors(tmp_path):
 
 def test_derived_results_round_trip(tmp_path):
     batches = make_batches(5, 3, 7, "float32")
-    w = create(tmp_path / "s.zarr", "float32")
-    for b in batches:
-        w.append(b)
-    w.finish()
-    store = open_store(tmp_path / "s.zarr")
+    store = written(tmp_path / "s.zarr", batches, "float32")
     dw = store.derived_writer("mean_map", "float32")
     for block in store.blocks(max_bytes=2000):
         maps = [block.record_maps(k).mean(axis=(0, 1)) for k in range(len(block))]
