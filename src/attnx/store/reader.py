@@ -144,8 +144,9 @@ class AttentionStore:
                 values[-1] = out[: spans[-1][2] - spans[-1][1]]
             return values
         except Exception as exc:  # noqa: BLE001 - missing/corrupt chunks surface in many exception types
-            failed = [n for n, a, b in spans if not _readable(self, n, a, b)] or [spans[0][0]]
-            raise StoreError(f"{self.path}: cannot read {failed[0]} ({what()}): {_first_line(exc)}") from None
+            for name, a, b in spans:  # read each on its own: the first that fails raises, naming its array
+                self._read(name, a, b, what)
+            raise StoreError(f"{self.path}: cannot read {spans[0][0]} ({what()}): {_first_line(exc)}") from None
 
     # -- per-record metadata (physical order, committed part only) -----------------------------------------
     @cached_property
@@ -548,12 +549,3 @@ class _Buffers:
         with self.lock:
             if len(self.free) < self.keep:
                 self.free.append(buf)
-
-
-def _readable(store: AttentionStore, name: str, start: int, stop: int) -> bool:
-    """Whether one span reads on its own (after a gathered read failed: which array to name)."""
-    try:
-        store._arrays[name][start:stop]
-    except Exception:  # noqa: BLE001
-        return False
-    return True
