@@ -50,25 +50,3 @@ def test_no_libc_is_a_no_op(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ctypes, "CDLL", missing)
     heap_trimmer(every_bytes=1)(5)
 
-
-def test_passive_openmp_leaves_the_environment_as_it_was() -> None:
-    """prefer_passive_openmp starts numba's pool with OMP_WAIT_POLICY=PASSIVE and takes the variable away again
-    (child processes keep their default); a user's own setting is left alone. In a fresh interpreter."""
-    import json
-    import os
-    import subprocess
-    import sys
-
-    code = (
-        "import os, json\n"
-        "from numba.np.ufunc import parallel\n"
-        "from attnx.kernels.common import prefer_passive_openmp\n"
-        "prefer_passive_openmp()\n"
-        "print(json.dumps([os.environ.get('OMP_WAIT_POLICY'), bool(parallel._is_initialized)]))\n"
-    )
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == [None, True]
-    env["OMP_WAIT_POLICY"] = "ACTIVE"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == ["ACTIVE", False]

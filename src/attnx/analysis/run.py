@@ -23,7 +23,7 @@ import attnx
 from attnx.analysis.cluster import cluster_heads
 from attnx.analysis.partial import Partial
 from attnx.errors import AttnxError, StoreError
-from attnx.kernels.common import block_input, prefer_passive_openmp
+from attnx.kernels.common import block_input
 from attnx.kernels.features import MAP_FEATURES, F, map_features
 from attnx.kernels.pattern_model import Labels, PatternModel, classify_sums
 from attnx.kernels.patterns import PATTERNS, pattern_counts
@@ -150,7 +150,6 @@ def analyze_store(
     after each block.
     """
     params = params or AnalyzeParams()
-    prefer_passive_openmp()
     if not isinstance(store, AttentionStore):
         store = attnx.open_store(store)
     L, H = store.n_layers, store.n_heads

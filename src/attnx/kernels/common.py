@@ -11,7 +11,6 @@ rounding of each term. float32 blocks are read directly and take the ``log`` pat
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import cache
 
@@ -142,25 +141,6 @@ def _plogp_impl(raw, k, p, table):  # noqa: ANN001, ANN202
     if isinstance(raw.dtype, types.Float):
         return lambda raw, k, p, table: np.float32(p * np.log(max(p, np.float32(1e-45))))
     return lambda raw, k, p, table: table[raw[k]]
-
-
-def prefer_passive_openmp() -> None:
-    """Let numba's OpenMP workers sleep, not spin, between parallel kernels (unless the user set
-    ``OMP_WAIT_POLICY``). Works when called before the first parallel kernel of the process (it starts numba's
-    thread pool with the setting); later it changes nothing.
-
-    Why: GNU OpenMP's workers spin-wait after each parallel region by default. While ``analyze`` decodes the next
-    blocks on reader threads, those spinning workers took the cores the decoder needed (measured on 2 cores,
-    EWT float16: end to end 2.14-2.26 core-seconds per GB spinning vs 1.9-2.05 passive; 0.78-0.82 vs
-    0.81-0.92 GB/s). torch loads its own copy of libgomp at import, which this does not reach.
-    """
-    if "OMP_WAIT_POLICY" in os.environ:
-        return
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    try:
-        numba.get_num_threads()  # launches numba's thread pool (and loads its OpenMP runtime) now
-    finally:
-        del os.environ["OMP_WAIT_POLICY"]  # child processes (torch extraction) keep their own default
 
 
 # ------------------------------------------------------------------------------------------------------
