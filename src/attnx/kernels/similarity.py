@@ -31,10 +31,15 @@ def _decode_record(raw, lut, a0, n, out):  # noqa: ANN001, ANN202
 
 @njit(cache=True, nogil=True, fastmath=True)
 def record_cosine(X, n_maps, ll, acc, norms):  # noqa: ANN001, ANN201
-    """Add cos(map a, map b) of one record (``X``: (n_maps * ll,) float32) to ``acc`` (M, M) float64."""
+    """Add cos(map a, map b) of one record (``X``: (n_maps * ll,) float32) to ``acc`` (M, M) float64.
+
+    Products are float32, sums float64: fastmath lets LLVM reorder a sum, and the order it picks differs
+    between freshly compiled and cache-loaded code, so a float32 sum changed in its last bits with numba's
+    cache state (a Dask worker and the client then disagreed by 4e-9); float64 sums keep that below 1e-15.
+    """
     for a in range(n_maps):
         xa = X[a * ll:(a + 1) * ll]
-        s = np.float32(0.0)
+        s = 0.0
         for k in range(ll):
             s += xa[k] * xa[k]
         norms[a] = np.sqrt(s)
@@ -43,7 +48,7 @@ def record_cosine(X, n_maps, ll, acc, norms):  # noqa: ANN001, ANN201
         xa = X[a * ll:(a + 1) * ll]
         for b in range(a + 1, n_maps):
             xb = X[b * ll:(b + 1) * ll]
-            s = np.float32(0.0)
+            s = 0.0
             for k in range(ll):
                 s += xa[k] * xb[k]
             den = norms[a] * norms[b]
@@ -54,13 +59,16 @@ def record_cosine(X, n_maps, ll, acc, norms):  # noqa: ANN001, ANN201
 
 @njit(cache=True, nogil=True, fastmath=True)
 def record_js(X, n_maps, l, acc, hrow):  # noqa: ANN001, ANN201
-    """Add sum over rows of JS_2(row of a, row of b) of one record to ``acc`` (M, M) float64."""
+    """Add sum over rows of JS_2(row of a, row of b) of one record to ``acc`` (M, M) float64.
+
+    ``hrow``: (n_maps, >= l) float64 scratch. Logarithms are float32, sums float64 (see ``record_cosine``).
+    """
     ll = l * l
-    inv_ln2 = np.float32(1.0 / np.log(2.0))
+    inv_ln2 = 1.0 / np.log(2.0)
     for a in range(n_maps):
         for i in range(l):
             row = X[a * ll + i * l:a * ll + (i + 1) * l]
-            h = np.float32(0.0)
+            h = 0.0
             for j in range(l):
                 p = row[j]
                 h -= p * np.log(max(p, np.float32(1e-30)))
@@ -71,12 +79,12 @@ def record_js(X, n_maps, l, acc, hrow):  # noqa: ANN001, ANN201
             for i in range(l):
                 ra = X[a * ll + i * l:a * ll + (i + 1) * l]
                 rb = X[b * ll + i * l:b * ll + (i + 1) * l]
-                hm = np.float32(0.0)
+                hm = 0.0
                 for j in range(l):
                     m = np.float32(0.5) * (ra[j] + rb[j])
                     hm -= m * np.log(max(m, np.float32(1e-30)))
-                js = hm * inv_ln2 - np.float32(0.5) * (hrow[a, i] + hrow[b, i])
-                tot += max(js, np.float32(0.0))
+                js = hm * inv_ln2 - 0.5 * (hrow[a, i] + hrow[b, i])
+                tot += max(js, 0.0)
             acc[a, b] += tot
             acc[b, a] += tot
 
@@ -90,8 +98,8 @@ def _similarity_parallel(raw, lut, attn_offsets, lengths, n_maps, bounds, js):  
         maxl = max(maxl, lengths[r])
     for t in prange(n_parts):
         X = np.empty(n_maps * maxl * maxl, np.float32)
-        norms = np.empty(n_maps, np.float32)
-        hrow = np.empty((n_maps, maxl), np.float32)
+        norms = np.empty(n_maps, np.float64)
+        hrow = np.empty((n_maps, maxl), np.float64)
         for r in range(bounds[t], bounds[t + 1]):
             l = lengths[r]
             _decode_record(raw, lut, attn_offsets[r], n_maps * l * l, X)

@@ -1,0 +1,50 @@
+"""The kernels' results must not depend on numba's cache state.
+
+Freshly compiled and cache-loaded numba code can order a fastmath sum differently; float32 head-similarity
+sums once differed in their last bits between the two (a Dask worker that loaded the cache and a client that
+had just compiled disagreed by 4e-9, failing ``test_analyze_with_workers_equals_analyze_without`` on every
+clean clone). This runs the kernels in two fresh processes sharing an empty ``NUMBA_CACHE_DIR``: the first
+compiles and writes the cache, the second loads it; their outputs must be bit-identical.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = r"""
+import hashlib, sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from attnx_synth import block_from_records, synth_records
+from attnx.kernels.common import kernel_input
+from attnx.kernels.compare import compare_maps
+from attnx.kernels.features import map_features
+from attnx.kernels.similarity import head_similarity
+
+rng = np.random.default_rng(7)
+b = block_from_records(synth_records(rng, 60, 3, 4, dtype="float16", lmin=5, lmax=70), "float16")
+inp = kernel_input(b.attn, b.scale)
+out = [head_similarity(inp, b.attn_offsets, b.lengths, 12, m)[0] for m in ("cosine", "js")]
+other = kernel_input((b.attn.astype(np.float32) * rng.uniform(0.5, 1.5, b.attn.size)).astype(np.float32))
+out += compare_maps(inp, b.attn_offsets[:-1], other, b.attn_offsets[:-1], b.lengths, 12)
+out.append(map_features(inp, b.attn_offsets, b.lengths, b.len_a, b.tok_offsets, b.special, b.punct, 3, 4))
+print(hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in out)).hexdigest())
+"""
+
+
+def test_fresh_and_cached_kernels_give_identical_bits(tmp_path: Path) -> None:
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    tests = str(Path(__file__).parent)
+
+    def digest() -> str:
+        res = subprocess.run([sys.executable, "-c", SCRIPT, tests], env=env, capture_output=True, text=True,
+                             timeout=600)
+        assert res.returncode == 0, res.stderr[-3000:]
+        return res.stdout.split()[-1]
+
+    compiled = digest()
+    assert any((tmp_path / "numba").rglob("*.nbc")), "the first run wrote no numba cache"
+    assert digest() == compiled
