@@ -68,9 +68,9 @@ def test_bad_label_row_names_file_and_line(tmp_path: Path) -> None:
         cl.read_labeller(bad, {"b0001", "b0002"})
 
 
-@pytest.mark.parametrize("name", ["v4", "v5"])
+@pytest.mark.parametrize("name", ["v4", "v5", "v6"])
 def test_fresh_set_puts_every_item_in_test(tmp_path: Path, name: str) -> None:
-    """``--set v4`` / ``--set v5`` on synthetic labeller files (random labels: the real labels of the fresh test
+    """``--set v4`` / ``v5`` / ``v6`` on synthetic labeller files (random labels: the real labels of the fresh test
     samples are never read by tests); outputs go to ``tmp_path`` only."""
     import numpy as np
 
@@ -99,7 +99,7 @@ def test_fresh_set_puts_every_item_in_test(tmp_path: Path, name: str) -> None:
 
 def test_fresh_sets_default_paths() -> None:
     """Each fresh sample reads its own labellers' files and writes its own labels and agreement files."""
-    for name in ("v4", "v5"):
+    for name in ("v4", "v5", "v6"):
         cfg = cl.SETS[name]
         assert cfg["a"] == Path(f"/work/labels/{name}_labeller_A.csv") and cfg["test_fraction"] == 1.0
         assert cfg["out"] == ROOT / "validation" / f"pattern_labels_{name}.csv"

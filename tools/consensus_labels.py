@@ -27,12 +27,13 @@ give the per-type counts of v2 and v3 together. ``--set v4`` merges the fresh te
 agreement by stratum (random / block candidates) in ``benchmarks/results/labeller_agreement_v4.{json,md}``;
 ``--set v5`` does the same for the second fresh sample ``validation/pattern_sample_v5.csv`` (labels
 ``/work/labels/v5_labeller_{A,B}.csv``) into ``validation/pattern_labels_v5.csv`` and
-``benchmarks/results/labeller_agreement_v5.{json,md}``. Usage::
+``benchmarks/results/labeller_agreement_v5.{json,md}``, and ``--set v6`` for the third. Usage::
 
     python tools/consensus_labels.py --a /work/labels/labeller_A.csv --b /work/labels/labeller_B.csv
     python tools/consensus_labels.py --set v3
     python tools/consensus_labels.py --set v4
     python tools/consensus_labels.py --set v5
+    python tools/consensus_labels.py --set v6
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def fresh_set(name: str, seed: int) -> dict:
             "stem": f"labeller_agreement_{name}", "seed": seed, "test_fraction": 1.0}
 
 
-FRESH = {"v4": 2029, "v5": 2030}  # fresh test samples and their draw seeds: every item test, agreement by stratum
+# fresh test samples and their draw seeds: every item test, agreement by stratum
+FRESH = {"v4": 2029, "v5": 2030, "v6": 2031}
 SETS = {  # per labelled set: default inputs and outputs, split seed and test fraction
     "v2": {"a": Path("/work/labels/labeller_A.csv"), "b": Path("/work/labels/labeller_B.csv"),
            "sample": ROOT / "validation" / "pattern_sample_v2.csv",

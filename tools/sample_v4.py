@@ -19,6 +19,8 @@ single|pair, l) by ``render_label_maps.render_blind``. Usage::
     python tools/sample_v4.py --work /tmp/attnx_v4 --render /work/labels/v4
     python tools/sample_v4.py --work /tmp/attnx_v5 --render /work/labels/v5 --seed 2030 --prefix u \
         --sample-csv validation/pattern_sample_v5.csv      # v5: a second fresh sample, excluding v4's records too
+    python tools/sample_v4.py --work /tmp/attnx_v6 --render /work/labels/v6 --seed 2031 --prefix w \
+        --sample-csv validation/pattern_sample_v6.csv      # v6: a third, excluding v4's and v5's records
 """
 
 from __future__ import annotations
@@ -40,7 +42,16 @@ SEED = 2029
 
 # the samples each seed's draw excludes: every sample drawn before it (so each draw can be rebuilt exactly)
 PRIOR: dict[int, tuple[str, ...]] = {2029: ("pattern_sample_v2.csv", "block_sample_v3.csv"),
-                                     2030: ("pattern_sample_v2.csv", "block_sample_v3.csv", "pattern_sample_v4.csv")}
+                                     2030: ("pattern_sample_v2.csv", "block_sample_v3.csv", "pattern_sample_v4.csv"),
+                                     2031: ("pattern_sample_v2.csv", "block_sample_v3.csv", "pattern_sample_v4.csv",
+                                            "pattern_sample_v5.csv")}
+
+
+# single-sentence sources per seed (default: v2's); v6 (2031) takes EWT train, because v1-v5 used up EWT dev's
+# 61-80-wordpiece sentences
+SINGLE_SOURCES: dict[int, tuple[str, ...]] = {
+    2031: ("ud_english_ewt/train/sentences.txt", "ud_english_gum/dev/sentences.txt"),
+}
 
 
 def used_records(seed: int = SEED) -> set[tuple[str, int]]:
@@ -61,7 +72,7 @@ def draw_records(singles_per_bin: int, pairs_per_bin: int, block_pool: int,
     tok = tool._tokenizer()
     used = used_records(seed)
     records: list[tool.SourceRecord] = []
-    for src in tool.V2_SINGLE_SOURCES:
+    for src in SINGLE_SOURCES.get(seed, tool.V2_SINGLE_SOURCES):
         records += tool._v2_draw(rng, src, singles_per_bin, tok, used)
     for src in tool.V2_PAIR_SOURCES:
         records += tool._v2_draw(rng, src, pairs_per_bin, tok, used)
@@ -115,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--block-pool", type=int, default=600)
     ap.add_argument("--blocks", type=int, default=144)
     ap.add_argument("--per-head", type=int, default=24)
-    ap.add_argument("--seed", type=int, default=SEED, choices=sorted(PRIOR), help="2029 = v4, 2030 = v5")
+    ap.add_argument("--seed", type=int, default=SEED, choices=sorted(PRIOR), help="2029 = v4, 2030 = v5, 2031 = v6")
     ap.add_argument("--prefix", default="t", help="item id prefix (t = v4)")
     args = ap.parse_args(argv)
     if args.sample_csv.exists():
