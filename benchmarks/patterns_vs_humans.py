@@ -1,7 +1,7 @@
-"""Is the pattern classifier within the labellers' own agreement on a fresh test sample (v4 or v5)? (issue 10)
+"""Is the pattern classifier within the labellers' own agreement on a fresh test sample (v4, v5, v6)? (issue 10)
 
-``train_patterns.py --data v4`` (``--data v5``) scored the packaged model once; this script adds no choice and no
-tuning, only the statistics that compare the model with a second human on the same maps:
+``train_patterns.py --data v4`` (``--data v5``, ``--data v6``) scored the packaged model once; this script adds no
+choice and no tuning, only the statistics that compare the model with a second human on the same maps:
 
 * Cohen's kappa and macro-F1 of the model against labeller A, against B and against the consensus, next to B
   against A (the labellers' own agreement);
@@ -9,10 +9,11 @@ tuning, only the statistics that compare the model with a second human on the sa
   maps, with a 95 % bootstrap interval over records (2,000 resamples; a record's maps move together);
 * per type, F1 against the consensus next to the labellers' specific agreement (2 x both / (A + B)).
 
-Writes ``benchmarks/results/patterns_<set>_vs_humans.{json,md}`` (``--set v4``, the default, or ``v5``). Usage::
+Writes ``benchmarks/results/patterns_<set>_vs_humans.{json,md}`` (``--set v4``, the default, ``v5`` or ``v6``). Usage::
 
     python benchmarks/patterns_vs_humans.py --workdir W --model-json V6.json     # v4 (made with model version 6)
     python benchmarks/patterns_vs_humans.py --set v5 --workdir W                 # v5 (the packaged version 7)
+    python benchmarks/patterns_vs_humans.py --set v6 --workdir W                 # v6 (version 7 again)
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.set in tp.TRAINING.get(trained, ()):
         raise SystemExit(f"{pm.source}: version {pm.info.get('version')} was trained on {args.set} (data {trained}); "
                          "compare a model that never saw it (--model-json)")
-    d = tp.load_items(tp.FRESH[args.set]["set"], args.workdir, **{f"labels_{args.set}": args.labels})
+    d = tp.load_items(tp.FRESH[args.set]["set"], args.workdir, fresh_labels={args.set: args.labels})
     a, b, cons = d["y_A"], d["y_B"], d["y_consensus"]
     pred = pm.proba(d["x"]).argmax(axis=1)
     usable = cons >= 0

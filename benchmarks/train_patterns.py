@@ -21,7 +21,8 @@ Data (``validation/``, no text: pointers into the shared data folder):
 * ``all4``: v2 + v3 + v4 (v4's one look is spent: its labels are training data now), all for training; version 7,
   results ``patterns_cv_v7.json`` and ``patterns_learned_v7.{json,md}``;
 * ``v5``: as ``v4`` for the second fresh sample ``pattern_sample_v5.csv`` with ``pattern_labels_v5.csv``, the refit
-  check on the ``all4`` training maps; writes ``patterns_v5.{json,md}`` and refuses a second run the same way.
+  check on the ``all4`` training maps; writes ``patterns_v5.{json,md}`` and refuses a second run the same way;
+* ``v6``: as ``v5`` (the same packaged version 7) for the third fresh sample ``pattern_sample_v6.csv``.
 
 The maps are re-extracted with the real MiniLM model into ``--workdir`` (reused), their features are
 computed by the production path (:func:`attnx.analysis.run.block_maps` -> ``per_map_means`` ->
@@ -163,15 +164,21 @@ SAMPLED = {  # labelled sets drawn as a sample CSV + a labels CSV (columns of pa
     "v3-blocks": ("block_sample_v3.csv", "pattern_labels_v3.csv", "v3_blocks", "v3"),
     "v4-test": ("pattern_sample_v4.csv", "pattern_labels_v4.csv", "v4", "v4"),
     "v5-test": ("pattern_sample_v5.csv", "pattern_labels_v5.csv", "v5", "v5"),
+    "v6-test": ("pattern_sample_v6.csv", "pattern_labels_v6.csv", "v6", "v6"),
 }
 V4_RECORD_OFFSET = 200_000  # v4 record ids follow v3's
 # fresh test samples, each scored once by the frozen model (``--data v4`` / ``--data v5``): its labelled set, record
 # id offset, and the training data (``--data``) of the model it scores (for the refit check)
 FRESH = {"v4": {"set": "v4-test", "offset": V4_RECORD_OFFSET, "train": "all"},
-         "v5": {"set": "v5-test", "offset": 300_000, "train": "all4"}}
+         "v5": {"set": "v5-test", "offset": 300_000, "train": "all4"},
+         "v6": {"set": "v6-test", "offset": 400_000, "train": "all4"}}
 TRAINING = {"all": ("v3",), "all4": ("v3", "v4")}  # training-only data: v2 + v3 (+ v4), every split
 STEM = {"all": "_v6", "all4": "_v7"}  # result-file suffix per training-only data (earlier versions' files stay)
 VERSION = {"all4": 7, "all": 6, "v3": 5}  # packaged model version written per --data (else 4)
+# the backend each set's maps are extracted with: versions 5-7 were trained on v2 and v3 stores made with torch
+# (before --backend auto chose onnx on CPU); onnx's maps differ in the last bits, which moves a refit's weights by
+# up to 0.024, so the refit check of --data v4/v5/v6 reproduces the packaged weights only with these
+BACKEND = {"v2": "torch", "v3-blocks": "torch"}
 
 
 def _two_labeller_rows(rows: list[dict[str, str]], srows: dict[str, dict[str, str]],
@@ -188,31 +195,33 @@ def _two_labeller_rows(rows: list[dict[str, str]], srows: dict[str, dict[str, st
             [srows[r["item"]]["stratum"] for r in rows])
 
 
-def load_items(data: str, workdir: Path, labels_v2: Path | None = None, labels_v4: Path | None = None,
-               labels_v5: Path | None = None) -> dict:
+def load_items(data: str, workdir: Path, labels_v2: Path | None = None,
+               fresh_labels: dict[str, Path | None] | None = None) -> dict:
     """Items of a labelled set with features and labels: a dict of equally long arrays + metadata
     (``set``: which labelled set an item comes from; ``stratum``: how its map was drawn).
 
     ``all``: v2 + v3, every non-disputed map for training (``split`` = ``train``: the old held-out split is spent);
     ``all4``: ``all`` plus the v4 sample (its one look is spent), all ``train``;
-    ``v4`` / ``v5``: the model's training data (:data:`FRESH`) plus that fresh test sample (``split`` = ``test``,
-    labels from ``labels_v4`` / ``labels_v5``)."""
+    ``v4`` / ``v5`` / ``v6``: the model's training data (:data:`FRESH`) plus that fresh test sample (``split`` =
+    ``test``). ``fresh_labels``: a fresh sample's labels CSV by its tag (``{"v5": path}``; default
+    ``validation/pattern_labels_<tag>.csv``)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    labels = {"v4-test": labels_v4, "v5-test": labels_v5}
+    fresh_labels = fresh_labels or {}
     if data in TRAINING or data in FRESH:
         parts = TRAINING[FRESH[data]["train"]] if data in FRESH else TRAINING[data]
         d = load_items(parts[0], workdir, labels_v2)
         for extra in parts[1:]:  # an earlier fresh sample, now training data
-            e = load_items(FRESH[extra]["set"], workdir, **{f"labels_{extra}": labels[FRESH[extra]["set"]]})
+            e = load_items(FRESH[extra]["set"], workdir, fresh_labels=fresh_labels)
             e["record"] = e["record"] + FRESH[extra]["offset"]
             d = _concat(d, e)
         d["split"] = np.full(len(d["item"]), "train")
         if data in FRESH:
             name = FRESH[data]["set"]
-            t = load_items(name, workdir, **{f"labels_{data}": labels[name]})
+            t = load_items(name, workdir, fresh_labels=fresh_labels)
             t["record"] = t["record"] + FRESH[data]["offset"]
             if (t["split"] != "test").any():
-                raise SystemExit(f"{labels[name] or SAMPLED[name][1]}: every {data} item must be split = test")
+                path = fresh_labels.get(data) or SAMPLED[name][1]
+                raise SystemExit(f"{path}: every {data} item must be split = test")
             d = _concat(d, t)
         return d
     if data == "v3":
@@ -223,10 +232,10 @@ def load_items(data: str, workdir: Path, labels_v2: Path | None = None, labels_v
         sample_csv, labels_csv, sub, _ = SAMPLED[data]
         srows_l = list(csv.DictReader(open(ROOT / "validation" / sample_csv, encoding="utf-8")))
         records = records_from_sample(srows_l)
-        store = tool.extract_sample(tool.Sample(records, []), workdir / sub)
+        store = tool.extract_sample(tool.Sample(records, []), workdir / sub, backend=BACKEND.get(data, "auto"))
         index = {(r.source, r.line): k for k, r in enumerate(records)}
         srows = {r["item"]: r for r in srows_l}
-        given = {"v4-test": labels_v4, "v5-test": labels_v5}.get(data)
+        given = fresh_labels.get(SAMPLED[data][3])
         path = given if given is not None else ROOT / "validation" / labels_csv
         if not path.exists():
             raise SystemExit(f"{path}: no such labels file (make it with tools/consensus_labels.py)")
@@ -248,7 +257,7 @@ def load_items(data: str, workdir: Path, labels_v2: Path | None = None, labels_v
         maps = tool.item_maps(sample, store)
     else:
         records, n_random = tool.build_records_v2()
-        store = tool.extract_sample(tool.Sample(records, []), workdir / "v2")
+        store = tool.extract_sample(tool.Sample(records, []), workdir / "v2", backend=BACKEND["v2"])
         index = {(r.source, r.line): k for k, r in enumerate(records)}
         srows = {r["item"]: r for r in csv.DictReader(open(ROOT / "validation" / "pattern_sample_v2.csv",
                                                               encoding="utf-8"))}
@@ -564,7 +573,7 @@ def score_fresh(args: argparse.Namespace) -> None:
     if out_json.exists() and not args.again:
         raise SystemExit(f"{out_json}: the {tag} sample was already scored (it is meant for one look; --again to redo)")
     pm = PatternModel.load(args.model_json)
-    d = load_items(tag, args.workdir, args.labels, args.labels_v4, args.labels_v5)
+    d = load_items(tag, args.workdir, args.labels, {t: getattr(args, f"labels_{t}") for t in FRESH})
     usable = d["y_consensus"] >= 0
     train = (d["split"] == "train") & usable
     is_t = d["set"] == tag
@@ -600,21 +609,20 @@ def score_fresh(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", choices=["v1", "v2", "v3", "all", "v4", "all4", "v5"], default="all",
+    ap.add_argument("--data", choices=["v1", "v2", "v3", "all", "v4", "all4", "v5", "v6"], default="all",
                     help="v3 = v2 + the v3 block sample (split train / test); all = every v2 + v3 map for training "
                          "(version 6); all4 = every v2 + v3 + v4 map for training (version 7, the shipped model); "
-                         "v4 / v5 = score the packaged model once on that fresh test sample")
+                         "v4 / v5 / v6 = score the packaged model once on that fresh test sample")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/attnx_train_patterns"))
     ap.add_argument("--labels", type=Path, default=None,
                     help="v2 labels CSV (default: validation/pattern_labels_v2.csv)")
-    ap.add_argument("--labels-v4", type=Path, default=None,
-                    help="v4 labels CSV (default: validation/pattern_labels_v4.csv, by tools/consensus_labels.py)")
-    ap.add_argument("--labels-v5", type=Path, default=None,
-                    help="v5 labels CSV (default: validation/pattern_labels_v5.csv, by tools/consensus_labels.py)")
+    for t in FRESH:
+        ap.add_argument(f"--labels-{t}", type=Path, default=None,
+                        help=f"{t} labels CSV (default: validation/pattern_labels_{t}.csv, by consensus_labels.py)")
     ap.add_argument("--model-json", type=Path, default=None,
-                    help="--data v4 / v5: the model scored (default: the packaged attnx/data/pattern_model.json)")
+                    help="--data v4 / v5 / v6: the model scored (default: the packaged attnx/data/pattern_model.json)")
     ap.add_argument("--again", action="store_true",
-                    help="--data v4 / v5: score although --out holds patterns_v4.json / patterns_v5.json (each set is "
+                    help="--data v4 / v5 / v6: score although --out holds patterns_<data>.json (each set is "
                          "meant for one look)")
     ap.add_argument("--model", default=None, help="fit this candidate instead of the CV winner among logreg")
     ap.add_argument("--no-cnn", action="store_true", help="skip the CNN candidate")

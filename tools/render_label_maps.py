@@ -152,8 +152,9 @@ def build_sample(seed: int = DEFAULT_SEED, n_single: int = 24, n_pair: int = 16,
     return Sample(records, items)
 
 
-def extract_sample(sample: Sample, workdir: str | Path, dtype: str = "float16") -> Path:
-    """Write the sample's texts to ``workdir/sample.tsv`` and extract them with ``attnx extract`` (MiniLM).
+def extract_sample(sample: Sample, workdir: str | Path, dtype: str = "float16", backend: str = "auto") -> Path:
+    """Write the sample's texts to ``workdir/sample.tsv`` and extract them with ``attnx extract`` (MiniLM) on
+    ``backend`` (``attnx extract --backend``).
 
     Returns the store path ``workdir/sample.zarr`` (reused if it already exists). Record ``k`` of the
     store is ``sample.records[k]``; lengths are checked against the sampling tokenizer.
@@ -170,7 +171,7 @@ def extract_sample(sample: Sample, workdir: str | Path, dtype: str = "float16") 
                 f.write(rec.text if rec.text_b is None else f"{rec.text}\t{rec.text_b}")
                 f.write("\n")
         cmd = [sys.executable, "-c", "from attnx.cli.main import main; main()", "extract", str(tsv),
-               "-o", str(store_path), "-q", "--dtype", dtype, "--device", "cpu"]
+               "-o", str(store_path), "-q", "--dtype", dtype, "--device", "cpu", "--backend", backend]
         subprocess.run(cmd, check=True)
     store = attnx.open_store(store_path)
     want = np.array([r.n_tokens for r in sample.records])
