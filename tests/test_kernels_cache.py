@@ -22,6 +22,8 @@ from attnx_synth import block_from_records, synth_records
 from attnx.kernels.common import kernel_input
 from attnx.kernels.compare import compare_maps
 from attnx.kernels.features import map_features
+from attnx.kernels.pattern_model import classify_sums
+from attnx.kernels.rollout import rollout_flat
 from attnx.kernels.similarity import head_similarity
 
 rng = np.random.default_rng(7)
@@ -30,7 +32,9 @@ inp = kernel_input(b.attn, b.scale)
 out = [head_similarity(inp, b.attn_offsets, b.lengths, 12, m)[0] for m in ("cosine", "js")]
 other = kernel_input((b.attn.astype(np.float32) * rng.uniform(0.5, 1.5, b.attn.size)).astype(np.float32))
 out += compare_maps(inp, b.attn_offsets[:-1], other, b.attn_offsets[:-1], b.lengths, 12)
-out.append(map_features(inp, b.attn_offsets, b.lengths, b.len_a, b.tok_offsets, b.special, b.punct, 3, 4))
+sums = map_features(inp, b.attn_offsets, b.lengths, b.len_a, b.tok_offsets, b.special, b.punct, 3, 4)
+labels = classify_sums(sums, b.lengths, b.len_a, np.full(len(b.lengths), 2))
+out += [sums, labels.codes, labels.prob, labels.margin, rollout_flat(b.attn, b.attn_offsets, b.lengths, 3, 4)[0]]
 print(hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in out)).hexdigest())
 """
 
