@@ -4,7 +4,8 @@ Freshly compiled and cache-loaded numba code can order a fastmath sum differentl
 sums once differed in their last bits between the two (a Dask worker that loaded the cache and a client that
 had just compiled disagreed by 4e-9, failing ``test_analyze_with_workers_equals_analyze_without`` on every
 clean clone). This runs the kernels in two fresh processes sharing an empty ``NUMBA_CACHE_DIR``: the first
-compiles and writes the cache, the second loads it; their outputs must be bit-identical.
+compiles and writes the cache, the second loads it. Integer outputs must be equal and float outputs equal to
+1e-12 relative: float64 sums may still be reordered (fastmath) by about 1e-16; float32 rounding (1e-7) fails.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 SCRIPT = r"""
-import hashlib, sys
+import sys
 import numpy as np
 sys.path.insert(0, sys.argv[1])
 from attnx_synth import block_from_records, synth_records
@@ -35,20 +38,27 @@ out += compare_maps(inp, b.attn_offsets[:-1], other, b.attn_offsets[:-1], b.leng
 sums = map_features(inp, b.attn_offsets, b.lengths, b.len_a, b.tok_offsets, b.special, b.punct, 3, 4)
 labels = classify_sums(sums, b.lengths, b.len_a, np.full(len(b.lengths), 2))
 out += [sums, labels.codes, labels.prob, labels.margin, rollout_flat(b.attn, b.attn_offsets, b.lengths, 3, 4)[0]]
-print(hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in out)).hexdigest())
+np.savez(sys.argv[2], *out)
 """
 
 
-def test_fresh_and_cached_kernels_give_identical_bits(tmp_path: Path) -> None:
+def test_fresh_and_cached_kernels_agree(tmp_path: Path) -> None:
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
     tests = str(Path(__file__).parent)
 
-    def digest() -> str:
-        res = subprocess.run([sys.executable, "-c", SCRIPT, tests], env=env, capture_output=True, text=True,
-                             timeout=600)
+    def outputs(name: str) -> list[np.ndarray]:
+        res = subprocess.run([sys.executable, "-c", SCRIPT, tests, str(tmp_path / name)], env=env,
+                             capture_output=True, text=True, timeout=600)
         assert res.returncode == 0, res.stderr[-3000:]
-        return res.stdout.split()[-1]
+        with np.load(tmp_path / f"{name}.npz") as f:
+            return [f[k] for k in sorted(f.files, key=lambda k: int(k.split("_")[1]))]
 
-    compiled = digest()
+    compiled = outputs("compiled")
     assert any((tmp_path / "numba").rglob("*.nbc")), "the first run wrote no numba cache"
-    assert digest() == compiled
+    cached = outputs("cached")
+    assert len(compiled) == len(cached) == 9
+    for k, (a, b) in enumerate(zip(compiled, cached, strict=True)):
+        if np.issubdtype(a.dtype, np.floating):
+            np.testing.assert_allclose(b, a, rtol=1e-12, atol=0, err_msg=f"output {k}")
+        else:
+            np.testing.assert_array_equal(b, a, err_msg=f"output {k}")

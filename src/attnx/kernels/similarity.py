@@ -33,9 +33,9 @@ def _decode_record(raw, lut, a0, n, out):  # noqa: ANN001, ANN202
 def record_cosine(X, n_maps, ll, acc, norms):  # noqa: ANN001, ANN201
     """Add cos(map a, map b) of one record (``X``: (n_maps * ll,) float32) to ``acc`` (M, M) float64.
 
-    Products are float32, sums float64: fastmath lets LLVM reorder a sum, and the order it picks differs
-    between freshly compiled and cache-loaded code, so a float32 sum changed in its last bits with numba's
-    cache state (a Dask worker and the client then disagreed by 4e-9); float64 sums keep that below 1e-15.
+    Products are float32, sums float64: fastmath lets LLVM reorder a sum, and freshly compiled and cache-loaded
+    code rounded float32 sums differently (a Dask worker and the client disagreed by 4e-9 relative). A reordered
+    float64 sum moves by about 1e-16 relative; ``tests/test_kernels_cache.py`` holds the two to 1e-12.
     """
     for a in range(n_maps):
         xa = X[a * ll:(a + 1) * ll]
