@@ -167,7 +167,7 @@ SAMPLED = {  # labelled sets drawn as a sample CSV + a labels CSV (columns of pa
     "v6-test": ("pattern_sample_v6.csv", "pattern_labels_v6.csv", "v6", "v6"),
 }
 V4_RECORD_OFFSET = 200_000  # v4 record ids follow v3's
-# fresh test samples, each scored once by the frozen model (``--data v4`` / ``--data v5``): its labelled set, record
+# fresh test samples, each scored once by the frozen model (``--data v4`` / ``v5`` / ``v6``): its labelled set, record
 # id offset, and the training data (``--data``) of the model it scores (for the refit check)
 FRESH = {"v4": {"set": "v4-test", "offset": V4_RECORD_OFFSET, "train": "all"},
          "v5": {"set": "v5-test", "offset": 300_000, "train": "all4"},
@@ -176,9 +176,10 @@ TRAINING = {"all": ("v3",), "all4": ("v3", "v4")}  # training-only data: v2 + v3
 STEM = {"all": "_v6", "all4": "_v7"}  # result-file suffix per training-only data (earlier versions' files stay)
 VERSION = {"all4": 7, "all": 6, "v3": 5}  # packaged model version written per --data (else 4)
 # the backend each set's maps are extracted with: versions 5-7 were trained on v2 and v3 stores made with torch
-# (before --backend auto chose onnx on CPU); onnx's maps differ in the last bits, which moves a refit's weights by
-# up to 0.024, so the refit check of --data v4/v5/v6 reproduces the packaged weights only with these
-BACKEND = {"v2": "torch", "v3-blocks": "torch"}
+# (before --backend auto chose onnx on CPU) and on a v4 store made with onnx; the two backends' maps differ in the
+# last bits, which moves a refit's weights by up to 0.024, so the refit check of --data v4/v5/v6 reproduces the
+# packaged weights only with these (v5 and v6 were scored on onnx stores)
+BACKEND = {"v2": "torch", "v3-blocks": "torch", "v4-test": "onnx", "v5-test": "onnx", "v6-test": "onnx"}
 
 
 def _two_labeller_rows(rows: list[dict[str, str]], srows: dict[str, dict[str, str]],
@@ -639,7 +640,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.data in FRESH:
         score_fresh(args)
         return
-    d = load_items(args.data, args.workdir, args.labels)
+    d = load_items(args.data, args.workdir, args.labels, {t: getattr(args, f"labels_{t}") for t in FRESH})
     usable = d["y_consensus"] >= 0  # disputed consensus labels are left out of training and scoring
     train = (d["split"] == "train") & usable
     test = (d["split"] == "test") & usable

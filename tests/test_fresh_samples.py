@@ -30,3 +30,21 @@ def test_fresh_samples_have_both_strata_and_816_maps() -> None:
             rows = list(csv.DictReader(f))
         assert len(rows) == 816 and len({r["item"] for r in rows}) == 816
         assert sum(r["stratum"] == "block_candidate" for r in rows) == 144
+
+
+def test_a_reused_sample_store_must_come_from_the_pinned_backend(tmp_path: Path) -> None:
+    """``extract_sample(..., backend=)`` refuses a store left in the work folder by another backend (its maps differ
+    in the last bits, which moved a refit's weights by 0.024) instead of silently reusing it."""
+    import sys
+
+    import numpy as np
+    import pytest
+    from attnx_synth import synth_records, write_store
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    import render_label_maps as tool
+
+    write_store(tmp_path / "sample.zarr", synth_records(np.random.default_rng(0), 3, 1, 2), 1, 2)
+    with pytest.raises(SystemExit, match=r"sample\.zarr: extracted with an unrecorded backend, this sample "
+                                         r"needs torch"):
+        tool.extract_sample(tool.Sample([], []), tmp_path, backend="torch")

@@ -164,6 +164,12 @@ def extract_sample(sample: Sample, workdir: str | Path, dtype: str = "float16", 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     store_path = workdir / "sample.zarr"
+    if store_path.exists() and backend != "auto":
+        recorded = attnx.open_store(store_path).attrs.get("options", {}).get("backend")
+        made_with = f"the {recorded}" if recorded else "an unrecorded"
+        if recorded != backend:
+            raise SystemExit(f"{store_path}: extracted with {made_with} backend, this sample needs {backend} "
+                             "(remove it or use another work folder)")
     if not store_path.exists():
         tsv = workdir / "sample.tsv"
         with tsv.open("w", encoding="utf-8") as f:

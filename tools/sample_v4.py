@@ -41,10 +41,9 @@ SEED = 2029
 
 
 # the samples each seed's draw excludes: every sample drawn before it (so each draw can be rebuilt exactly)
-PRIOR: dict[int, tuple[str, ...]] = {2029: ("pattern_sample_v2.csv", "block_sample_v3.csv"),
-                                     2030: ("pattern_sample_v2.csv", "block_sample_v3.csv", "pattern_sample_v4.csv"),
-                                     2031: ("pattern_sample_v2.csv", "block_sample_v3.csv", "pattern_sample_v4.csv",
-                                            "pattern_sample_v5.csv")}
+PRIOR: dict[int, tuple[str, ...]] = {2029: ("pattern_sample_v2.csv", "block_sample_v3.csv")}
+PRIOR[2030] = (*PRIOR[2029], "pattern_sample_v4.csv")
+PRIOR[2031] = (*PRIOR[2030], "pattern_sample_v5.csv")
 
 
 # single-sentence sources per seed (default: v2's); v6 (2031) takes EWT train, because v1-v5 used up EWT dev's
