@@ -84,6 +84,13 @@ def _lr(c: float, cw: str | None = None) -> object:
     return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=10000, class_weight=cw))
 
 
+def _gbt() -> object:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    return HistGradientBoostingClassifier(max_depth=3, max_iter=150, learning_rate=0.1, min_samples_leaf=5,
+                                          random_state=0)
+
+
 BASELINE_V7 = "v6 setting: logreg C=10, 22 features"
 
 
@@ -99,41 +106,33 @@ def variants_all4() -> dict[str, tuple[object, str, str]]:
         out[f"logreg C={c} + diag/col (2)"] = (_lr(c), "design+diagcol", "consensus")
     for c in (3, 10):
         out[f"logreg C={c} + 11 extra + diag/col (13)"] = (_lr(c), "design+extra+diagcol", "consensus")
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
-    out["gbt depth=3, 22 features"] = (HistGradientBoostingClassifier(
-        max_depth=3, max_iter=150, learning_rate=0.1, min_samples_leaf=5, random_state=0), "design", "consensus")
+    out["gbt depth=3, 22 features"] = (_gbt(), "design", "consensus")
     return out
 
 
 def variants() -> dict[str, tuple[object, str, str]]:
     """name -> (unfitted model, feature set ``design`` | ``design+extra``, labels ``consensus`` | ``soft`` |
     ``soft_balanced``)."""
-    from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.neural_network import MLPClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 
-    def lr(c: float, cw: str | None = None) -> object:
-        return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=10000, class_weight=cw))
-
-    out: dict[str, tuple[object, str, str]] = {BASELINE: (lr(10), "design", "consensus")}
+    out: dict[str, tuple[object, str, str]] = {BASELINE: (_lr(10), "design", "consensus")}
     for c in (1, 3, 30):
-        out[f"logreg C={c}, consensus"] = (lr(c), "design", "consensus")
-    out["logreg C=10 balanced, consensus"] = (lr(10, "balanced"), "design", "consensus")
+        out[f"logreg C={c}, consensus"] = (_lr(c), "design", "consensus")
+    out["logreg C=10 balanced, consensus"] = (_lr(10, "balanced"), "design", "consensus")
     for c in (3, 10, 30):
-        out[f"logreg C={c}, soft A+B"] = (lr(c), "design", "soft")
-    out["logreg C=10, soft A+B, class-balanced weights"] = (lr(10), "design", "soft_balanced")
+        out[f"logreg C={c}, soft A+B"] = (_lr(c), "design", "soft")
+    out["logreg C=10, soft A+B, class-balanced weights"] = (_lr(10), "design", "soft_balanced")
     for c in (3, 10):
-        out[f"logreg C={c} + 11 extra features, consensus"] = (lr(c), "design+extra", "consensus")
-        out[f"logreg C={c} + 11 extra features, soft A+B"] = (lr(c), "design+extra", "soft")
+        out[f"logreg C={c} + 11 extra features, consensus"] = (_lr(c), "design+extra", "consensus")
+        out[f"logreg C={c} + 11 extra features, soft A+B"] = (_lr(c), "design+extra", "soft")
     for c in (0.1, 0.3, 1.0):
         out[f"logreg C={c} on quadratic terms, consensus"] = (make_pipeline(
             StandardScaler(), PolynomialFeatures(2, include_bias=False), StandardScaler(),
             LogisticRegression(C=c, max_iter=20000)), "design", "consensus")
-    out["gbt depth=3, consensus"] = (HistGradientBoostingClassifier(
-        max_depth=3, max_iter=150, learning_rate=0.1, min_samples_leaf=5, random_state=0), "design", "consensus")
+    out["gbt depth=3, consensus"] = (_gbt(), "design", "consensus")
     for h, a in ((16, 0.01), (32, 0.01), (32, 0.1), (16, 1.0)):
         out[f"mlp {h} hidden, alpha={a}, consensus"] = (make_pipeline(
             StandardScaler(), MLPClassifier((h,), alpha=a, max_iter=3000, random_state=0)), "design", "consensus")

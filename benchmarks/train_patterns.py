@@ -560,10 +560,15 @@ def md_held_out(title: str, h: dict) -> list[str]:
     return [*md, ""]
 
 
+def _fresh_labels(args: argparse.Namespace) -> dict[str, Path | None]:
+    """``--labels-v4`` .. as :func:`load_items`'s ``fresh_labels``."""
+    return {t: getattr(args, f"labels_{t}") for t in FRESH}
+
+
 def score_fresh(args: argparse.Namespace) -> None:
-    """The one look at a fresh test sample (``--data v4`` or ``v5``): the packaged (frozen) model, no CV and no
-    choice, scored against the consensus overall, per stratum and against each labeller. Checks first that the
-    model is what its training data (:data:`FRESH`: ``all`` for v4, ``all4`` for v5) refits from its recorded
+    """The one look at a fresh test sample (``--data v4``, ``v5`` or ``v6``): the packaged (frozen) model, no CV and
+    no choice, scored against the consensus overall, per stratum and against each labeller. Checks first that the
+    model is what its training data (:data:`FRESH`: ``all`` for v4, ``all4`` for v5 and v6) refits from its recorded
     candidate on the same training maps (so nothing about the test sample went into it)."""
     from sklearn.base import clone
 
@@ -574,7 +579,7 @@ def score_fresh(args: argparse.Namespace) -> None:
     if out_json.exists() and not args.again:
         raise SystemExit(f"{out_json}: the {tag} sample was already scored (it is meant for one look; --again to redo)")
     pm = PatternModel.load(args.model_json)
-    d = load_items(tag, args.workdir, args.labels, {t: getattr(args, f"labels_{t}") for t in FRESH})
+    d = load_items(tag, args.workdir, args.labels, _fresh_labels(args))
     usable = d["y_consensus"] >= 0
     train = (d["split"] == "train") & usable
     is_t = d["set"] == tag
@@ -640,7 +645,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.data in FRESH:
         score_fresh(args)
         return
-    d = load_items(args.data, args.workdir, args.labels, {t: getattr(args, f"labels_{t}") for t in FRESH})
+    d = load_items(args.data, args.workdir, args.labels, _fresh_labels(args))
     usable = d["y_consensus"] >= 0  # disputed consensus labels are left out of training and scoring
     train = (d["split"] == "train") & usable
     test = (d["split"] == "test") & usable
@@ -713,9 +718,10 @@ def main(argv: list[str] | None = None) -> None:
         md += md_held_out("Held-out: the whole test split" + (" (v2 test + v3 test)" if args.data == "v3" else ""),
                           report["held_out"])
     else:
-        fresh = "v5" if args.data == "all4" else "v4"
+        fresh = [t for t, f in FRESH.items() if f["train"] == args.data]
         md += ["No held-out split: every labelled map was used for the CV and the refit (the "
-               f"{fresh} test sample is scored separately, once, by `--data {fresh}`).", ""]
+               f"{' / '.join(fresh)} test samples are scored separately, once each, by "
+               f"`--data {' / '.join(fresh)}`).", ""]
     if args.data == "v3":
         md += md_held_out("Held-out, v3 part only (fresh maps: the v3 block sample's test records)",
                           report["held_out_v3"])

@@ -164,12 +164,6 @@ def extract_sample(sample: Sample, workdir: str | Path, dtype: str = "float16", 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     store_path = workdir / "sample.zarr"
-    if store_path.exists() and backend != "auto":
-        recorded = attnx.open_store(store_path).attrs.get("options", {}).get("backend")
-        made_with = f"the {recorded}" if recorded else "an unrecorded"
-        if recorded != backend:
-            raise SystemExit(f"{store_path}: extracted with {made_with} backend, this sample needs {backend} "
-                             "(remove it or use another work folder)")
     if not store_path.exists():
         tsv = workdir / "sample.tsv"
         with tsv.open("w", encoding="utf-8") as f:
@@ -180,6 +174,11 @@ def extract_sample(sample: Sample, workdir: str | Path, dtype: str = "float16", 
                "-o", str(store_path), "-q", "--dtype", dtype, "--device", "cpu", "--backend", backend]
         subprocess.run(cmd, check=True)
     store = attnx.open_store(store_path)
+    recorded = store.attrs.get("options", {}).get("backend")
+    if backend != "auto" and recorded != backend:  # a store left in the work folder by another backend
+        made_with = f"the {recorded}" if recorded else "an unrecorded"
+        raise SystemExit(f"{store_path}: extracted with {made_with} backend, this sample needs {backend} "
+                         "(remove it or use another work folder)")
     want = np.array([r.n_tokens for r in sample.records])
     if len(store) != len(want) or not np.array_equal(np.asarray(store.lengths), want):
         raise RuntimeError(f"{store_path}: store does not match the sample ({store.lengths} vs {want})")
@@ -487,6 +486,7 @@ def write_sample_key(path: str | Path, items: list[Item], records: list[SourceRe
             w.writerow({"item": it.item, "stratum": stratum[it.item], "source": rec.source, "line": rec.line,
                         "layer": it.layer, "head": it.head, "length": rec.n_tokens, "len_a": maps[it.item][1],
                         "page": where[it.item]})
+
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
