@@ -280,6 +280,24 @@ def test_second_writer_is_refused_naming_the_holder(tmp_path: Path) -> None:
     assert len(open_store(tmp_path / "s.zarr")) == 10
 
 
+def test_writer_refused_in_the_holders_first_microseconds_still_names_it(tmp_path: Path) -> None:
+    """The holder writes its pid just after taking the lock; a writer refused in between waits for that file
+    rather than saying "another process" (the race two writers started together can hit)."""
+    import json
+    import threading
+
+    import filelock
+
+    holder = WriterLock(StoreLocation.parse(tmp_path / "s.zarr"))
+    with filelock.FileLock(str(holder.lock_path), timeout=0):  # taken, its info not written yet
+        info = {"pid": 4242, "host": "h", "started": "2026-11-29T10:00:00+00:00"}
+        late = threading.Timer(0.2, lambda: holder.info_path.write_text(json.dumps(info)))
+        late.start()
+        with pytest.raises(StoreError, match=r"s\.zarr: being written by pid 4242 on h since 2026-11-29 10:00:00"):
+            WriterLock(StoreLocation.parse(tmp_path / "s.zarr")).acquire()
+        late.join()
+
+
 def _cli(*args: str) -> list[str]:
     return [sys.executable, "-c", "from attnx.cli.main import main; main()", *args]
 

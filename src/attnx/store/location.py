@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,12 +148,18 @@ class WriterLock:
         tmp.replace(self.info_path)
         return self
 
-    def holder(self) -> str:
-        try:
-            info = json.loads(self.info_path.read_text())
-            return f"pid {info['pid']} on {info['host']} since {info['started'][:19].replace('T', ' ')} UTC"
-        except (OSError, ValueError, KeyError, TypeError):
-            return "another process"
+    def holder(self, wait_s: float = 1.0) -> str:
+        """Who holds the lock, from the info its holder writes just after taking it: a writer that lost a race
+        by microseconds can get here before that file exists, so it is waited for up to ``wait_s``."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                info = json.loads(self.info_path.read_text())
+                return f"pid {info['pid']} on {info['host']} since {info['started'][:19].replace('T', ' ')} UTC"
+            except (OSError, ValueError, KeyError, TypeError):
+                if time.monotonic() >= deadline:
+                    return "another process"
+                time.sleep(0.02)
 
     def release(self) -> None:
         if self._lock is not None:
