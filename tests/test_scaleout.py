@@ -346,10 +346,14 @@ def test_gpu_workers_take_their_own_gpu(monkeypatch: pytest.MonkeyPatch):
     class FakeWorker:
         name = 3
 
+    current = []
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", current.append)
     monkeypatch.setattr(distributed, "get_worker", lambda: FakeWorker())
     assert worker._worker_device("cuda") == torch.device("cuda", 1)
+    assert current == [torch.device("cuda", 1)]  # and made current: nothing of this worker runs on GPU 0
     assert worker._worker_device("cpu") == torch.device("cpu")
+    assert current == [torch.device("cuda", 1)]
 
 
 def test_default_backend_on_workers_is_the_recorded_torch(client, corpus, tmp_path: Path):

@@ -227,7 +227,7 @@ def make_backend(opts: ExtractOptions, loaded: LoadedModel, layers: list[int], h
     if backend == "torch":
         from attnx.engine.backends.torch_backend import TorchBackend
 
-        return TorchBackend(loaded, layers, heads, opts.dtype, ring=cfg.queue_depth * 2 + 3, stats_only=opts.stats_only)
+        return TorchBackend(loaded, layers, heads, opts.dtype, stats_only=opts.stats_only)
     if backend == "onnx":
         if opts.stats_only:
             raise AttnxError("--stats-only runs on the torch backend only (the features are computed on the device)")

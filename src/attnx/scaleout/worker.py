@@ -99,8 +99,9 @@ def _tokenizer(job: ShardJob) -> WindowTokenizer:
 
 
 def _worker_device(kind: str) -> torch.device:
-    """``cuda``: this worker's GPU. dask-cuda shows each worker only its own (cuda:0); a plain local cluster
-    started by ``--workers gpus`` names its workers 0..n-1, and worker k takes GPU k."""
+    """``cuda``: this worker's GPU, made the process's current device. dask-cuda shows each worker only its own
+    (cuda:0); a plain local cluster started by ``--workers gpus`` names its workers 0..n-1, and worker k takes
+    GPU k."""
     if kind != "cuda":
         return torch.device(kind)
     try:
@@ -110,7 +111,9 @@ def _worker_device(kind: str) -> torch.device:
     except (ImportError, ValueError):
         name = 0
     index = name if isinstance(name, int) else 0
-    return torch.device("cuda", index % max(1, torch.cuda.device_count()))
+    device = torch.device("cuda", index % max(1, torch.cuda.device_count()))
+    torch.cuda.set_device(device)  # what runs without naming a device (kernels, streams, events) runs here
+    return device
 
 
 def _source(job: ShardJob, shard: Shard) -> Source:

@@ -3,13 +3,13 @@
 Per layer, the capture function (``attnx.engine.capture``) hands over float32 probabilities
 ``(B, H, T, T)``; one gather with a per-batch index keeps only the selected heads' real ``l x l`` part of
 every record and writes it, converted to the store dtype, straight into the batch's packed buffer
-(record b: ``(layers, heads, l_b, l_b)``). The same code runs on CPU and CUDA; CUDA adds only pinned
-host buffers, non-blocking copies on a copy stream and an event per batch (``_CudaTransfer``).
+(record b: ``(layers, heads, l_b, l_b)``). The same code runs on CPU and CUDA; CUDA adds only a pinned
+host tensor per batch, a non-blocking copy on a copy stream and an event per batch (``_CudaTransfer``, whose
+CUDA calls go through ``CudaCalls`` so that the tests run the same logic on a CPU twin).
 """
 
 from __future__ import annotations
 
-import collections
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,45 +103,83 @@ class _FeatureCollector:
             raise CaptureComplete
 
 
+class CudaCalls:
+    """The CUDA calls the host transfer makes, in one place, so that a CPU twin (tests/cuda_twin.py) can stand
+    in for them and record their order and devices. Every call names its device: in a process that drives
+    several GPUs the current device is not the output's."""
+
+    def stream(self, device: torch.device) -> torch.cuda.Stream:
+        return torch.cuda.Stream(device=device)
+
+    def current_stream(self, device: torch.device) -> torch.cuda.Stream:
+        return torch.cuda.current_stream(device)
+
+    def event(self) -> torch.cuda.Event:
+        return torch.cuda.Event()  # placed on the device of the stream it is first recorded on
+
+    def use(self, stream: torch.cuda.Stream) -> torch.cuda.StreamContext:
+        return torch.cuda.stream(stream)  # makes the stream's device current too, and restores both
+
+    def pinned(self, n: int, dtype: torch.dtype) -> torch.Tensor:
+        # PyTorch's caching host allocator: a block is handed out again only once every tensor and numpy view
+        # of it is gone and the copies recorded on it have finished, so a consumer may keep the maps as long
+        # as it likes (the store writer holds views until whole chunks have built up)
+        return torch.empty(n, dtype=dtype, pin_memory=True)
+
+    def copy_async(self, dst: torch.Tensor, src: torch.Tensor) -> None:
+        dst.copy_(src, non_blocking=True)
+
+    def keep_alive(self, tensor: torch.Tensor, stream: torch.cuda.Stream) -> None:
+        tensor.record_stream(stream)  # the device buffer is not reused before the copy stream has read it
+
+    def synchronize(self, device: torch.device) -> None:
+        torch.cuda.synchronize(device)
+
+
 class _CudaPending:
-    def __init__(self, host: torch.Tensor, n: int, lengths: np.ndarray, event: torch.cuda.Event, keep: object) -> None:
-        self.host, self.n, self.lengths, self.event, self._keep = host, n, lengths, event, keep
+    def __init__(self, host: torch.Tensor, lengths: np.ndarray, event: torch.cuda.Event, keep: object) -> None:
+        self.host, self.lengths, self.event, self._keep = host, lengths, event, keep
 
     def result(self) -> PackedBatch:
-        self.event.synchronize()
+        self.event.synchronize()  # the copy into ``host`` has landed
         self._keep = None
-        return PackedBatch(attn=_as_storage(self.host[: self.n].numpy()), lengths=self.lengths)
+        return PackedBatch(attn=_as_storage(self.host.numpy()), lengths=self.lengths)
 
 
 class _CudaTransfer:
-    """Pinned host buffers in a ring, a copy stream, and an event per batch.
+    """Device -> pinned host copies on a copy stream of the output's own device, an event per batch.
 
-    The ring has more buffers than batches can be alive at once (in flight + queued for the writer +
-    being written), so a buffer is never refilled before the writer has copied it out.
+    Each batch gets its own pinned host tensor (:meth:`CudaCalls.pinned`); the maps handed on are views of
+    it, and nothing reuses its memory while any of them is alive. Order per batch: record ``computed`` on
+    the device's current stream -> the copy stream waits for it -> async copy -> record ``copied`` on the
+    copy stream; ``result()`` synchronises on ``copied`` before the host memory is read.
     """
 
-    def __init__(self, ring: int) -> None:
-        self.stream = torch.cuda.Stream()
-        self.buffers: collections.deque[torch.Tensor | None] = collections.deque([None] * ring)
-
-    def host_buffer(self, n: int, dtype: torch.dtype) -> torch.Tensor:
-        buf = self.buffers.popleft()
-        if buf is None or buf.numel() < n or buf.dtype != dtype:
-            buf = torch.empty(max(n, 1 << 20), dtype=dtype, pin_memory=True)
-        self.buffers.append(buf)
-        return buf
+    def __init__(self, device: torch.device, calls: CudaCalls | None = None) -> None:
+        self.device = device
+        self.calls = calls or CudaCalls()
+        self.stream = self.calls.stream(device)
 
     def start(self, out: torch.Tensor, lengths: np.ndarray) -> _CudaPending:
-        computed = torch.cuda.Event()
-        computed.record()
-        host = self.host_buffer(out.numel(), out.dtype)
-        with torch.cuda.stream(self.stream):
+        c = self.calls
+        computed = c.event()
+        computed.record(c.current_stream(self.device))
+        host = c.pinned(out.numel(), out.dtype)
+        with c.use(self.stream):
             self.stream.wait_event(computed)
-            host[: out.numel()].copy_(out, non_blocking=True)
-            copied = torch.cuda.Event()
+            c.copy_async(host, out)
+            copied = c.event()
             copied.record(self.stream)
-        out.record_stream(self.stream)
-        return _CudaPending(host, out.numel(), lengths, copied, out)
+        c.keep_alive(out, self.stream)
+        return _CudaPending(host, lengths, copied, out)
+
+    def close(self) -> None:
+        self.calls.synchronize(self.device)
+
+
+def host_transfer(device: torch.device) -> _CudaTransfer | None:
+    """The host transfer a backend on ``device`` uses: None on CPU (results are host memory already)."""
+    return _CudaTransfer(device) if device.type == "cuda" else None
 
 
 class TorchBackend:
@@ -159,7 +197,6 @@ class TorchBackend:
         layers: list[int],
         heads: list[int],
         store_dtype: str,
-        ring: int = 8,
         stats_only: bool = False,
     ) -> None:
         self.loaded = loaded
@@ -171,7 +208,7 @@ class TorchBackend:
         self.store_dtype = torch_storage_dtype(self.store_name)
         self.stats_only = stats_only
         self.cuda = self.device.type == "cuda"
-        self.transfer = _CudaTransfer(ring) if self.cuda else None
+        self.transfer = host_transfer(self.device)
 
     def _inputs(self, batch: TokenBatch) -> dict[str, torch.Tensor]:
         arrays = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
@@ -225,5 +262,5 @@ class TorchBackend:
         return self.transfer.start(flat, batch.lengths)
 
     def close(self) -> None:
-        if self.cuda:
-            torch.cuda.synchronize()
+        if self.transfer is not None:
+            self.transfer.close()
