@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from attnx.bench import ceilings_table, markdown_table, run_suite
@@ -51,10 +52,16 @@ def main() -> int:
     ap.add_argument("--stats-only", action="store_true", help="also run attnx extract --stats-only")
     ap.add_argument("--tag", default="cpu", help="result file suffix: extract-TAG.json")
     ap.add_argument("--json-out", default=str(ROOT / "benchmarks" / "results"), help="folder for extract-TAG.json")
+    ap.add_argument("--deadline", type=float, default=None,
+                    help="seconds from now: start no round that would end later (the file is written every round)")
+    ap.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                    help="set in every measured process, e.g. ATTNX_PRECISION_CHECK_RECORDS=0 (repeatable)")
     args = ap.parse_args()
     if not Path(args.input).is_file():
         print(f"input {args.input} not found (../shared/data absent?)", file=sys.stderr)
         return 2
+    dest = Path(args.json_out) / f"extract-{args.tag}.json"
+    command = "python benchmarks/bench_extract.py " + " ".join(sys.argv[1:])
     out = run_suite(
         args.input,
         args.models.split(","),
@@ -73,9 +80,12 @@ def main() -> int:
         baseline_limit=args.baseline_limit,
         stats_only=args.stats_only,
         log=lambda m: print(m, flush=True),
+        partial=lambda r: write_result(dest, {**r, "command": command}),
+        deadline=time.time() + args.deadline if args.deadline else None,
+        env=dict(e.split("=", 1) for e in args.env),
     )
-    out["command"] = "python benchmarks/bench_extract.py " + " ".join(sys.argv[1:])
-    path = write_result(Path(args.json_out) / f"extract-{args.tag}.json", out)
+    out["command"] = command
+    path = write_result(dest, out)
     print("\n" + markdown_table(out) + "\n\n" + ceilings_table(out))
     lo, hi = out["load_1min"]
     print(f"\ndisk write {fmt(out['disk_MBps'], 0)} MB/s; load {lo:.1f}-{hi:.1f}; {out['rounds']} rounds")

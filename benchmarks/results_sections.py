@@ -90,7 +90,8 @@ def extract_table(results: Path, tag: str = "cpu") -> str:
 
 
 def gpu_table(results: Path) -> str:
-    """``results/gpu/`` holds what ``benchmarks/gpu_check.sh`` wrote to ``$OUT`` (extract-gpu.json, parity.json)."""
+    """``results/gpu/`` holds what ``benchmarks/gpu_check.sh`` wrote to ``$OUT`` (parity.json, e2e.json,
+    extract-gpu.json)."""
     folder = results / "gpu"
     parts = []
     if (folder / "parity.json").exists():
@@ -102,6 +103,17 @@ def gpu_table(results: Path) -> str:
             "|" + "---|" * len(rows[0]),
         ]
         parts += ["| " + " | ".join(str(v) for v in r.values()) + " |" for r in rows] + [""]
+    if (folder / "e2e.json").exists():
+        e = json.loads((folder / "e2e.json").read_text())
+        parts += [
+            "A CUDA fp16 store against float32 CPU maps of the same sentences (`benchmarks/gpu_e2e.py`, "
+            "results/gpu/e2e.json):",
+            "",
+            f"{e['model']}, {e['records']} records, layers {e['layers']}, heads {e['heads']}, {e['batches']} batches "
+            f"({e['budget_bytes']:,} B budget): max abs {e['max_abs_error']:.3e} (record {e['worst_record']}), mean "
+            f"{e['mean_abs_error']:.2e}, bound {e['bound']:g}: {'PASS' if e['passed'] else 'FAIL'}",
+            "",
+        ]
     if (folder / "extract-gpu.json").exists():
         parts.append(extract_section(json.loads((folder / "extract-gpu.json").read_text())))
     if not parts:

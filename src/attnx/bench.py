@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -139,8 +140,15 @@ def run_suite(
     baseline_limit: int | None = None,
     stats_only: bool = False,
     log=print,  # noqa: ANN001
+    partial: Callable[[dict], None] | None = None,
+    deadline: float | None = None,
+    env: dict[str, str] | None = None,
 ) -> dict:
-    """Every setting once per round, ``rounds`` rounds, interleaved with the disk probe; see the module doc."""
+    """Every setting once per round, ``rounds`` rounds, interleaved with the disk probe; see the module doc.
+
+    ``partial(result so far)`` runs after every measurement (a harness writes its result file there, so a run
+    cut short keeps what it finished); ``deadline`` (``time.time()``): start no round that would end after it;
+    ``env``: variables set in every measured process (e.g. ``ATTNX_PRECISION_CHECK_RECORDS``)."""
     work = Path(tempfile.mkdtemp(prefix="attnx-bench-"))
     gpu = device.startswith("cuda")
     compute = compute or ("float16" if gpu else "float32")
@@ -150,30 +158,40 @@ def run_suite(
     settings = _settings(models, limits, opts)
     for s in settings:
         s.update({"input": input_path, "device": device, "warmup": warmup, "workdir": str(work / s["model"])})
+        s["env"] = dict(env or {})
         Path(s["workdir"]).mkdir(parents=True, exist_ok=True)
     runs = {"disk": lambda: disk_write_MBps(work)}
     for s in settings:
         runs[f"{s['model']}: {s['label']}"] = lambda s=s: run_in_subprocess(s)
     log(f"{len(settings)} settings x {rounds} rounds (each a fresh process: load, warm-up on {warmup}, steady state)")
-    reps = interleave(runs, rounds, warmup=False, log=log)
-    rows = []
-    for s in settings:
-        base = next((reps[f"{b['model']}: {b['label']}"] for b in settings
-                     if b["kind"] == "baseline" and b["model"] == s["model"]), None)
-        rows.append(summarise(s, reps[f"{s['model']}: {s['label']}"], reps["disk"], base))
-    memory = memory_check(models[0], input_path, device, compute, warmup, memory_base, memory_repeat, work, log)
-    result = {
+    head = {
         "harness": "bench_extract",
         "machine": machine_with_devices(),
         "input": input_path,
         "lengths": length_stats(input_path, max(limits.values())),
-        "rounds": rounds,
         "warmup_sentences": warmup,
-        "rows": rows,
-        "disk_MBps": spread([d["MBps"] for d in reps["disk"]]),
-        "load_1min": load_range(reps),
-        "memory": memory,
+        "env": dict(env or {}),
     }
+
+    def result_of(reps: dict[str, list[dict]]) -> dict:
+        rows = []
+        for s in settings:
+            if not reps[f"{s['model']}: {s['label']}"]:
+                continue  # a partial result: not measured yet
+            base = next((reps[f"{b['model']}: {b['label']}"] for b in settings
+                         if b["kind"] == "baseline" and b["model"] == s["model"]), None)
+            rows.append(summarise(s, reps[f"{s['model']}: {s['label']}"], reps["disk"], base))
+        disk = spread([d["MBps"] for d in reps["disk"]])
+        return {**head, "rounds": len(reps["disk"]), "rows": rows, "disk_MBps": disk, "load_1min": load_range(reps),
+                "model_loads_per_process": max(r.get("model_loads", 0) for v in reps.values() for r in v)}
+
+    def on_result(reps: dict[str, list[dict]]) -> None:
+        if partial and reps["disk"]:
+            partial({**result_of(reps), "partial": True})
+
+    reps = interleave(runs, rounds, warmup=False, log=log, on_result=on_result, deadline=deadline)
+    memory = memory_check(models[0], input_path, device, compute, warmup, memory_base, memory_repeat, work, log)
+    result = {**result_of(reps), "rounds_asked": rounds, "memory": memory}
     shutil.rmtree(work, ignore_errors=True)
     return result
 

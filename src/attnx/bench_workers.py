@@ -105,25 +105,28 @@ def worker_baseline(spec: dict) -> dict:
 # attnx's batches, for the bare forward reference and the compute-only ceiling
 # ----------------------------------------------------------------------------------------------------------
 def _attnx_batches(loaded, sentences: list[str], spec: dict, stats_only: bool = False) -> Iterator:  # noqa: ANN001
-    """attnx's length-sorted, budget-packed TokenBatches of ``sentences`` (tokenizing included)."""
+    """attnx's length-sorted, budget-packed TokenBatches of ``sentences`` (tokenizing included): extract's own
+    batch plan on the spec's device (on CUDA a budget from the device's free memory, as extract takes it)."""
+    import torch
+
     from attnx.config import load_config
     from attnx.engine.backends.base import collate
-    from attnx.engine.batching import plan_batches
+    from attnx.engine.extract import loop_settings
     from attnx.engine.sources import Record
     from attnx.engine.tokenize import WindowTokenizer, windows
 
     cfg = load_config()
-    device = spec.get("device", "cpu")
-    budget = spec.get("budget_bytes") or cfg.cpu_attn_budget_bytes
-    max_tokens = cfg.cpu_max_batch_tokens if device == "cpu" else cfg.cuda_max_batch_tokens
+    opts = _options(spec, Path("-"), Path("-"))
+    layers, heads = list(range(loaded.num_layers)), list(range(loaded.num_heads))
+    settings = loop_settings(opts, loaded, layers, heads, torch.device(spec.get("device", "cpu")), cfg)
     wt = WindowTokenizer(loaded.tokenizer, 512)
     records = [Record(i, i + 1, s) for i, s in enumerate(sentences)]
     for chunk in windows(records, cfg.window_records):
         w = wt(chunk)
-        plan = plan_batches(w.length, budget, loaded.layers_run, loaded.num_heads, max_tokens)
+        plan = settings.plan(w.length)
         for j in range(len(plan)):
             extra = (w.special, w.punct, w.len_a) if stats_only else ()
-            yield collate(w.ids, w.offsets, w.segment, plan.batch(j), loaded.tokenizer.pad_token_id or 0, *extra)
+            yield collate(w.ids, w.offsets, w.segment, plan.batch(j), settings.pad_id, *extra)
 
 
 def _forward_pass(loaded, sentences: list[str], spec: dict) -> tuple[int, float]:  # noqa: ANN001
@@ -175,7 +178,7 @@ def _options(spec: dict, src: Path, out: Path):  # noqa: ANN202 - ExtractOptions
     )
 
 
-def compute_only_seconds(spec: dict, sentences: list[str]) -> list[float]:
+def compute_only_seconds(spec: dict, sentences: list[str], loaded=None) -> list[float]:  # noqa: ANN001
     """attnx's backend over attnx's batches of ``sentences`` (tokenized before the clock starts), each result
     fetched and dropped (no store); after a warm-up on the first ``spec['warmup']`` sentences. Uses extract's
     own backend factory. extract does all of this and more (tokenizing, writing), so it is a ceiling.
@@ -187,7 +190,8 @@ def compute_only_seconds(spec: dict, sentences: list[str]) -> list[float]:
 
     cfg = load_config()
     opts = _options(spec, Path("-"), Path("-"))
-    loaded, _ = _timed_load(spec)
+    if loaded is None:
+        loaded, _ = _timed_load(spec)
     layers, heads = list(range(loaded.num_layers)), list(range(loaded.num_heads))
     threads = torch.get_num_threads()
     if cfg.cpu_threads and spec.get("device", "cpu") == "cpu":
@@ -245,12 +249,13 @@ def worker_attnx(spec: dict) -> dict:
     warm_src.write_text("\n".join(sentences[: spec["warmup"]]) + "\n", encoding="utf-8")
     out, warm_out = work / f"store-{os.getpid()}.zarr", work / f"warm-{os.getpid()}.zarr"
     t = time.perf_counter()
-    warm = extract(_options(spec, warm_src, warm_out))
+    loaded, _ = _timed_load(spec)  # the one load of this process: every extraction and the ceiling share it
+    warm = extract(_options(spec, warm_src, warm_out), model=loaded)
     startup_s = time.perf_counter() - t
     result = {"load_s": startup_s - warm.seconds, "warmup_s": warm.seconds}
     if spec.get("ceilings", True):
-        result["compute_only_s"] = min(compute_only_seconds(spec, sentences))
-    s = extract(_options(spec, src, out))
+        result["compute_only_s"] = min(compute_only_seconds(spec, sentences, loaded))
+    s = extract(_options(spec, src, out), model=loaded)
     if spec.get("ceilings", True) and not spec.get("stats_only"):
         result["codec"] = codec_ceiling(out)
     import torch
@@ -288,6 +293,9 @@ def main(spec: dict) -> dict:
     threading.Thread(target=sample_rss, daemon=True).start()
     result = WORKERS[spec["kind"]](spec)
     done.set()
+    from attnx.engine.model import load_counts
+
+    result["model_loads"] = sum(load_counts().values())
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if samples:
         result["rss_profile_mb"] = [

@@ -87,12 +87,16 @@ def interleave(
     rounds: int,
     warmup: bool = True,
     log: Callable[[str], None] | None = None,
+    on_result: Callable[[dict[str, list[dict]]], None] | None = None,
+    deadline: float | None = None,
 ) -> dict[str, list[dict]]:
     """Run every setting once per round, in the same order each round, ``rounds`` times.
 
     With ``warmup`` each setting first runs once untimed (compilation, caches, allocator). Each
     repetition's result dict gets ``round``, ``load_before`` and ``load_after`` (1-minute load average).
-    Returns ``{setting: [result of round 0, 1, ...]}``.
+    ``on_result(results so far)`` runs after every repetition (a harness writes its partial result file there);
+    ``deadline`` (``time.time()`` seconds): no round starts that would end after it at the pace of the
+    slowest round so far (the first round always runs). Returns ``{setting: [result of round 0, 1, ...]}``.
     """
     if warmup:
         for name, fn in settings.items():
@@ -100,16 +104,25 @@ def interleave(
                 log(f"  warm-up {name}")
             fn()
     out: dict[str, list[dict]] = {name: [] for name in settings}
+    slowest = 0.0
     for r in range(rounds):
+        if deadline is not None and r and time.time() + slowest > deadline:
+            if log:
+                log(f"  stopping after {r} of {rounds} rounds: another would end past the deadline")
+            break
+        started = time.time()
         for name, fn in settings.items():
             before = load1()
             res = dict(fn())
             res.update({"round": r, "load_before": before, "load_after": load1()})
             out[name].append(res)
+            if on_result:
+                on_result(out)
             if log:
                 log(f"  round {r + 1}/{rounds} {name}: " + ", ".join(
                     f"{k} {v:.4g}" for k, v in res.items() if isinstance(v, float) and not k.startswith("load")
                 ) + f" (load {before:.1f} -> {res['load_after']:.1f})")
+        slowest = max(slowest, time.time() - started)
     return out
 
 

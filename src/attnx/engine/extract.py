@@ -186,11 +186,21 @@ def _check_resumable(store: AttentionStore, meta: dict, dtype: str, codec: str) 
         )
 
 
-def load_checked(opts: ExtractOptions, device: torch.device, compute: str) -> tuple[LoadedModel, list[int], list[int]]:
-    """The model on ``device`` in ``compute`` precision, with the kept layers and heads, checked against it."""
-    loaded = load_model(
-        opts.model, device=device, dtype=COMPUTE_DTYPES[compute], max_layer=max(opts.layers) if opts.layers else None
-    )
+def load_checked(
+    opts: ExtractOptions, device: torch.device, compute: str, preloaded: LoadedModel | None = None
+) -> tuple[LoadedModel, list[int], list[int]]:
+    """The model on ``device`` in ``compute`` precision, with the kept layers and heads, checked against it.
+    ``preloaded``: that model, loaded already (a benchmark's process runs several extractions on one load)."""
+    if preloaded is None:
+        max_layer = max(opts.layers) if opts.layers else None
+        loaded = load_model(opts.model, device=device, dtype=COMPUTE_DTYPES[compute], max_layer=max_layer)
+    elif (preloaded.name, preloaded.device, preloaded.dtype) != (opts.model, device, COMPUTE_DTYPES[compute]):
+        raise AttnxError(
+            f"the model given ({preloaded.name} on {preloaded.device}, {preloaded.dtype}) is not the one asked for "
+            f"({opts.model} on {device}, {compute})"
+        )
+    else:
+        loaded = preloaded
     layers = list(opts.layers) if opts.layers else list(range(loaded.num_layers))
     heads = list(opts.heads) if opts.heads else list(range(loaded.num_heads))
     if layers[-1] >= loaded.num_layers or heads[-1] >= loaded.num_heads:
@@ -238,6 +248,7 @@ def make_backend(opts: ExtractOptions, loaded: LoadedModel, layers: list[int], h
 
 
 def _budget(opts: ExtractOptions, device: torch.device, cfg: Config) -> tuple[int, int]:
+    """(attention bytes per batch, padded tokens per batch) on ``device``."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         budget = opts.budget_bytes or int(free * cfg.cuda_budget_fraction)
@@ -249,10 +260,12 @@ def extract(
     opts: ExtractOptions,
     progress: Callable[[int, int, int], None] | None = None,
     config: Config | None = None,
+    model: LoadedModel | None = None,
 ) -> Summary:
     """Run ``opts.model`` over ``opts.input`` and store every kept attention map in ``opts.output``.
 
     ``progress(records, tokens, bytes)`` is called after each written batch with this run's totals.
+    ``model``: ``opts.model`` already loaded on the run's device in its compute dtype (else it is loaded here).
     Resumes an interrupted store; does nothing on a complete one.
     """
     cfg = config or load_config()
@@ -273,7 +286,7 @@ def extract(
         if opts.overwrite and (location.exists() or location.is_format_1()):
             location.remove()
         existing = AttentionStore(location) if holds_store(location) else None
-        return _extract_locked(opts, cfg, device, compute, location, lock, source, existing, progress)
+        return _extract_locked(opts, cfg, device, compute, location, lock, source, existing, progress, model)
     finally:
         torch.set_num_threads(threads)
         lock.release()
@@ -346,9 +359,10 @@ def _extract_locked(
     source: Source,
     existing: AttentionStore | None,
     progress: Callable[[int, int, int], None] | None,
+    preloaded: LoadedModel | None,
 ) -> Summary:
     out = str(location)
-    loaded, layers, heads = load_checked(opts, device, compute)
+    loaded, layers, heads = load_checked(opts, device, compute, preloaded)
     recorded = existing.attrs["options"].get("backend") if existing is not None else None
     choice = choose_backend(
         opts.backend, loaded, layers, heads, opts.dtype, opts.stats_only, recorded, cfg.backend_parity_records

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import json
@@ -221,8 +222,18 @@ def load_model(
     """
     from transformers.utils import logging as hf_logging
 
+    _loads[name] += 1
     with _quiet_transformers(hf_logging):
         return _load_model(name, device, dtype, seed, max_layer, attn_implementation)
+
+
+_loads: collections.Counter[str] = collections.Counter()
+
+
+def load_counts() -> dict[str, int]:
+    """How many times this process has called :func:`load_model`, by model name (benchmarks/gpu_check.sh keeps
+    every process of its minutes-long run to at most two loads)."""
+    return dict(_loads)
 
 
 @contextlib.contextmanager
@@ -299,7 +310,7 @@ def _load_model(
 
 
 __all__ = [
-    "DEFAULT_MODEL", "FAMILIES", "LoadedModel", "check_family", "encoder_layers", "is_random_name", "load_model",
-    "model_shape",
+    "DEFAULT_MODEL", "FAMILIES", "LoadedModel", "check_family", "encoder_layers", "is_random_name", "load_counts",
+    "load_model", "model_shape",
     "minilm_path", "random_config",
 ]
