@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from attnx_synth import block_from_records, encode, synth_records
@@ -21,6 +23,8 @@ from attnx.kernels.patterns import (
     classify_maps,
 )
 from attnx.kernels.reference import map_features_ref
+from attnx.quantize import DTYPES, stored_dtype
+from attnx.quantize import encode as store_encode
 
 RTOL = 1e-6
 
@@ -205,3 +209,20 @@ def test_map_max_and_diagonal_brightness_on_hand_built_maps() -> None:
     assert best[1] == pytest.approx((0.5 * d / l - 1 / l) / (1 - 1 / l))
     assert best[2] == pytest.approx(0.0, abs=1e-6)
     assert vis.tolist() == pytest.approx([d / l, 0.5 * d / l, 1.0])
+
+
+
+@pytest.mark.parametrize("name", sorted(DTYPES))
+def test_features_match_the_float64_reference_on_every_stored_dtype(name: str) -> None:
+    """Every dtype a store can hold, encoded as the store encodes it (q9..q16: uint16 codes with a scale)."""
+    d = stored_dtype(name)
+    recs = synth_records(np.random.default_rng(7), 12, 2, 3, dtype="float32", lmin=2, lmax=16)
+    codes = [store_encode(r["attn"], name) for r in recs]
+    block = replace(block_from_records(recs, dtype="float32"), attn=np.concatenate(codes), scale=d.scale)
+    got, ref = run_both(block, 2, 3)
+    assert_close(got, ref)
+    # the reference reads the codes as the probabilities they stand for
+    decoded = block.attn.astype(np.float64) * (d.scale if np.issubdtype(block.attn.dtype, np.integer) else 1.0)
+    want = map_features_ref(decoded, 1.0, block.attn_offsets, block.lengths, block.len_a, block.tok_offsets,
+                            block.special, block.punct, 2, 3)
+    np.testing.assert_allclose(ref, want, rtol=1e-12, atol=1e-12)

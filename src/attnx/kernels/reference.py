@@ -12,9 +12,10 @@ from attnx.kernels.features import NF
 
 
 def decode_f64(attn: np.ndarray, scale: float = 1.0) -> np.ndarray:
-    """Flat stored attention -> float64 probabilities."""
+    """Flat stored attention -> float64 probabilities: integer codes (uint8, and q9..q16 as uint16) times
+    ``scale``, floats as they are."""
     out = attn.astype(np.float64)
-    if attn.dtype == np.uint8:
+    if np.issubdtype(attn.dtype, np.integer):
         out *= float(scale)
     return out
 
