@@ -127,9 +127,10 @@ def _count_lines(path: str) -> int | None:
 @click.option(
     "--shard-records",
     type=int,
-    default=16384,
-    show_default=True,
-    help="With --workers/--scheduler: input records per shard (the unit of work, merge and resume).",
+    default=None,
+    help="With --workers/--scheduler: input records per shard (the unit of work, merge and resume) [default: "
+    "16,384; for a file of fewer than workers x 4 x 16,384 records, sized so each worker gets about 4 shards, "
+    "in whole 4,096-record windows, at least 256; stdin keeps 16,384].",
 )
 @click.option(
     "--retries",
@@ -168,7 +169,7 @@ def extract_cmd(
     workers: str | None,
     threads_per_worker: int,
     scheduler: str | None,
-    shard_records: int,
+    shard_records: int | None,
     retries: int,
     compact: bool,
     quiet: bool,
