@@ -34,7 +34,6 @@ import json
 import os
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import threading
@@ -239,34 +238,31 @@ def watched_extract(
     }
 
 
-def rate_between(commits: list[dict], lo: int, hi: int) -> float | None:
-    """Records/s over the commits of one phase whose records lie in [lo, hi]: (records, time) of the last
-    minus the first; None with fewer than two such commits."""
-    pts = [(c["t"], c["records"]) for c in commits if lo <= c["records"] <= hi]
-    if len(pts) < 2 or pts[-1][0] == pts[0][0]:
-        return None
-    return (pts[-1][1] - pts[0][1]) / (pts[-1][0] - pts[0][0])
+def span_rate(a: dict, b: dict) -> float | None:
+    """Records/s between two commits of one process."""
+    return (b["records"] - a["records"]) / (b["t"] - a["t"]) if b["t"] > a["t"] else None
 
 
 def edge_rates(runs: list[dict], n: int) -> dict:
-    """Extraction rate of the first and last 10% of records (after start-up: from the first commit holding records;
-    each span measured within one process, so the kill's gap is never inside one)."""
-    first = [c for c in runs[0]["commits"] if c["records"] > 0]  # the commit of 0 records creates the store
+    """Extraction rate of the first and last 10% of records, each between two commits of one process (so the
+    kill's gap and a start-up are never inside a span): first = from the first commit that holds records (the
+    commit of 0 records creates the store; the model's start-up comes before it) to the first commit at least
+    n/10 records later; last = from the last commit of the final run at or below 0.9 n to its end. A span is
+    widened to the next commit where commits are sparser than n/10 (small runs)."""
+    first = [c for c in runs[0]["commits"] if c["records"] > 0]
     last = runs[-1]["commits"]
-    c0 = first[0]["records"] if first else 0
-    r_first = rate_between(first, c0, max(c0, n // 10) + _step(first))
-    r_last = rate_between(last, n - n // 10 - _step(last), n)
+    r_first = r_last = None
+    if len(first) >= 2:
+        end = next((c for c in first[1:] if c["records"] >= first[0]["records"] + n // 10), first[-1])
+        r_first = span_rate(first[0], end)
+    if len(last) >= 2:
+        before = [c for c in last[:-1] if c["records"] <= n - n // 10]
+        r_last = span_rate(before[-1] if before else last[-2], last[-1])
     return {
         "first_10pct_per_s": r_first,
         "last_10pct_per_s": r_last,
         "last_vs_first": (r_last / r_first) if r_first and r_last else None,
     }
-
-
-def _step(commits: list[dict]) -> int:
-    """Median records per commit: the spans widen by one commit so each holds at least two."""
-    gaps = [b["records"] - a["records"] for a, b in zip(commits, commits[1:], strict=False)]
-    return int(statistics.median(gaps)) if gaps else 0
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -24,6 +24,8 @@ def test_edge_rates_measure_each_span_inside_one_process() -> None:
     assert rates["last_vs_first"] == 0.5
 
 
-def test_rate_needs_two_commits() -> None:
-    assert bm.rate_between(_commits([(1.0, 10)]), 0, 100) is None
-    assert bm.rate_between(_commits([(1.0, 10), (3.0, 50)]), 0, 100) == 20.0
+def test_sparse_commits_widen_the_span_and_one_commit_gives_no_rate() -> None:
+    before = _commits([(5.0, 0), (10.0, 600), (14.0, 1000)])  # commits sparser than n/10
+    rates = bm.edge_rates([{"commits": before}, {"commits": _commits([(3.0, 1000)])}], 1000)
+    assert rates["first_10pct_per_s"] == 100.0 and rates["last_10pct_per_s"] is None
+    assert rates["last_vs_first"] is None
