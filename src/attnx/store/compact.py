@@ -27,14 +27,16 @@ from attnx.store.layout import BRANCH
 from attnx.store.location import StoreLocation, WriterLock, _first_line
 from attnx.store.reader import AttentionStore
 
-# top-level folders of an Icechunk repository; everything but chunks/ is metadata
-_KINDS = ("snapshots", "manifests", "transactions", "chunks", "refs")
+# top-level entries of an Icechunk repository; all but chunks/ are metadata ("other": files that are not
+# Icechunk's, e.g. an analysis folder written inside a local store)
+_KINDS = ("snapshots", "manifests", "transactions", "chunks", "refs", "config.yaml")
+_METADATA = ("snapshots", "manifests", "transactions", "refs", "config.yaml")
 
 
 @dataclass(frozen=True)
 class Footprint:
     """Objects and bytes of a local store by kind (``snapshots``, ``manifests``, ``transactions``, ``chunks``,
-    ``refs``, ``other``: the repository config and anything else)."""
+    ``refs``, ``config.yaml``; ``other``: files that are not Icechunk's)."""
 
     objects: dict[str, int]
     bytes: dict[str, int]
@@ -49,8 +51,8 @@ class Footprint:
 
     @property
     def metadata_bytes(self) -> int:
-        """Bytes of everything but chunks: snapshots, manifests, transaction logs, refs, config."""
-        return self.total_bytes - self.bytes.get("chunks", 0)
+        """Icechunk's bytes other than chunks: snapshots, manifests, transaction logs, refs, config."""
+        return sum(self.bytes.get(k, 0) for k in _METADATA)
 
     def to_json(self) -> dict:
         return {
