@@ -403,3 +403,43 @@ TABLES = {
     "quant_error": quant_error_table,
     "read_threads": read_threads_table,
 }
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the million-sentence soak (bench_million.py)
+# ----------------------------------------------------------------------------------------------------------
+def million_table(results: Path, name: str = "million.json") -> str:
+    """The soak's (or a smoke run's) commands on the finished and prefix stores, then the issue's targets."""
+    out = _load(results, name)
+    full, prefix = out["full"]["steps"], out["prefix"]["steps"]
+
+    def cell(step: dict | None) -> str:
+        if step is None:
+            return "- | -"
+        gbps = f", {step['gb_per_s_raw']:.3f} GB/s" if "gb_per_s_raw" in step else ""
+        return f"{step['seconds']:.2f}{gbps} | {step['peak_rss_bytes'] / 1e6:,.0f}"
+
+    rows = [f"| {k} | {cell(v)} | {cell(prefix.get(k))} |" for k, v in full.items()]
+    for r in out["extract"]["runs"]:
+        rows.append(f"| extract ({r['phase']}) | {r['seconds']:.1f} | {r['peak_rss_bytes'] / 1e6:,.0f} | - | - |")
+    so = out["stats_only"]
+    rows.append(f"| extract --stats-only | {so['seconds']:.1f} | {so['peak_rss_bytes'] / 1e6:,.0f} | - | - |")
+    c = out["compact"]
+    rows.append(f"| compact | {c['seconds']:.2f} | {c['peak_rss_bytes'] / 1e6:,.0f} | - | - |")
+    fb, pb = out["full"]["bytes"], out["prefix"]["bytes"]
+    head = (
+        f"command | {fb['records']:,}-record store: s | peak RSS MB | {pb['records']:,}-record prefix store: s | "
+        "peak RSS MB"
+    )
+    steps = _md(head, "---|---:|---:|---:|---:", rows)
+
+    def value(t: dict) -> str:
+        return "-" if t["value"] is None else f"{t['value']:.3g} {t['unit']}"
+
+    met = {True: "yes", False: "**no**", None: "not measured"}
+    trows = [f"| {t['target']} | {value(t)} | {t['limit']:.3g} | {met[t['met']]} |" for t in out["targets"]]
+    goals = _md("target | value | limit | met", "---|---:|---:|---", trows)
+    return f"{steps}\n\n{goals}"
+
+
+TABLES["million"] = million_table

@@ -17,7 +17,7 @@ def extract(  # noqa: ANN201 - see ExtractOptions
     workers=None,  # noqa: ANN001
     scheduler=None,  # noqa: ANN001
     threads_per_worker=0,  # noqa: ANN001
-    shard_records=16384,  # noqa: ANN001
+    shard_records=None,  # noqa: ANN001
     retries=3,  # noqa: ANN001
     **options,  # noqa: ANN003
 ):

@@ -127,9 +127,10 @@ def _count_lines(path: str) -> int | None:
 @click.option(
     "--shard-records",
     type=int,
-    default=16384,
-    show_default=True,
-    help="With --workers/--scheduler: input records per shard (the unit of work, merge and resume).",
+    default=None,
+    help="With --workers/--scheduler: input records per shard (the unit of work, merge and resume) [default: "
+    "16,384; for a file of fewer than workers x 4 x 16,384 records, sized so each worker gets about 4 shards, "
+    "in whole 4,096-record windows, at least 256; stdin keeps 16,384].",
 )
 @click.option(
     "--retries",
@@ -137,6 +138,12 @@ def _count_lines(path: str) -> int | None:
     default=3,
     show_default=True,
     help="With --workers/--scheduler: times a shard may lose its worker before the run fails.",
+)
+@click.option(
+    "--compact",
+    is_flag=True,
+    help="Once the store is complete, keep only its newest snapshot and delete unreferenced objects (as attnx "
+    "compact: the commit history is lost, the data is not).",
 )
 @quiet_json_options
 @one_line_errors
@@ -162,8 +169,9 @@ def extract_cmd(
     workers: str | None,
     threads_per_worker: int,
     scheduler: str | None,
-    shard_records: int,
+    shard_records: int | None,
     retries: int,
+    compact: bool,
     quiet: bool,
     as_json: bool,
 ) -> None:
@@ -226,8 +234,15 @@ def extract_cmd(
             "--no-truncate refuses them instead)",
             err=True,
         )
+    compacted = None
+    if compact and summary.status in ("complete", "already complete"):
+        from attnx.store.compact import compact_store
+
+        compacted = compact_store(summary.store)
     if as_json:
-        click.echo(json.dumps(summary.to_json(), indent=2))
+        click.echo(
+            json.dumps({**summary.to_json(), **({"compact": compacted.to_json()} if compacted else {})}, indent=2)
+        )
     elif summary.status == "already complete":
         click.echo(f"{summary.store}: already complete ({summary.records} records); nothing to do")
     else:
@@ -237,6 +252,10 @@ def extract_cmd(
             f"{rates} of attention, {summary.store_bytes / 1e6:,.1f} MB on disk "
             f"({summary.device}, {summary.compute_dtype}, {summary.backend} backend)"
         )
+    if compacted is not None and not as_json:
+        from attnx.cli.store_cmds import compact_summary
+
+        click.echo(compact_summary(compacted))
 
 
 @click.command("info")

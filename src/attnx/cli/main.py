@@ -22,7 +22,7 @@ from attnx.cli.analyze import compare as compare_cmd  # noqa: E402
 from attnx.cli.analyze import report as report_cmd  # noqa: E402
 from attnx.cli.bench import bench_cmd  # noqa: E402
 from attnx.cli.extract import demo_cmd, extract_cmd, info_cmd, show_cmd  # noqa: E402
-from attnx.cli.store_cmds import convert_cmd, verify_cmd  # noqa: E402
+from attnx.cli.store_cmds import compact_cmd, convert_cmd, verify_cmd  # noqa: E402
 
 
 class _Command(click.Group):
@@ -88,6 +88,7 @@ main.add_command(extract_cmd)
 main.add_command(info_cmd)
 main.add_command(verify_cmd)
 main.add_command(convert_cmd)
+main.add_command(compact_cmd)
 main.add_command(show_cmd)
 main.add_command(demo_cmd)
 main.add_command(bench_cmd)

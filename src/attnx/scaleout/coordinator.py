@@ -19,6 +19,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,7 +37,14 @@ from attnx.engine.extract import (
 from attnx.engine.sources import Source
 from attnx.errors import AttnxError, InputError, StoreError
 from attnx.scaleout.cluster import ClusterSpec, connect
-from attnx.scaleout.shards import Shard, cut_shards
+from attnx.scaleout.shards import (
+    DEFAULT_SHARD_RECORDS,
+    SHARDS_PER_WORKER,
+    Shard,
+    count_records,
+    cut_shards,
+    plan_shard_records,
+)
 from attnx.scaleout.worker import ShardJob, ShardResult, ShardSizes, run_shard, size_shard
 from attnx.store import AttentionStore, StoreLocation, WriterLock, holds_store, store_nbytes
 from attnx.store.layout import Payload, small_arrays
@@ -46,7 +54,7 @@ from attnx.store.layout import Payload, small_arrays
 class ScaleOptions:
     """How a distributed run spreads its work (see ``attnx extract --help``)."""
 
-    shard_records: int = 16384  # input records per shard (rounded up to whole windows)
+    shard_records: int | None = None  # input records per shard, rounded up to whole windows (None: planned)
     lookahead: int = 0  # shards held at once (0: 3 per worker)
     torch_threads: int = 0  # torch threads in each CPU worker process (0: leave as the worker has it)
 
@@ -98,15 +106,20 @@ def extract_on_cluster(
         # the coordinator needs the model's identity and vocabulary only: loaded on its CPU in float32
         meta_opts = dataclasses.replace(opts, device="cpu")
         loaded, layers, heads = load_checked(meta_opts, torch.device("cpu"), "float32")
-        window = min(cfg.window_records, scale.shard_records)
+        requested = scale.shard_records or _planned_shard_records(opts, source.format, nworkers, cfg)
+        window = min(cfg.window_records, requested)
         opened = begin_store(opts, cfg, location, lock, source, existing, loaded, layers, heads, compute, window)
         del loaded
         if isinstance(opened, Summary):
             return opened
         writer = opened
         window = int(writer.attrs["batching"]["window_records"])
-        shard_records = -(-scale.shard_records // window) * window
+        shard_records = -(-requested // window) * window
         resumed_from = writer.commit.records
+        if resumed_from % shard_records and scale.shard_records is None and resumed_from % window == 0:
+            # a planned size that does not divide what a resumed store holds (another --workers than the run
+            # that started it): the largest whole-window size that divides both keeps every shard boundary
+            shard_records = math.gcd(resumed_from, shard_records)
         if resumed_from % shard_records:
             raise StoreError(
                 f"{writer.path}: holds {resumed_from} records, not a whole number of {shard_records}-record shards; "
@@ -355,16 +368,24 @@ class _PhaseClock:
             self.seconds[phase] += time.perf_counter() - t0
 
 
+def _planned_shard_records(opts: ExtractOptions, fmt: str, nworkers: int, cfg: Config) -> int:
+    """:func:`plan_shard_records` for the input's record count (counted up to the point where the default
+    already gives every worker several shards; stdin: the default)."""
+    limit = nworkers * SHARDS_PER_WORKER * DEFAULT_SHARD_RECORDS
+    records = count_records(Source(opts.input, fmt, opts.text_field, opts.pair_field), limit)
+    return plan_shard_records(records, nworkers, cfg.window_records)
+
+
 def extract_distributed(
     opts: ExtractOptions,
     cluster: ClusterSpec,
-    shard_records: int = ScaleOptions.shard_records,
+    shard_records: int | None = None,
     progress: Callable[[int, int, int], None] | None = None,
     config: Config | None = None,
     announce: Callable[[str], None] = print,
 ) -> Summary:
     """Start (or connect to) the cluster ``cluster`` describes and run :func:`extract_on_cluster` on it."""
-    if shard_records < 1:
+    if shard_records is not None and shard_records < 1:
         raise AttnxError(f"--shard-records {shard_records}: needs at least 1")
     scale = ScaleOptions(shard_records=shard_records, torch_threads=cluster.torch_threads())
     with connect(cluster, announce) as client:

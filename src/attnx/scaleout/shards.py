@@ -9,6 +9,7 @@ a store started by one can be resumed by the other.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -43,6 +44,44 @@ def _completes_record(fmt: str, text: str, in_sentence: bool) -> tuple[bool, boo
     if blank:
         return in_sentence, False
     return False, in_sentence or not text.startswith("#")
+
+
+DEFAULT_SHARD_RECORDS = 16384  # stdin, or an input too large for the default to starve a worker
+SHARDS_PER_WORKER = 4  # a planned run gives each worker about this many shards
+MIN_SHARD_RECORDS = 256  # below this a shard's fixed costs (count, fork, merge, commit) outweigh its work
+
+
+def plan_shard_records(records: int | None, workers: int, window_records: int) -> int:
+    """Records per shard for an input of ``records`` records (None: unknown, e.g. stdin) on ``workers``.
+
+    Unknown sizes, one worker and inputs large enough to give every worker :data:`SHARDS_PER_WORKER` default
+    shards keep :data:`DEFAULT_SHARD_RECORDS`. Smaller inputs get shards of ``records / (workers x
+    SHARDS_PER_WORKER)``: rounded down to whole ``window_records`` windows when that is at least one window, so each
+    shard is sorted and batched in one process's windows; below one window the shard is its own window (as
+    any shard smaller than a window is), never under :data:`MIN_SHARD_RECORDS`. Pure.
+    """
+    if records is None or workers <= 1:
+        return DEFAULT_SHARD_RECORDS
+    target = math.ceil(records / (workers * SHARDS_PER_WORKER))
+    if target >= DEFAULT_SHARD_RECORDS:
+        return DEFAULT_SHARD_RECORDS
+    if target >= window_records:
+        return (target // window_records) * window_records  # rounded down: never fewer shards than planned
+    return max(MIN_SHARD_RECORDS, target)
+
+
+def count_records(source: Source, limit: int | None = None) -> int | None:
+    """Input records of a file (plain or gzip), counted as :func:`cut_shards` cuts them, stopping once past
+    ``limit``; None for stdin (it can be read only once). Reads the file once more; no parsing beyond lines."""
+    if source.path == "-":
+        return None
+    count, in_sentence = 0, False
+    for _, raw in source.raw_lines():
+        done, in_sentence = _completes_record(source.format, raw.decode("utf-8", "replace"), in_sentence)
+        count += done
+        if limit is not None and count > limit:
+            return count
+    return count + in_sentence
 
 
 def cut_shards(source: Source, records: int) -> Iterator[Shard]:
