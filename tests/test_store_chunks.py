@@ -80,3 +80,19 @@ def test_a_missing_or_corrupt_chunk_is_an_error_never_a_fill_value(tmp_path: Pat
     np.testing.assert_array_equal(good, np.asarray(store._arrays["attn"][0:2000]))
     with pytest.raises(StoreError, match=r"cannot read attn \(.*\): elements 0\.\.\d+ out of range"):
         store._read("attn", 0, store._arrays["attn"].shape[0] + 1)
+
+
+def test_streaming_blocks_keeps_freed_heap_pages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """blocks() asks glibc to keep freed pages (each chunk object is a fresh buffer; unmapping them made every
+    page fault in again); the setting is made once per process."""
+    import sys
+
+    from attnx import memory
+
+    store, _ = _written(tmp_path / "s.zarr", "float16", "blosc-lz4")
+    calls = []
+    monkeypatch.setattr("attnx.store.reader.keep_freed_heap_pages", lambda: calls.append(1) or True)
+    assert sum(len(b) for b in store.blocks(max_bytes=3000)) == len(store)
+    assert calls == [1]
+    if sys.platform == "linux":
+        assert memory.keep_freed_heap_pages() and memory.keep_freed_heap_pages()

@@ -3,7 +3,7 @@
 zarr reads a range chunk by chunk through its codec pipeline: each chunk is a coroutine on zarr's one event-loop
 thread, decoded on a worker of its thread pool, then copied into the result. On EWT's float16 store that path
 cost 1.09 core-seconds per GB of stored float16 while blosc-lz4 + bit-shuffle alone decodes the same chunks
-several times faster (``benchmarks/bench_read_path.py``). :class:`ChunkReader` instead fetches every chunk
+several times faster (``benchmarks/bench_read_path.py`` measures both). :class:`ChunkReader` instead fetches every chunk
 object of a read in one batch of Icechunk requests and decodes each in the calling thread, straight into the
 caller's buffer: the crc32c check (``google_crc32c``, as zarr does it) and the decompression (numcodecs' blosc
 and zstd, which release the GIL) run on as many threads as call it. Chunks that only partly overlap the range
