@@ -54,6 +54,7 @@ def test_a_cached_onnx_export_is_chosen_without_importing_onnx(tmp_path) -> None
 
 
 def test_a_successful_command_runs_atexit_handlers_and_skips_interpreter_teardown() -> None:
+    """Like the interpreter's exit it waits for non-daemon threads and runs atexit handlers; then it leaves."""
     code = (
         "import atexit\n"
         "class Finalised:\n"
@@ -61,10 +62,12 @@ def test_a_successful_command_runs_atexit_handlers_and_skips_interpreter_teardow
         "        print('teardown', flush=True)\n"
         "keep = Finalised()\n"
         "atexit.register(lambda: print('atexit', flush=True))\n"
+        "import threading, time\n"
+        "threading.Thread(target=lambda: (time.sleep(0.5), print('thread done', flush=True))).start()\n"
         "from attnx.cli.main import main\n"
         "main(['--version'])\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split("\n")[:2] == ["attnx, version 0.1.0", "atexit"], out.stdout
+    assert out.stdout.split("\n")[:3] == ["attnx, version 0.1.0", "thread done", "atexit"], out.stdout
     assert "teardown" not in out.stdout
