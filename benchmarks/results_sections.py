@@ -207,7 +207,7 @@ def read_path_table(results: Path) -> str:
     names = {"numcodecs_1": "ceiling: numcodecs blosc decode of the chunks in memory, 1 thread",
              "numcodecs_2": "ceiling: the same, 2 threads",
              "attnx_1": "attnx `blocks(reuse=True)`, 1 reader thread", "attnx_2": "attnx, 2 reader threads",
-             "zarr_path_1": "the same through zarr's codec pipeline (before issue 19), 1 thread",
+             "zarr_path_1": "the same through zarr's codec pipeline (issue 19's freed-page setting on), 1 thread",
              "analyze": "`analyze --only features,patterns` end to end"}
     rows = []
     for key, label in names.items():
