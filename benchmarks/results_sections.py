@@ -213,6 +213,39 @@ def analyze_ceilings_table(results: Path) -> str:
                "--- | ---: | ---: | ---: | ---:", rows)
 
 
+def read_path_table(results: Path) -> str:
+    """bench_read_path.py: the numcodecs ceiling, attnx's reader (and zarr's path) and analyze, same run."""
+    d = _load(results, "read_path.json")
+    names = {"numcodecs_1": "ceiling: numcodecs blosc decode of the chunks in memory, 1 thread",
+             "numcodecs_2": "ceiling: the same, 2 threads",
+             "attnx_1": "attnx `blocks(reuse=True)`, 1 reader thread", "attnx_2": "attnx, 2 reader threads",
+             "zarr_path_1": "the same through zarr's codec pipeline (issue 19's freed-page setting on), 1 thread",
+             "analyze": "`analyze --only features,patterns` end to end"}
+    rows = []
+    for key, label in names.items():
+        s = d["summary"][key]
+        share = d["attnx_share_of_ceiling"].get(key[-1]) if key.startswith("attnx_") else None
+        rows.append(f"| {label} | {fmt(s['gb_per_s'], 2)} | {fmt(s['core_s_per_gb'], 2)} | "
+                    f"{fmt(share, 2) if share else '-'} |")
+    return _md("run | GB/s of stored float16 | core-seconds per GB | attnx / ceiling, same threads, per round",
+               "--- | ---: | ---: | ---:", rows)
+
+
+def startup_table(results: Path) -> str:
+    """bench_startup.py: attnx extract against the careful transformers script, split per phase."""
+    d = _load(results, "startup.json")
+    rows = []
+    for n, s in d["summary"].items():
+        for tool, label in (("attnx", "`attnx extract`"), ("careful", "careful transformers script")):
+            t = s[tool]
+            rows.append(f"| {int(n):,} | {label} | {fmt(t['wall'], 1)} | {fmt(t['startup'], 1)} | "
+                        f"{fmt(t['first_record'], 1)} | {fmt(t['loop'], 1)} | {fmt(t['finish'], 1)} |")
+        ratio = fmt(s["careful_over_attnx_wall"], 2, "x")
+        rows.append(f"| {int(n):,} | careful / attnx, whole process, per round | {ratio} | | | | |")
+    return _md("sentences | run | whole process s | start-up s | first record s | loop s | finish s",
+               "---: | --- | ---: | ---: | ---: | ---: | ---:", rows)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # store writer and A/B extraction (issue 9's store change)
 # ----------------------------------------------------------------------------------------------------------
@@ -402,6 +435,8 @@ TABLES = {
     "codecs": codecs_table,
     "quant_error": quant_error_table,
     "read_threads": read_threads_table,
+    "read_path": read_path_table,
+    "startup": startup_table,
 }
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 import click
 import numpy as np
 
-from attnx.analysis.quantisation import quantisation_warnings
 from attnx.errors import AttnxError
 from attnx.store.layout import STORED_DTYPES
 
@@ -104,6 +103,7 @@ def analyze(store: Path, output: Path | None, only: str, metric: str, sample: in
     """
     import attnx
     from attnx.analysis import ANALYSES, AnalyzeParams, analyze_store, write_results
+    from attnx.analysis.quantisation import quantisation_warnings
     from attnx.kernels.pattern_model import PatternModel
     from attnx.kernels.similarity import METRICS
 

@@ -26,7 +26,7 @@ from attnx.engine.sources import Source, input_fingerprint, raw_sha256
 from attnx.engine.tokenize import WindowTokenizer, tokenize_in_background
 from attnx.engine.writer import AsyncWriter
 from attnx.errors import AttnxError, InputError, StoreError
-from attnx.kernels.features import MAP_FEATURES
+from attnx.kernels.names import MAP_FEATURES
 from attnx.store import (
     STORED_DTYPES,
     AttentionStore,

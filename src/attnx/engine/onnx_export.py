@@ -87,8 +87,9 @@ class AttentionOutputs(torch.nn.Module):
 
 
 def export_key(loaded: LoadedModel, layers: list[int], heads: list[int], store_dtype: str, opset: int = OPSET) -> dict:
-    """Everything that determines the exported graph (hashed into the file name)."""
-    import onnx
+    """Everything that determines the exported graph (hashed into the file name). onnx's version is read from
+    its package metadata, not by importing it: a run that finds its export cached never needs onnx."""
+    from importlib.metadata import version
 
     return {
         "format": EXPORT_FORMAT,
@@ -100,7 +101,7 @@ def export_key(loaded: LoadedModel, layers: list[int], heads: list[int], store_d
         "compute_dtype": str(loaded.dtype).removeprefix("torch."),
         "store_dtype": store_dtype,
         "torch": torch.__version__,
-        "onnx": onnx.__version__,
+        "onnx": version("onnx"),
         "attnx": attnx.__version__,
     }
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from attnx.kernels.features import MAP_FEATURES
+from attnx.kernels.names import MAP_FEATURES
 
 # The order this module computes; must be the kernels' order (checked at import).
 _ORDER = (

@@ -48,12 +48,8 @@ from attnx.kernels.common import (
     punct_positions,
     sep_positions,
 )
+from attnx.kernels.names import MAP_FEATURES  # the one list; kept light for the engine
 
-MAP_FEATURES: tuple[str, ...] = (
-    "cls", "sep", "sep_max", "punct", "self", "prev", "next", "distance",
-    "entropy", "cls_entropy", "max_weight", "own_segment", "col_max", "col_top3",
-    "band2", "col_sq", "seg_block", "map_max",
-)
 NF = len(MAP_FEATURES)
 F = {name: k for k, name in enumerate(MAP_FEATURES)}
 

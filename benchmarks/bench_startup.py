@@ -1,0 +1,139 @@
+"""Time to first record and whole-process time: ``attnx extract`` against a careful transformers script.
+
+Each run is a fresh process, launched the same way for both (``python ...``), on 1, 1,000 and 4,541 UD EWT
+sentences (dev, then train lines to make up 4,541); attnx and the script alternate within each round, sizes
+inside rounds, ``--rounds`` rounds. Split of each run (seconds from the launch):
+
+* ``startup``: until the first batch enters the model (attnx: ``run_windows`` is called; the script: inputs
+  tokenized and sorted) - imports, model and session loads, backend choice, store creation;
+* ``first_record``: until the first batch is written (attnx: handed to its writer; the script: its ``.npz``
+  saved);
+* ``loop``: the extraction loop; ``finish``: from the loop's end to the process's exit (attnx: draining the
+  writer, the last commit, ``finish``; both: interpreter teardown);
+* ``wall``: launch to exit, the user's wait.
+
+attnx is timed through a small driver that wraps ``attnx.engine.extract.run_windows`` to take the timestamps and
+then runs the ``attnx`` command itself (``attnx.cli.main.main``); the ONNX export cache is warmed by one
+untimed run first (the default backend ``auto`` reuses its export and parity verdict). The baseline is
+``benchmarks/baseline_careful.py``. Result: ``benchmarks/results/startup.json``.
+
+    python benchmarks/bench_startup.py --rounds 3
+    python benchmarks/bench_startup.py --rounds 1 --sizes 1,1000      # a quick check
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from attnx.benchkit import load1, machine, spread, write_result  # noqa: E402
+
+EWT = Path(os.environ.get("ATTNX_SHARED_DATA", ROOT.parent / "shared" / "data")) / "ud_english_ewt"
+
+DRIVER = r"""
+import atexit, json, os, sys, time
+T = {}
+import attnx.engine.extract as E
+real = E.run_windows
+def timed(*args):
+    T["loop_start"] = time.time()
+    on_batch = args[-1]
+    def first(done):
+        T.setdefault("first_record", time.time())
+        on_batch(done)
+    try:
+        return real(*args[:-1], first)
+    finally:
+        T["loop_end"] = time.time()
+E.run_windows = timed
+atexit.register(lambda: open(os.environ["ATTNX_BENCH_TIMES"], "w").write(json.dumps(T)))
+from attnx.cli.main import main
+main(sys.argv[1:])
+"""
+
+
+def make_inputs(work: Path, sizes: list[int]) -> dict[int, Path]:
+    """``n`` -> a text file of the first ``n`` EWT sentences (dev, then train)."""
+    lines = (EWT / "dev" / "sentences.txt").read_text(encoding="utf-8").splitlines()
+    lines += (EWT / "train" / "sentences.txt").read_text(encoding="utf-8").splitlines()
+    out = {}
+    for n in sizes:
+        path = work / f"ewt_{n}.txt"
+        path.write_text("\n".join(lines[:n]) + "\n", encoding="utf-8")
+        out[n] = path
+    return out
+
+
+def run(tool: str, src: Path, work: Path) -> dict:
+    out = work / f"out-{tool}"
+    shutil.rmtree(out, ignore_errors=True)
+    times = work / "times.json"
+    times.unlink(missing_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1", "ATTNX_BENCH_TIMES": str(times)}
+    if tool == "attnx":
+        cmd = [sys.executable, "-c", DRIVER, "extract", str(src), "-o", str(out)]
+    else:
+        cmd = [sys.executable, str(ROOT / "benchmarks" / "baseline_careful.py"), str(src), str(out)]
+    t0 = time.time()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    t1 = time.time()
+    if done.returncode:
+        raise SystemExit(f"{tool} failed ({done.returncode}): {done.stderr[-2000:]}")
+    marks = json.loads(times.read_text()) if tool == "attnx" else json.loads(done.stdout.strip().splitlines()[-1])
+    return {"wall": t1 - t0, "startup": marks["loop_start"] - t0, "first_record": marks["first_record"] - t0,
+            "loop": marks["loop_end"] - marks["loop_start"], "finish": t1 - marks["loop_end"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--sizes", default="1,1000,4541")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "startup.json"))
+    args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    work = Path(tempfile.mkdtemp(prefix="attnx-startup-"))
+    try:
+        inputs = make_inputs(work, sizes)
+        warm = run("attnx", inputs[sizes[0]], work)  # export cache and numba cache warm, page cache filled
+        runs: dict[str, dict[str, list[dict]]] = {str(n): {"attnx": [], "careful": []} for n in sizes}
+        load = [load1()]
+        for r in range(args.rounds):
+            for n in sizes:
+                for tool in (("attnx", "careful") if r % 2 == 0 else ("careful", "attnx")):
+                    runs[str(n)][tool].append(run(tool, inputs[n], work))
+                load.append(load1())
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    keys = ("wall", "startup", "first_record", "loop", "finish")
+    summary = {}
+    for n, by_tool in runs.items():
+        s = {tool: {k: spread([x[k] for x in rs]) for k in keys} for tool, rs in by_tool.items()}
+        s["careful_over_attnx_wall"] = spread([c["wall"] / a["wall"] for a, c in
+                                              zip(by_tool["attnx"], by_tool["careful"], strict=True)])
+        summary[n] = s
+    result = {"rounds": args.rounds, "sizes": sizes, "runs": runs, "summary": summary, "warm_up": warm,
+              "input": "UD EWT dev sentences, then train, first N lines", "load_1min": load, "machine": machine(),
+              "when": time.strftime("%Y-%m-%d %H:%M:%S")}
+    write_result(args.out, result)
+    print(f"{args.rounds} rounds, load {min(load):.1f}-{max(load):.1f}; seconds from launch, median [min..max]")
+    print(f"  {'sentences':>9s} {'tool':8s} " + " ".join(f"{k:>18s}" for k in keys))
+    for n, s in summary.items():
+        for tool in ("attnx", "careful"):
+            cells = [f"{s[tool][k]['median']:.2f} [{s[tool][k]['min']:.1f}..{s[tool][k]['max']:.1f}]" for k in keys]
+            print(f"  {n:>9s} {tool:8s} " + " ".join(f"{c:>18s}" for c in cells))
+        v = s["careful_over_attnx_wall"]
+        print(f"  {n:>9s} careful / attnx whole process: {v['median']:.2f}x [{v['min']:.2f}..{v['max']:.2f}]")
+
+
+if __name__ == "__main__":
+    main()
