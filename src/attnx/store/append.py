@@ -16,6 +16,7 @@ import numpy as np
 import zarr
 
 from attnx.errors import StoreError
+from attnx.store.chunks import ChunkEncoder, ChunkPool
 from attnx.store.layout import Payload
 
 
@@ -83,15 +84,37 @@ def empty_chunks_written() -> Iterator[None]:
 
 
 class ArrayStream:
-    """An append-only 1-D array; the unwritten tail, from the last chunk boundary on, stays in memory."""
+    """An append-only 1-D array; the unwritten tail, from the last chunk boundary on, stays in memory.
 
-    def __init__(self, array: zarr.Array, committed: int) -> None:
-        self.array = array
+    With a :class:`ChunkPool`, chunks are encoded and stored on its I/O threads (same bytes as zarr's path);
+    ``drain`` waits for them. Without one, zarr writes them before ``flush`` returns.
+    """
+
+    def __init__(self, array: zarr.Array, committed: int, pool: ChunkPool | None = None) -> None:
+        self._array = array
+        self.pool = pool
+        self._encoder: ChunkEncoder | None = None
         self.chunk = int(array.chunks[0])
         self.base = committed - committed % self.chunk  # first element held in ``_parts``
         tail = np.asarray(array[self.base : committed]) if committed > self.base else np.empty(0, array.dtype)
         self._parts: list[np.ndarray] = [tail]
         self._held = len(tail)
+
+    @property
+    def array(self) -> zarr.Array:
+        return self._array
+
+    @array.setter
+    def array(self, array: zarr.Array) -> None:
+        """A new session's view of the array (after a commit): chunks go to that session from now on."""
+        self.drain()
+        self._array = array
+        self._encoder = None
+
+    def drain(self) -> None:
+        """Wait until every chunk handed to the I/O threads is stored (re-raising a failure)."""
+        if self.pool is not None:
+            self.pool.drain()
 
     @property
     def total(self) -> int:
@@ -112,12 +135,14 @@ class ArrayStream:
 
     def trim(self) -> None:
         """Shrink the array to what was appended (a distributed run reserves room ahead of its shards)."""
+        self.drain()
         if self.array.shape[0] > self.total:
             # nothing was written past the total: skip zarr's per-chunk deletes over the reserved room
             zarr.core.sync.sync(self.array._async_array.resize((self.total,), delete_outside_chunks=False))
 
     def values(self) -> np.ndarray:
         """Everything appended so far (written and held), as one array."""
+        self.drain()
         return np.concatenate([np.asarray(self.array[: self.base]), *self._parts])
 
     def flush(self, partial: bool, min_chunks: int = 1) -> None:
@@ -131,8 +156,22 @@ class ArrayStream:
         if end > 0:
             if self.base + end > self.array.shape[0]:
                 self.array.resize((self.base + end,))
-            self.array[self.base : self.base + end] = tail[:end]
+            self._write(tail, end)
         self.base += whole
         rest = tail[whole:]
         self._parts = [rest]
         self._held = len(rest)
+
+    def _write(self, tail: np.ndarray, end: int) -> None:
+        """Write ``tail[:end]`` from ``self.base`` (a chunk boundary) on: on the pool, chunk by chunk. ``tail``
+        is always the stream's own memory (a concatenation, or what is left of one), never a caller's batch,
+        so the pool may read it after ``append`` has returned."""
+        if self.pool is not None and self._encoder is None:
+            self._encoder = ChunkEncoder.of(self.array)
+        if self._encoder is None:
+            self.array[self.base : self.base + end] = tail[:end]
+            return
+        first = self.base // self.chunk
+        for j, lo in enumerate(range(0, end, self.chunk)):
+            values = tail[lo : min(end, lo + self.chunk)]
+            self.pool.submit(self._encoder, first + j, values)
