@@ -76,3 +76,25 @@ step 360 "bench_extract ${BARGS[*]}" python3 benchmarks/bench_extract.py "${BARG
 
 say "done in $((SECONDS - T0))s; failed: ${FAILED[*]:-none}"
 (( ${#FAILED[@]} == 0 ))
+
+# ---- issue 19: the host side at device speed (`attnx bench host`): a separate last step, own timeout ---------
+# BERT-base shapes, float16, real maps replayed from a sampled run: sentences/s, raw GB/s, core-seconds per GB of
+# each host stage and the cores projected for 5k/10k/20k sentences/s, on this host's own cores. Writes
+# $OUT/host.json when OUT is set (copy it to benchmarks/results/host.json; python benchmarks/make_results.py).
+# NB: placed after the FAILED check above, so it runs only when every earlier step passed.
+HOST_DIR=$(mktemp -d)
+if (( DRY )); then
+  head -300 "$BUNDLE/sentences.txt" > "$HOST_DIR/sentences.txt"
+  HARGS=("$HOST_DIR/sentences.txt" --model random-bert-tiny --sample 32)
+else
+  HARGS=("$BUNDLE/sentences.txt" --model random-bert-base --sample 256)
+fi
+step 300 "attnx bench host ${HARGS[*]}" bash -c \
+  'python3 -m attnx.cli.main bench host "$@" -o "$0/host.zarr" --dtype float16 --json > "$0/host.json" &&
+   python3 -m attnx.cli.main verify "$0/host.zarr" &&
+   python3 -c "import json, sys; from attnx.bench_host import summary_text; print(summary_text(json.load(open(sys.argv[1]))))" "$0/host.json"' \
+  "$HOST_DIR" "${HARGS[@]}"
+if [[ -n "$OUT" && -f "$HOST_DIR/host.json" ]]; then cp "$HOST_DIR/host.json" "$OUT/host.json"; fi
+rm -rf "$HOST_DIR"
+say "host bench done in $((SECONDS - T0))s; failed: ${FAILED[*]:-none}"
+(( ${#FAILED[@]} == 0 ))

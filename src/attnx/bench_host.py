@@ -23,6 +23,7 @@ cores there are.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -129,6 +130,7 @@ def projection(core_s_per_gb: dict[str, float], bytes_per_sentence: float = PROJ
 
 def run_host_bench(opts: HostBenchOptions, log: object = None) -> dict:
     """Run the host pipeline on ``opts.input`` with replayed maps into ``opts.output``; the run summary."""
+    from attnx.benchkit import machine
     from attnx.config import io_threads, load_config
     from attnx.engine.backends.replay_backend import ReplayBackend, sample_maps
     from attnx.engine.backends.torch_backend import TorchBackend
@@ -159,6 +161,7 @@ def run_host_bench(opts: HostBenchOptions, log: object = None) -> dict:
 
     cpu = ThreadCpu()
     clock: dict[str, float] = {}
+    load = [os.getloadavg()[0]]
 
     def progress(records: int, tokens: int, nbytes: int) -> None:
         if "start" not in clock:
@@ -185,8 +188,11 @@ def run_host_bench(opts: HostBenchOptions, log: object = None) -> dict:
     gb = summary.attention_bytes / 1e9
     per_gb = {s: stages[s] / gb if gb else 0.0 for s in STAGES}
     store = open_store(opts.output)
+    load.append(os.getloadavg()[0])
     return {
         "benchmark": "host",
+        "machine": machine(),
+        "load_1min": load,
         "input": opts.input,
         "store": opts.output,
         "model": opts.model,
