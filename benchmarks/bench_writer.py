@@ -9,8 +9,9 @@ with a [CLS] sink), so the codec sees realistic bytes. Per setting:
   objects the writer runs) over the same 8 MiB chunks on T threads, no storage;
 * disk ceiling: those compressed chunks written as files on T threads the way Icechunk's local storage writes
   them (a temporary file renamed into place, no fsync), in raw-attention GB/s;
-* writer: ``StoreWriter`` from create to finish with ``io_threads`` = T (``ATTNX_IO_THREADS``), raw GB/s, and
-  the process's CPU time per GB (core-seconds per GB, for the host projection of ``attnx bench host``).
+* writer: ``StoreWriter`` with ``io_threads`` = T (``ATTNX_IO_THREADS``), from the first append to the end of
+  ``finish`` (steady state; creating the store is start-up, reported apart), raw GB/s, and the process's CPU
+  time per GB (core-seconds per GB).
 
 Targets (issue 19): on one I/O thread >= 80% of the lower of the two ceilings; two I/O threads >= 1.7x one.
 
@@ -85,6 +86,24 @@ def _cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def _thread_cpu() -> dict[str, dict[str, float]]:
+    """User and system CPU seconds of this process's threads, grouped: Python's threads (the writer thread, the
+    I/O threads, zarr's event loop) and Icechunk's tokio threads (its storage writes), by the kernel's name."""
+    import psutil
+
+    out: dict[str, dict[str, float]] = {}
+    for t in psutil.Process().threads():
+        try:
+            comm = Path(f"/proc/self/task/{t.id}/comm").read_text().strip()
+        except OSError:
+            comm = ""
+        group = "icechunk (tokio)" if comm.startswith("tokio") else "python threads"
+        g = out.setdefault(group, {"user": 0.0, "system": 0.0})
+        g["user"] += t.user_time
+        g["system"] += t.system_time
+    return out
+
+
 def child_writer(args: argparse.Namespace) -> dict:
     from attnx.store import StoreWriter, WriterConfig, open_store
 
@@ -97,25 +116,34 @@ def child_writer(args: argparse.Namespace) -> dict:
         "model": {"name": "synthetic", "layers": layers, "heads": heads},
     }
     config = WriterConfig(commit_bytes=args.commit_mb << 20, commit_seconds=1e9, io_threads=args.threads)
-    c0, t0 = _cpu_s(), time.perf_counter()
+    t0 = time.perf_counter()
     w = StoreWriter.create(
         out, meta, [f"t{k}" for k in range(30000)], "float16", "auto", CHUNK, 1 << 16, 1 << 20, config=config
     )
-    t1 = time.perf_counter()
+    # steady state from here: appends, commits and the final commit; the store's creation is start-up
+    threads0 = _thread_cpu()
+    c1, t1, f1 = _cpu_s(), time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for b in batches:
         w.append(b)
+    w.commit_now()
+    threads1 = _thread_cpu()  # before finish: its I/O threads end there
     w.finish()
-    t2, c2 = time.perf_counter(), _cpu_s()
+    t2, c2, f2 = time.perf_counter(), _cpu_s(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     store = open_store(out)
     raw = sum(b.attn.nbytes for b in batches)
     return {
-        "seconds": t2 - t0,
+        "seconds": t2 - t1,
         "startup_seconds": t1 - t0,
-        "cpu_seconds": c2 - c0,
+        "cpu_seconds": c2 - c1,
+        "minor_page_faults": f2 - f1,
         "records": sum(len(b.input_id) for b in batches),
         "raw_bytes": raw,
         "disk_bytes": store.payload_nbytes_stored(),
         "commits": len(store.history()) - 1,
+        "thread_cpu_seconds": {
+            group: {k: threads1[group][k] - threads0.get(group, {}).get(k, 0.0) for k in ("user", "system")}
+            for group in threads1
+        },
     }
 
 
@@ -245,9 +273,17 @@ def main() -> None:
                 "records_per_s": stats([x["records"] / x["seconds"] for x in w]),
                 "core_s_per_gb": stats([x["cpu_seconds"] / (x["raw_bytes"] / 1e9) for x in w]),
                 "startup_s": stats([x["startup_seconds"] for x in w]),
+                "page_faults_per_gb": stats([x["minor_page_faults"] / (x["raw_bytes"] / 1e9) for x in w]),
                 "codec_ceiling_gb_per_s": stats([x["raw_bytes"] / x[f"codec_seconds_{t}"] / 1e9 for x in c]),
                 "disk_ceiling_gb_per_s": stats([x["raw_bytes"] / x[f"disk_seconds_{t}"] / 1e9 for x in c]),
                 "commits": w[0]["commits"],
+                "thread_core_s_per_gb": {
+                    f"{group} {kind}": stats(
+                        [x["thread_cpu_seconds"].get(group, {}).get(kind, 0.0) / (x["raw_bytes"] / 1e9) for x in w]
+                    )
+                    for group in ("python threads", "icechunk (tokio)")
+                    for kind in ("user", "system")
+                },
             }
             tt = row[f"threads_{t}"]
             lower = min(tt["codec_ceiling_gb_per_s"]["median"], tt["disk_ceiling_gb_per_s"]["median"])
@@ -300,6 +336,22 @@ def table(result: dict) -> str:
                 f"{x['fraction_of_lower_ceiling']:.0%} | {f(x['core_s_per_gb'])} | "
                 + (f"{r['two_over_one']:.2f}x |" if t == 2 else "|")
             )
+    lines += [
+        "",
+        "| shape | I/O threads | Python threads, user | Python threads, system | Icechunk tokio, user | "
+        "Icechunk tokio, system |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        for t in (1, 2):
+            split = r[f"threads_{t}"].get("thread_core_s_per_gb")
+            if split:
+                cells = " | ".join(
+                    f"{split[f'{g} {k}']['median']:.2f}"
+                    for g in ("python threads", "icechunk (tokio)")
+                    for k in ("user", "system")
+                )
+                lines.append(f"| {r['shape']} | {t} | {cells} |")
     return "\n".join(lines)
 
 
