@@ -13,7 +13,7 @@ from test_store import META, make_batches
 from attnx.config import io_threads, load_config
 from attnx.errors import AttnxError
 from attnx.store import StoreWriter, WriterConfig, open_store
-from attnx.store.append import ArrayStream, empty_chunks_written
+from attnx.store.append import PooledArrayStream, array_stream, empty_chunks_written
 from attnx.store.chunks import ChunkEncoder, ChunkPool, default_io_threads
 from attnx.store.location import StoreLocation
 from attnx.store.writer import open_repository
@@ -135,7 +135,8 @@ def test_stream_copies_views_it_hands_to_the_pool(tmp_path: Path):
         group.create_array("a", shape=(0,), chunks=(100,), dtype="float32", fill_value=0)
         array = zarr.open_array(store=zarr.storage.LocalStore(tmp_path / "z"), path="a", mode="r+")
     pool = ChunkPool(1)
-    stream = ArrayStream(array, 0, pool)
+    stream = array_stream(array, 0, pool)
+    assert isinstance(stream, PooledArrayStream)
     buf = np.arange(250, dtype=np.float32)
     stream.append(buf)
     stream.flush(partial=False)

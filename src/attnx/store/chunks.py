@@ -95,13 +95,30 @@ class ChunkPool:
         self._pending: collections.deque[Future] = collections.deque()
         self._error: BaseException | None = None
         self._lock = threading.Lock()
+        self._free: dict[tuple[int, str], list[np.ndarray]] = {}  # chunk buffers handed back, by size and dtype
 
-    def submit(self, encoder: ChunkEncoder, k: int, values: np.ndarray) -> None:
-        """Encode and store chunk ``k`` of ``encoder``'s array; ``values`` must not change afterwards."""
+    def buffer(self, n: int, dtype: np.dtype) -> np.ndarray:
+        """An ``(n,)`` array of ``dtype`` (contents undefined): one handed back by :meth:`submit` if there is one."""
+        with self._lock:
+            free = self._free.get((n, np.dtype(dtype).str))
+            if free:
+                return free.pop()
+        return np.empty(n, dtype)
+
+    def _give_back(self, values: np.ndarray) -> None:
+        with self._lock:
+            self._free.setdefault((len(values), values.dtype.str), []).append(values)
+
+    def submit(self, encoder: ChunkEncoder, k: int, values: np.ndarray, recycle: bool = False) -> None:
+        """Encode and store chunk ``k`` of ``encoder``'s array; ``values`` must not change afterwards
+        (``recycle``: it came from :meth:`buffer` and goes back to the free list once stored)."""
         self._raise()
         while len(self._pending) >= 2 * self.threads:
             self._wait(self._pending.popleft())
-        self._pending.append(self._pool.submit(encoder.write, k, values))
+        fut = self._pool.submit(encoder.write, k, values)
+        if recycle:
+            fut.add_done_callback(lambda _f, v=values: self._give_back(v))
+        self._pending.append(fut)
 
     def drain(self) -> None:
         """Wait for every submitted chunk; raise the first failure (now and at every later drain)."""
@@ -115,6 +132,10 @@ class ChunkPool:
             with self._lock:
                 self._error = self._error or exc
             self._raise()
+
+    def check(self) -> None:
+        """Raise the first chunk write that failed, if any (it sticks: see the module docstring)."""
+        self._raise()
 
     def _raise(self) -> None:
         if self._error is not None:

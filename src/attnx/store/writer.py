@@ -19,7 +19,7 @@ import numpy as np
 import zarr
 
 from attnx.errors import StoreError
-from attnx.store.append import ArrayStream, StoredBatch, batch_arrays, empty_chunks_written
+from attnx.store.append import StoredBatch, array_stream, batch_arrays, empty_chunks_written
 from attnx.store.chunks import ChunkPool
 from attnx.store.layout import (
     BRANCH,
@@ -86,14 +86,14 @@ class StoreWriter:
         self.has_words = bool(self.attrs.get("conllu"))
         self.layers, self.heads = len(self.attrs["layers"]), len(self.attrs["heads"])
         pool = self.pool
-        self.streams = {self.payload.array: ArrayStream(self._arrays[self.payload.array], self.commit.attn, pool)}
+        self.streams = {self.payload.array: array_stream(self._arrays[self.payload.array], self.commit.attn, pool)}
         for name in REC_ARRAYS:
-            self.streams[name] = ArrayStream(self._arrays[name], self.commit.records, pool)
+            self.streams[name] = array_stream(self._arrays[name], self.commit.records, pool)
         for name in TOK_ARRAYS:
-            self.streams[name] = ArrayStream(self._arrays[name], self.commit.tokens, pool)
+            self.streams[name] = array_stream(self._arrays[name], self.commit.tokens, pool)
         if self.has_words:
             for name in WORD_ARRAYS:
-                self.streams[name] = ArrayStream(self._arrays[name], self.commit.words, pool)
+                self.streams[name] = array_stream(self._arrays[name], self.commit.words, pool)
         self.records = self.commit.records
         self._words = self.commit.words
         self._window = (self.commit.input_window, self.commit.input_digest)
@@ -299,6 +299,7 @@ class StoreWriter:
     ) -> None:
         """Write every tail and commit everything appended so far as one Icechunk snapshot. ``force``: commit
         even with no new records (reservations for a distributed run); ``trim``: shrink reserved arrays."""
+        self.pool.check()  # a lost chunk write is never committed over, even by a commit with nothing new
         if self.records == self.commit.records and not extra_attrs and not force:
             return
         for stream in self.streams.values():
