@@ -7,7 +7,7 @@ Modes, interleaved in every round (after one warm-up pass that compiles the kern
 * ``attnx_T``: what ``analyze`` reads: ``AttentionStore.blocks(threads=T, reuse=True)`` (Icechunk fetch, crc32c,
   decode of the payload and the five token arrays, the block hand-off), T = 1 and 2;
 * ``zarr_path_1``: the same with every array read through zarr's codec pipeline instead of
-  :mod:`attnx.store.chunks` (the reader before issue 19), one thread: the A/B of the change in the same run;
+  :mod:`attnx.store.chunk_reader` (the reader before issue 19), one thread: the A/B of the change in the same run;
 * ``analyze``: ``analyze_store(only=features,patterns)`` end to end, as ``attnx analyze --only
   features,patterns`` runs it (reader threads and kernels together).
 

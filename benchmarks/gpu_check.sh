@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Offline GPU check, run from the repo root on the GPU machine with gpu_bundle/ (benchmarks/prepare_gpu_bundle.sh)
 # carried along:   OUT=/some/dir bash benchmarks/gpu_check.sh          (--cpu-dry-run: every step on this CPU)
-# One deadline for all the work after the install (WORK_SECONDS, default 360 s; dry run 170 s); each step gets
+# One deadline for all the work after the install (WORK_SECONDS, default 360 s; dry run 150 s); each step gets
 # what remains, less a reserve for the steps after it, and is skipped (and reported) when too little is left.
 # Every step writes its JSON into $OUT as it goes (after every model, every round), so a step cut off at its limit
 # still returns what it finished. No process loads a model more than twice (counted: "model_loads" in each file).
@@ -9,7 +9,9 @@
 #  2. end to end: a CUDA fp16 store (layer/head subsets, small budget) vs float32 CPU maps          -> e2e.json
 #  3. the engine's throughput: naive baseline, bare forward, attnx float16, --stats-only, BERT-base shapes,
 #     interleaved rounds until the deadline, each process loading its model once   -> extract-gpu.json (every process)
-#  4. gpu_check.json: every step's rc, seconds, limit and model loads, and the machine
+#  4. the host side at device speed: `attnx bench host`, BERT-base shapes replayed through extract's pipeline
+#     on this host's cores (stage core-seconds per GB, the cores projected for 5k-20k sentences/s) -> host.json
+#  5. gpu_check.json: every step's rc, seconds, limit and model loads, and the machine
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DRY=0
@@ -65,12 +67,13 @@ PYEOF
 S="$BUNDLE/sentences.txt"
 O=(${OUT:+--out "$OUT"})
 if (( DRY )); then
-  DEADLINE=$((SECONDS + ${WORK_SECONDS:-170}))
-  step "parity minilm" 60 110 python3 benchmarks/gpu_parity.py --cpu-dry-run --sentences "$S" --limit 16 --models minilm "${O[@]}"
+  DEADLINE=$((SECONDS + ${WORK_SECONDS:-150}))
+  step "parity minilm" 60 100 python3 benchmarks/gpu_parity.py --cpu-dry-run --sentences "$S" --limit 16 --models minilm "${O[@]}"
   step "parity random-bert-tiny" 40 90 python3 benchmarks/gpu_parity.py --cpu-dry-run --sentences "$S" --limit 16 \
     --models random-bert-tiny "${O[@]}"
   step "e2e minilm" 60 60 python3 benchmarks/gpu_e2e.py --cpu-dry-run --sentences "$S" --limit 30 "${O[@]}"
   BARGS=(--device cpu --models random-bert-tiny --limit 40 --warmup 8 --rounds 2 --tag cpu-dry-run)
+  HOST_RESERVE=30
 else
   DEADLINE=$((SECONDS + ${WORK_SECONDS:-360}))
   step "parity minilm" 60 280 python3 benchmarks/gpu_parity.py --sentences "$S" --limit 200 --models minilm "${O[@]}"
@@ -78,12 +81,31 @@ else
     --models random-bert-base "${O[@]}"
   step "e2e minilm" 60 200 python3 benchmarks/gpu_e2e.py --sentences "$S" --limit 400 "${O[@]}"
   BARGS=(--device cuda --models random-bert-base --limit 12544 --warmup 512 --baseline-limit 1000 --rounds 3 --tag gpu)
+  HOST_RESERVE=70
 fi
 # the precision check extract runs at the end of an fp16 run loads two more models and is outside the timed
 # steady state; step 1 measures precision, so the timing processes leave it out
 BARGS+=(--input "$S" --stats-only --dtypes float16 --env ATTNX_PRECISION_CHECK_RECORDS=0 ${OUT:+--json-out "$OUT"})
-step "bench_extract" 400 0 bash -c 'exec python3 benchmarks/bench_extract.py "$@" --deadline $((STEP_LIMIT - 25))' _ \
+step "bench_extract" 400 "$HOST_RESERVE" bash -c 'exec python3 benchmarks/bench_extract.py "$@" --deadline $((STEP_LIMIT - 25))' _ \
   "${BARGS[@]}"
+
+# the host side at device speed (`attnx bench host`, issue 19): BERT-base shapes, float16, real maps replayed from
+# a sampled run through extract's own pipeline on this host's cores: sentences/s, raw GB/s, core-seconds per GB
+# of each host stage and the cores projected for 5k/10k/20k sentences/s -> host.json (verify must pass)
+HOST_DIR=$(mktemp -d)
+if (( DRY )); then
+  head -300 "$S" > "$HOST_DIR/sentences.txt"
+  HARGS=("$HOST_DIR/sentences.txt" --model random-bert-tiny --sample 32)
+else
+  HARGS=("$S" --model random-bert-base --sample 256)
+fi
+step "attnx bench host" 150 0 bash -c \
+  'python3 -m attnx.cli.main bench host "$@" -o "$0/host.zarr" --dtype float16 --json > "$0/host.json" &&
+   python3 -m attnx.cli.main verify "$0/host.zarr" &&
+   python3 -c "import json, sys; from attnx.bench_host import summary_text; print(summary_text(json.load(open(sys.argv[1]))))" "$0/host.json"' \
+  "$HOST_DIR" "${HARGS[@]}"
+if [[ -n "$OUT" && -f "$HOST_DIR/host.json" ]]; then cp "$HOST_DIR/host.json" "$OUT/host.json"; fi
+rm -rf "$HOST_DIR"
 
 say "done in $((SECONDS - T0))s"
 python3 - "$OUT" "$DRY" "$((SECONDS - T0))" "${STEPS[@]}" <<'PYEOF' 2>&1 | tee -a "$LOG"
@@ -97,7 +119,7 @@ for line in sys.argv[4:]:
     steps.append({"step": name, "rc": rc, "seconds": int(seconds), "limit": int(limit)})
 loads = {}
 if out:
-    for name in ("parity.json", "e2e.json", "extract-gpu.json", "extract-cpu-dry-run.json"):
+    for name in ("parity.json", "e2e.json", "extract-gpu.json", "extract-cpu-dry-run.json", "host.json"):
         p = Path(out) / name
         if p.is_file():
             data = json.loads(p.read_text())

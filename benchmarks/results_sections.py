@@ -264,6 +264,32 @@ def writer_table(results: Path) -> str:
     )
 
 
+def writer_io_table(results: Path) -> str:
+    """bench_writer.py's writer_io.json: ceilings and the writer on 1 and 2 I/O threads, per model shape."""
+    from bench_writer import table
+
+    return table(_load(results, "writer_io.json"))
+
+
+def host_table(results: Path) -> str:
+    """``attnx bench host``'s host.json: CPU core-seconds per GB of each stage."""
+    from attnx.bench_host import STAGES
+
+    d = _load(results, "host.json")
+    rows = [f"| {s} | {d['cpu_seconds'][s]:.2f} | {d['core_s_per_gb'][s]:.2f} |" for s in STAGES]
+    rows.append(f"| **host total** | {d['cpu_seconds']['host total']:.2f} | {d['core_s_per_gb_host']:.2f} |")
+    replay = d["cpu_seconds"]["replay (device stand-in)"]
+    rows.append(f"| replay (stands in for the device; not counted) | {replay:.2f} | |")
+    return _md("stage | CPU seconds | core-seconds per GB", "---|---:|---:", rows)
+
+
+def projection_table(results: Path) -> str:
+    """Cores a host needs for BERT-base float16 at 5k/10k/20k sentences/s, from host.json's core-s per GB."""
+    p = _load(results, "host.json")["projection"]
+    rows = [f"| {int(r):,} | {int(r) * p['bytes_per_sentence'] / 1e9:.2f} | {c:.1f} |" for r, c in p["cores"].items()]
+    return _md("sentences/s | GB/s of float16 | cores", "---:|---:|---:", rows)
+
+
 def ab_table(results: Path, name: str = "ab-icechunk-store.json") -> str:
     d = _load(results, name)
     rows = {"a": "format 1 (plain Zarr, commit marker)", "b": "format 2 (Icechunk), this change"}
@@ -431,6 +457,9 @@ TABLES = {
     "ablation": ablation_table,
     "analyze_ceilings": analyze_ceilings_table,
     "writer": writer_table,
+    "writer_io": writer_io_table,
+    "host": host_table,
+    "projection": projection_table,
     "ab": ab_table,
     "codecs": codecs_table,
     "quant_error": quant_error_table,

@@ -1,4 +1,4 @@
-"""The store's own chunk reader (attnx.store.chunks): same values as zarr's path, every fault still an error."""
+"""The store's own chunk reader (attnx.store.chunk_reader): same values as zarr's path, every fault still an error."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from zarr.core.sync import sync
 
 from attnx.errors import StoreError
 from attnx.store import StoreWriter, WriterConfig, open_store
-from attnx.store.chunks import ChunkError, ChunkReader
+from attnx.store.chunk_reader import ChunkError, ChunkReader
 
 
 def _written(path: Path, dtype: str, codec: str, seed: int = 3):  # noqa: ANN202 - (AttentionStore, batches)

@@ -42,6 +42,9 @@ class Config:
     commit_seconds: float = 10.0
     # whole attention chunks the writer hands zarr at once (compressed in parallel on zarr's thread pool)
     writer_flush_chunks: int = 2
+    # threads that compress, checksum and store the writer's chunks, outside the GIL (0: every core but two,
+    # 1..16; attnx.store.chunk_writer.default_io_threads); `--io-threads` where a command has it
+    io_threads: int = 0
     # sentences of the bundled sample on which reduced-precision compute is compared with fp32 (0: skip)
     precision_check_records: int = 32
     # sample records on which --backend auto checks an ONNX export against torch before using it (cached per export)
@@ -66,4 +69,17 @@ def load_config(**overrides: object) -> Config:
             except ValueError:
                 raise AttnxError(f"ATTNX_{f.name.upper()}={env!r}: expected {kind.__name__}") from None
     values.update({k: v for k, v in overrides.items() if v is not None})
-    return Config(**values)
+    cfg = Config(**values)
+    if not 0 <= cfg.io_threads <= MAX_IO_THREADS:
+        raise AttnxError(f"io_threads={cfg.io_threads}: expected 0 (auto) to {MAX_IO_THREADS} (ATTNX_IO_THREADS)")
+    return cfg
+
+
+MAX_IO_THREADS = 256
+
+
+def io_threads(cfg: Config) -> int:
+    """The writer's I/O threads: ``cfg.io_threads``, or what the machine can spare where it is 0."""
+    from attnx.store.chunk_writer import default_io_threads
+
+    return cfg.io_threads or default_io_threads()

@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, field, replace
 import torch
 
 import attnx
-from attnx.config import Config, load_config
-from attnx.engine.backend_choice import UNRESOLVED_AUTO, choose_backend
+from attnx.config import Config, io_threads, load_config
+from attnx.engine.backend_choice import UNRESOLVED_AUTO, Choice, choose_backend
 from attnx.engine.batching import plan_batches
 from attnx.engine.loop import LoopSettings, RunTotals, run_windows
 from attnx.engine.model import DEFAULT_MODEL, LoadedModel, load_model
@@ -261,12 +261,15 @@ def extract(
     progress: Callable[[int, int, int], None] | None = None,
     config: Config | None = None,
     model: LoadedModel | None = None,
+    backend_factory: Callable[..., object] | None = None,
 ) -> Summary:
     """Run ``opts.model`` over ``opts.input`` and store every kept attention map in ``opts.output``.
 
     ``progress(records, tokens, bytes)`` is called after each written batch with this run's totals.
     ``model``: ``opts.model`` already loaded on the run's device in its compute dtype (else it is loaded here).
-    Resumes an interrupted store; does nothing on a complete one.
+    Resumes an interrupted store; does nothing on a complete one. ``backend_factory(opts, loaded, layers,
+    heads, cfg)``: a backend to run instead of the chosen one (``attnx bench host``'s replay), named by
+    ``opts.backend`` in the store.
     """
     cfg = config or load_config()
     device = resolve_device(opts.device)
@@ -286,7 +289,9 @@ def extract(
         if opts.overwrite and (location.exists() or location.is_format_1()):
             location.remove()
         existing = AttentionStore(location) if holds_store(location) else None
-        return _extract_locked(opts, cfg, device, compute, location, lock, source, existing, progress, model)
+        return _extract_locked(
+            opts, cfg, device, compute, location, lock, source, existing, progress, model, backend_factory
+        )
     finally:
         torch.set_num_threads(threads)
         lock.release()
@@ -311,7 +316,7 @@ def begin_store(
     out = str(location)
     meta = _store_meta(opts, loaded, layers, heads, compute)
     meta["options"]["format"] = source.format
-    writer_config = WriterConfig(cfg.commit_bytes, cfg.commit_seconds, cfg.writer_flush_chunks)
+    writer_config = WriterConfig(cfg.commit_bytes, cfg.commit_seconds, cfg.writer_flush_chunks, io_threads(cfg))
     payload = Payload.stats(MAP_FEATURES) if opts.stats_only else Payload.maps()
 
     if existing is not None:
@@ -360,13 +365,17 @@ def _extract_locked(
     existing: AttentionStore | None,
     progress: Callable[[int, int, int], None] | None,
     preloaded: LoadedModel | None,
+    backend_factory: Callable[..., object] | None = None,
 ) -> Summary:
     out = str(location)
     loaded, layers, heads = load_checked(opts, device, compute, preloaded)
     recorded = existing.attrs["options"].get("backend") if existing is not None else None
-    choice = choose_backend(
-        opts.backend, loaded, layers, heads, opts.dtype, opts.stats_only, recorded, cfg.backend_parity_records
-    )
+    if backend_factory is None:
+        choice = choose_backend(
+            opts.backend, loaded, layers, heads, opts.dtype, opts.stats_only, recorded, cfg.backend_parity_records
+        )
+    else:
+        choice = Choice(opts.backend, "given by the caller")
     opts = replace(opts, backend=choice.backend)  # what the store records and the resume check sees
     opened = begin_store(opts, cfg, location, lock, source, existing, loaded, layers, heads, compute)
     if isinstance(opened, Summary):
@@ -377,7 +386,10 @@ def _extract_locked(
     skip_windows, skip_in_window = divmod(resumed_from, window_records)
 
     tokenizer = WindowTokenizer(loaded.tokenizer, opts.max_length, opts.truncate, source_name=opts.input)
-    backend = make_backend(opts, loaded, layers, heads, cfg)
+    if backend_factory is None:
+        backend = make_backend(opts, loaded, layers, heads, cfg)
+    else:
+        backend = backend_factory(opts, loaded, layers, heads, cfg)
     async_writer = AsyncWriter(writer, cfg.queue_depth)
     settings = loop_settings(opts, loaded, layers, heads, device, cfg)
     t0 = time.perf_counter()

@@ -25,7 +25,7 @@ from zarr.core.sync import sync
 from attnx.errors import StoreError
 from attnx.store import validate
 from attnx.store.block import AttentionBlock
-from attnx.store.chunks import ChunkReader
+from attnx.store.chunk_reader import ChunkReader
 from attnx.store.layout import BRANCH, INDEX_ARRAY, REC_ARRAYS, STORED_DTYPES, Commit, Payload
 from attnx.store.location import StoreLocation, _first_line
 from attnx.store.writer import open_repository
@@ -122,7 +122,7 @@ class AttentionStore:
     def _read_many(self, spans: list[tuple[str, int, int]], what: Callable[[], str],
                    out: np.ndarray | None = None) -> list[np.ndarray]:
         """Several ``(array, start, stop)`` reads: every chunk object they need is fetched in one batch on zarr's
-        event loop, then each array is decoded in this thread (:mod:`attnx.store.chunks`; zarr's own path for
+        event loop, then each array is decoded in this thread (:mod:`attnx.store.chunk_reader`; zarr's own path for
         arrays whose codecs that module does not decode). ``out``: a buffer the *last* span is decoded into (its
         first ``stop - start`` elements are returned). Any failure raises a one-line :class:`StoreError` naming
         the array and ``what()`` (the records involved)."""
@@ -172,7 +172,7 @@ class AttentionStore:
 
     def _read_many_zarr(self, spans: list[tuple[str, int, int]], what: Callable[[], str],
                         out: np.ndarray | None = None) -> list[np.ndarray]:
-        """:meth:`_read_many` through zarr's codec pipeline (arrays with codecs :mod:`attnx.store.chunks` does
+        """:meth:`_read_many` through zarr's codec pipeline (arrays with codecs :mod:`attnx.store.chunk_reader` does
         not decode), all spans in one pass of zarr's event loop."""
         from zarr.core.buffer.cpu import NDBuffer
 

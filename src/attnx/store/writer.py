@@ -19,7 +19,8 @@ import numpy as np
 import zarr
 
 from attnx.errors import StoreError
-from attnx.store.append import ArrayStream, StoredBatch, batch_arrays, empty_chunks_written
+from attnx.store.append import StoredBatch, array_stream, batch_arrays, empty_chunks_written
+from attnx.store.chunk_writer import ChunkPool
 from attnx.store.layout import (
     BRANCH,
     FORMAT,
@@ -43,7 +44,8 @@ from attnx.store.validate import vocab_digest
 class WriterConfig:
     commit_bytes: int = 128 << 20  # stored payload bytes between commits
     commit_seconds: float = 10.0  # and at most this long between commits
-    flush_chunks: int = 2  # whole payload chunks written together (compressed on zarr's thread pool)
+    flush_chunks: int = 2  # whole payload chunks handed on together
+    io_threads: int = 1  # threads that compress, checksum and store whole chunks (attnx.store.chunk_writer)
 
 
 def open_repository(location: StoreLocation) -> icechunk.Repository:
@@ -64,7 +66,8 @@ def _repo_config() -> icechunk.RepositoryConfig:
 class StoreWriter:
     """Appends :class:`StoredBatch`es to a new or resumed store; holds the writer lock until ``close``.
 
-    Not thread-safe: one writer thread owns it (and so every chunk).
+    Not thread-safe: one writer thread owns it (and so every chunk); it hands whole chunks to
+    ``config.io_threads`` I/O threads to compress, checksum and store, and waits for them before each commit.
     """
 
     def __init__(
@@ -75,20 +78,22 @@ class StoreWriter:
         self.repo = repo
         self.lock = lock
         self.config = config
+        self.pool = ChunkPool(config.io_threads)
         self._open_session()
         self.attrs: dict = dict(self.group.attrs["attnx"])
         self.commit = Commit.from_json(self.attrs["commit"], self.path)
         self.payload = Payload.from_attrs(self.attrs)
         self.has_words = bool(self.attrs.get("conllu"))
         self.layers, self.heads = len(self.attrs["layers"]), len(self.attrs["heads"])
-        self.streams = {self.payload.array: ArrayStream(self._arrays[self.payload.array], self.commit.attn)}
+        pool = self.pool
+        self.streams = {self.payload.array: array_stream(self._arrays[self.payload.array], self.commit.attn, pool)}
         for name in REC_ARRAYS:
-            self.streams[name] = ArrayStream(self._arrays[name], self.commit.records)
+            self.streams[name] = array_stream(self._arrays[name], self.commit.records, pool)
         for name in TOK_ARRAYS:
-            self.streams[name] = ArrayStream(self._arrays[name], self.commit.tokens)
+            self.streams[name] = array_stream(self._arrays[name], self.commit.tokens, pool)
         if self.has_words:
             for name in WORD_ARRAYS:
-                self.streams[name] = ArrayStream(self._arrays[name], self.commit.words)
+                self.streams[name] = array_stream(self._arrays[name], self.commit.words, pool)
         self.records = self.commit.records
         self._words = self.commit.words
         self._window = (self.commit.input_window, self.commit.input_digest)
@@ -249,6 +254,7 @@ class StoreWriter:
 
     def fork(self) -> icechunk.session.ForkSession:
         """A session for a worker to write its shard's whole chunks; its base is the last commit."""
+        self.pool.drain()
         if self.session.has_uncommitted_changes:
             raise StoreError(f"{self.path}: cannot fork a session with uncommitted changes")
         return self.session.fork()
@@ -259,6 +265,7 @@ class StoreWriter:
         """Take a finished shard: its worker's chunks (``fork``) and, per array, ``(head, interior_end, tail)``:
         the elements before its first chunk boundary, where its whole chunks end (or -1 when it wrote none),
         the elements after. ``shard``: records, words, last input window and the digest at its end, deprels."""
+        self.pool.drain()
         self.session.merge(fork)
         for name, (head, interior_end, tail) in edges.items():
             stream = self.streams[name]
@@ -292,12 +299,14 @@ class StoreWriter:
     ) -> None:
         """Write every tail and commit everything appended so far as one Icechunk snapshot. ``force``: commit
         even with no new records (reservations for a distributed run); ``trim``: shrink reserved arrays."""
+        self.pool.check()  # a lost chunk write is never committed over, even by a commit with nothing new
         if self.records == self.commit.records and not extra_attrs and not force:
             return
         for stream in self.streams.values():
             stream.flush(partial=True)
             if trim:
                 stream.trim()
+        self.pool.drain()  # every chunk this commit counts is stored (or the commit is not made)
         commit = Commit(
             records=self.records,
             attn=self.streams[self.payload.array].total,
@@ -350,7 +359,10 @@ class StoreWriter:
 
     def close(self) -> None:
         """Release the lock; anything not committed is dropped (unreachable objects, never read)."""
-        self.lock.release()
+        try:
+            self.pool.close()
+        finally:
+            self.lock.release()
 
 
 def _has_commits(repo: icechunk.Repository) -> bool:
