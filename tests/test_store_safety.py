@@ -29,6 +29,7 @@ from attnx.config import load_config
 from attnx.engine.extract import ExtractOptions, extract
 from attnx.errors import InputError, StoreError
 from attnx.store import StoreLocation, WriterLock, open_store
+from attnx.store.validate import seal
 from attnx.store.verify import verify_store
 
 MODEL = "random-bert-tiny"  # 2 layers x 4 heads: fast, and faults do not depend on the weights
@@ -186,7 +187,7 @@ def _set_attr(key: str, value: object):  # noqa: ANN202
             cur[p] = dict(cur[p])
             cur = cur[p]
         cur[last] = value
-        g.attrs["attnx"] = a
+        g.attrs["attnx"] = seal(a)  # a crafter who re-seals: the checks behind the digest must hold on their own
 
     return edit
 

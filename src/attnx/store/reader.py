@@ -22,7 +22,7 @@ import zarr
 from zarr.core.sync import sync
 
 from attnx.errors import StoreError
-from attnx.store import validate
+from attnx.store import checks, validate
 from attnx.store.block import AttentionBlock
 from attnx.store.layout import BRANCH, INDEX_ARRAY, REC_ARRAYS, STORED_DTYPES, Commit, Payload
 from attnx.store.location import StoreLocation, _first_line
@@ -222,6 +222,7 @@ class AttentionStore:
         l = int(self._physical["length"][p])
         start = int(self._physical["attn_start"][p])
         flat = self._read_payload(start, start + self.n_layers * self.n_heads * l * l, i)
+        checks.check_record_maps(flat, l, self.n_layers * self.n_heads, self.dtype, i, self.path)
         return (flat.astype(np.float32) * np.float32(self.scale)).reshape(self.n_layers, self.n_heads, l, l)
 
     def record_features(self, i: int) -> np.ndarray:
@@ -231,7 +232,10 @@ class AttentionStore:
         p = self._pos(i)
         start = int(self._physical["attn_start"][p])
         n = self.n_layers * self.n_heads * len(self.features)
-        return self._read_payload(start, start + n, i).reshape(self.n_layers, self.n_heads, len(self.features))
+        values = self._read_payload(start, start + n, i)
+        if not np.isfinite(values).all():
+            raise StoreError(f"{self.path}: record {i}: a feature value is not finite (the store is damaged)")
+        return values.reshape(self.n_layers, self.n_heads, len(self.features))
 
     # -- tokens ------------------------------------------------------------------------------------------------
     @cached_property
@@ -248,6 +252,8 @@ class AttentionStore:
         values = self._read(f"tok/{name}", start, start + int(self._physical["length"][p]), lambda: f"record {i}")
         if name == "ids" and ((values < 0) | (values >= len(self.vocab))).any():
             raise StoreError(f"{self.path}: tok/ids of record {i} are outside the vocabulary")
+        if name == "word":
+            checks.check_record_word_ids(values, self._word_count(p), i, self.path)
         return values
 
     def token_ids(self, i: int) -> np.ndarray:
@@ -278,11 +284,18 @@ class AttentionStore:
             raise StoreError(f"{self.path}: not made from CoNLL-U, no dependency annotations")
         p = self._pos(i)
         start = int(self._physical["word_start"][p])
-        stop = int(self._physical["word_start"][p + 1]) if p + 1 < len(self) else self.commit.words
-        return (
-            self._read("words/head", start, stop, lambda: f"record {i}"),
-            self._read("words/deprel", start, stop, lambda: f"record {i}"),
-        )
+        stop = start + self._word_count(p)
+        head = self._read("words/head", start, stop, lambda: f"record {i}")
+        deprel = self._read("words/deprel", start, stop, lambda: f"record {i}")
+        checks.check_record_words(head, deprel, len(self.deprels), i, self.path)
+        return head, deprel
+
+    def _word_count(self, p: int) -> int:
+        """Words of the record at physical position ``p`` (CoNLL-U stores), else its tokens."""
+        if not self.attrs.get("conllu"):
+            return int(self._physical["length"][p])
+        start = int(self._physical["word_start"][p])
+        return (int(self._physical["word_start"][p + 1]) if p + 1 < len(self) else self.commit.words) - start
 
     @cached_property
     def deprels(self) -> list[str]:
@@ -340,7 +353,7 @@ class AttentionStore:
                 word_deprel=self._read("words/deprel", w0, w1, what),
                 word_offsets=np.concatenate([ph["word_start"][p0:p1] - w0, [w1 - w0]]).astype(np.int64),
             )
-        return AttentionBlock(
+        block = AttentionBlock(
             first=p0,
             record_ids=ids[p0:p1],
             lengths=lengths,
@@ -358,6 +371,8 @@ class AttentionStore:
             n_heads=self.n_heads,
             **extra,
         )
+        checks.check_block(block, self.dtype, self.payload, len(self.vocab), len(self.deprels), self.path)
+        return block
 
     def blocks(
         self,
