@@ -344,6 +344,9 @@ def show_cmd(store_path: str, record: int, layer: int, head: int, output: str | 
 
     Example: attnx show corpus.zarr 17 --layer 3 --head 7 -o map.png
     """
+    from pathlib import Path
+
+    from attnx.outputs import output_file
     from attnx.render import render_map
     from attnx.store import open_store
 
@@ -357,12 +360,14 @@ def show_cmd(store_path: str, record: int, layer: int, head: int, output: str | 
         maps = store.attention(record)
     except IndexError as exc:
         raise AttnxError(str(exc)) from None
-    out = output or f"{store_path.rstrip('/')}-{record}-L{layer}-H{head}.png"
+    out = str(output_file(output or f"{store_path.rstrip('/')}-{record}-L{layer}-H{head}.png", default=not output))
+    model = store.attrs.get("model", {}).get("name", "?")
     render_map(
         maps[store.layers.index(layer), store.heads.index(head)],
         store.tokens(record),
         out,
-        title=f"record {record}, layer {layer}, head {head}",
+        title=f"{Path(store.path).name if store.location.local else store.path} ({model}): "
+        f"record {record}, layer {layer}, head {head}",
     )
     click.echo(out)
 

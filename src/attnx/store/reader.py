@@ -462,17 +462,21 @@ class AttentionStore:
     def history(self) -> list[dict]:
         """The store's commits, newest first: snapshot id, time (UTC), message, records after it and added."""
         out = []
-        for snap in self.repo.ancestry(snapshot_id=self.snapshot_id):
-            meta = snap.metadata or {}
-            out.append(
-                {
-                    "snapshot": snap.id,
-                    "time": snap.written_at.isoformat(timespec="seconds"),
-                    "message": snap.message,
-                    "records": meta.get("records"),
-                    "records_added": meta.get("records_added"),
-                }
-            )
+        try:
+            for snap in self.repo.ancestry(snapshot_id=self.snapshot_id):
+                meta = snap.metadata or {}
+                out.append(
+                    {
+                        "snapshot": snap.id,
+                        "time": snap.written_at.isoformat(timespec="seconds"),
+                        "message": snap.message,
+                        "records": meta.get("records"),
+                        "records_added": meta.get("records_added"),
+                    }
+                )
+        except Exception as exc:  # noqa: BLE001 - a deleted or damaged older snapshot (IcechunkError)
+            raise StoreError(f"{self.path}: cannot read the commit history after {len(out)} commits (an older "
+                             f"snapshot is missing or damaged: {_first_line(exc)})") from None
         return out
 
     def nbytes_stored(self) -> int:
