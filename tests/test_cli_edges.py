@@ -123,3 +123,24 @@ def test_deleted_parent_snapshot_is_a_one_line_error(corpus: Path, tmp_path: Pat
         open_store(store).history()
     _one_line_error(CliRunner().invoke(main, ["info", str(store)]), "commit history")
     shutil.rmtree(store)
+
+
+def test_extract_help_is_honest_and_unescaped() -> None:
+    """--help printed '39%%' and promised a distributed store 'the same as without' (it differs by float16 steps)."""
+    out = CliRunner().invoke(main, ["extract", "--help"], terminal_width=200).output
+    assert "39% of float16" in out and "%%" not in out
+    assert "The store is the same as without" not in out and "one step of the stored dtype" in out
+
+
+def test_long_line_gives_no_transformers_length_warning(tmp_path: Path) -> None:
+    """transformers warned 'Token indices sequence length is longer ...' although attnx cuts the record."""
+    import subprocess
+    import sys
+
+    src = tmp_path / "long.txt"
+    src.write_text("short one\n" + " ".join(["word"] * 700) + "\n", encoding="utf-8")
+    r = subprocess.run([sys.executable, "-m", "attnx.cli.main", "extract", str(src), "-o", str(tmp_path / "s.zarr"),
+                        "-m", MODEL, "--backend", "torch", "-q"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "Token indices sequence length" not in r.stderr, r.stderr
+    assert open_store(tmp_path / "s.zarr").truncated.tolist() == [False, True]

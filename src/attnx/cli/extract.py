@@ -66,7 +66,7 @@ def _count_lines(path: str) -> int | None:
     default="float16",
     show_default=True,
     help="Stored precision: float16 (max error 2.4e-4), float32, qN = round(p*(2^N-1)) for N = 8..16 (max error "
-    "0.5/(2^N-1): q10 4.9e-4 at 39%% of float16's bytes), uint8 = q8.",
+    "0.5/(2^N-1): q10 4.9e-4 at 39% of float16's bytes), uint8 = q8.",
 )
 @click.option(
     "--compute-dtype",
@@ -120,7 +120,8 @@ def _count_lines(path: str) -> int | None:
     "--workers",
     default=None,
     help="Run on a local Dask cluster of N worker processes, or 'gpus' for one per visible GPU (needs the dask "
-    "extra). The store is the same as without.",
+    "extra). Records, tokens and offsets are the same as without; a map value may differ by one step of the "
+    "stored dtype (e.g. float16), because shards smaller than a window batch (pad) records differently.",
 )
 @click.option("--threads-per-worker", type=int, default=0, help="Torch threads per local worker [default: cores/N].")
 @click.option("--scheduler", default=None, help="Run on an existing Dask cluster: its scheduler's address.")
