@@ -109,6 +109,21 @@ def test_show_title_names_store_and_model(corpus: Path, tmp_path: Path, monkeypa
     assert _extract(corpus, store).exit_code == 0
     assert CliRunner().invoke(main, ["show", str(store), "2", "-o", str(tmp_path / "m.png")]).exit_code == 0
     assert titles and "named.zarr" in titles[0] and MODEL in titles[0] and "record 2" in titles[0]
+    # a (benign) 200,000-character model name: the title stays one short line (20 MB of it hung show)
+    import icechunk
+    import zarr
+
+    from attnx.store import StoreLocation
+    from attnx.store.validate import seal
+
+    session = icechunk.Repository.open(StoreLocation.parse(store).storage()).writable_session("main")
+    group = zarr.open_group(store=session.store, mode="r+")
+    attrs = dict(group.attrs["attnx"])
+    attrs["model"] = {**attrs["model"], "name": "m" * 200_000}
+    group.attrs["attnx"] = seal(attrs)
+    session.commit("a long model name")
+    assert CliRunner().invoke(main, ["show", str(store), "2", "-o", str(tmp_path / "m.png")]).exit_code == 0
+    assert len(titles[-1]) < 200
 
 
 def test_deleted_parent_snapshot_is_a_one_line_error(corpus: Path, tmp_path: Path) -> None:

@@ -362,7 +362,11 @@ def show_cmd(store_path: str, record: int, layer: int, head: int, output: str | 
     except IndexError as exc:
         raise AttnxError(str(exc)) from None
     out = str(output_file(output or f"{store_path.rstrip('/')}-{record}-L{layer}-H{head}.png", default=not output))
-    model = store.attrs.get("model", {}).get("name", "?")
+    model = str(store.attrs.get("model", {}).get("name", "?"))
+    model = model if len(model) <= 60 else model[:57] + "..."  # a title line, whatever the attributes hold
+    store.word_ids(record)  # the record's word arrays are checked too: a damaged record is not drawn
+    if store.attrs.get("conllu"):
+        store.dependencies(record)
     render_map(
         maps[store.layers.index(layer), store.heads.index(head)],
         store.tokens(record),
