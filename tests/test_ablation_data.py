@@ -155,3 +155,18 @@ def test_logistic_probe_minimises_its_stated_objective(classes: int) -> None:
     loss = torch.nn.functional.cross_entropy(z @ w.T + b, torch.as_tensor(y)) + 0.05 * (w * w).sum() / classes
     loss.backward()
     assert float(w.grad.abs().max()) < 1e-4 and float(b.grad.abs().max()) < 1e-4
+
+
+def test_plain_glue_tsv_with_leading_quotes_reads_like_extract(tmp_path):
+    """Sentences that start with a quote in a plain GLUE file were read as CSV: rows ran together, quotes
+    vanished (1,464 rows became 1,458 examples). Now one example per line, text as written, like extract."""
+    from attnx.engine.sources import Source
+
+    body = ['"Yes, she said.\t1', 'A plain one .\t0', 'He said no" .\t1', '"No" .\t1', 'Last .\t0']
+    path = _write(tmp_path / "sst.tsv", "sentence\tlabel\n" + "\n".join(body) + "\n")
+    data = read_labelled(path)
+    assert data.text_a == [b.split("\t")[0] for b in body] and data.labels == ["1", "0", "1", "1", "0"]
+    assert list(data.lines) == [2, 3, 4, 5, 6]  # one example per line: the row count the file's lines give
+    texts = path.with_name("texts.tsv")
+    texts.write_text("\n".join(b.split("\t")[0] for b in body) + "\n", encoding="utf-8")
+    assert [r.text_a for r in Source(str(texts), "tsv")] == data.text_a

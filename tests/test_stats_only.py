@@ -128,3 +128,29 @@ def test_analyze_on_stats_only_store_equals_analyze_on_full_dump(tmp_path):
     for name in full:
         np.testing.assert_allclose(stats[name], full[name], rtol=2e-4, atol=2e-5, err_msg=name)
     np.testing.assert_allclose(api.patterns(tmp_path / "stats.zarr"), api.patterns(tmp_path / "full.zarr"), atol=0.02)
+
+
+def test_compare_and_rollout_refuse_stats_only_stores(tmp_path):
+    """compare exited 0 with NaN cosines (full, stats) and segfaulted (stats first); rollout raised a traceback."""
+    from click.testing import CliRunner
+
+    from attnx.analysis import api
+    from attnx.cli.main import main
+    from attnx.errors import StoreError
+
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join((SAMPLE / "sample.txt").read_text(encoding="utf-8").splitlines()[:8]) + "\n")
+    for name, stats_only in (("full.zarr", False), ("stats.zarr", True)):
+        extract(ExtractOptions(input=str(src), output=str(tmp_path / name), model="random-bert-tiny", device="cpu",
+                               backend="torch", stats_only=stats_only))
+    full, stats = str(tmp_path / "full.zarr"), str(tmp_path / "stats.zarr")
+    runner = CliRunner()
+    for a, b in ((full, stats), (stats, full), (stats, stats)):
+        with pytest.raises(StoreError, match="stats-only"):
+            api.compare(a, b)
+        result = runner.invoke(main, ["compare", a, b, "-o", str(tmp_path / "cmp"), "--no-progress"])
+        assert result.exit_code == 1 and "--stats-only" in result.output, result.output
+        assert result.output.count("\n") == 1 and not (tmp_path / "cmp" / "compare.csv").exists()
+    result = runner.invoke(main, ["rollout", stats])
+    assert result.exit_code == 1 and "--stats-only" in result.output and "Traceback" not in result.output
+    assert open_store(stats).derived_names() == []

@@ -30,8 +30,8 @@ def make_batches(seed: int, n_batches: int, per_batch: int, dtype: str, conllu: 
         if conllu:
             counts = np.maximum(lengths.astype(np.int64) - 2, 0)
             w = int(counts.sum())
-            words = {
-                "head": rng.integers(-1, 3, w).astype(np.int32),
+            words = {  # a head is -1 (root) or another word of its own record
+                "head": np.concatenate([rng.integers(-1, c, c) for c in counts]).astype(np.int32),
                 "deprel": np.array(rng.choice(["nsubj", "obj", "root", "amod"], w), dtype=object),
             }
         out.append(
@@ -47,7 +47,9 @@ def make_batches(seed: int, n_batches: int, per_batch: int, dtype: str, conllu: 
                     "segment": np.zeros(t, np.int8),
                     "special": rng.random(t) < 0.2,
                     "punct": rng.random(t) < 0.1,
-                    "word": rng.integers(-1, 9, t).astype(np.int32),
+                    # a word index is -1 (special) or below the record's words (CoNLL-U) or tokens
+                    "word": np.concatenate([rng.integers(-1, max(c, 0), l) for c, l in
+                                            zip(counts if conllu else lengths, lengths, strict=True)]).astype(np.int32),
                 },
                 words=words,
                 word_count=counts,

@@ -151,7 +151,7 @@ def test_io_threads_knob(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("ATTNX_IO_THREADS", "3")
     assert io_threads(load_config()) == 3
     monkeypatch.setenv("ATTNX_IO_THREADS", "-1")
-    with pytest.raises(AttnxError, match="io_threads=-1"):
+    with pytest.raises(AttnxError, match="ATTNX_IO_THREADS='-1': must be 0..256"):
         load_config()
     monkeypatch.setenv("ATTNX_IO_THREADS", "0")
     assert io_threads(load_config()) == default_io_threads()

@@ -29,6 +29,7 @@ from attnx.config import load_config
 from attnx.engine.extract import ExtractOptions, extract
 from attnx.errors import InputError, StoreError
 from attnx.store import StoreLocation, WriterLock, open_store
+from attnx.store.validate import seal
 from attnx.store.verify import verify_store
 
 MODEL = "random-bert-tiny"  # 2 layers x 4 heads: fast, and faults do not depend on the weights
@@ -186,7 +187,7 @@ def _set_attr(key: str, value: object):  # noqa: ANN202
             cur[p] = dict(cur[p])
             cur = cur[p]
         cur[last] = value
-        g.attrs["attnx"] = a
+        g.attrs["attnx"] = seal(a)  # a crafter who re-seals: the checks behind the digest must hold on their own
 
     return edit
 
@@ -446,9 +447,11 @@ def test_open_dataset(real_store: Path) -> None:
     store = open_store(real_store)
     assert ds["attn"].dims == ("element",) and ds["length"].dims == ("record",) and ds["token_ids"].dims == ("token",)
     assert ds.sizes["record"] == len(store) and ds.attrs["attnx"]["commit"]["records"] == len(store)
-    p = int(store.position[7])
-    l = int(ds["length"][p])
-    start = int(ds["attn_start"][p])
+    assert ds["input_id"].values.tolist() == list(range(len(store)))  # input order, as attention(i) numbers them
+    np.testing.assert_array_equal(ds["length"].values, store.lengths)
+    np.testing.assert_array_equal(ds["line"].values, store.lines)
+    l = int(ds["length"][7])
+    start = int(ds["attn_start"][7])
     flat = ds["attn"][start : start + store.n_layers * store.n_heads * l * l].values
     np.testing.assert_array_equal(flat.astype(np.float32).reshape(store.n_layers, store.n_heads, l, l),
                                   store.attention(7))

@@ -51,6 +51,39 @@ class Config:
     backend_parity_records: int = 24
 
 
+# the range each tunable must lie in (inclusive; None: unbounded). window_records is also what bounds a reader's
+# input-order arrays (attnx.store.layout.MAX_WINDOW_RECORDS, 2**22)
+_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "window_records": (1, 1 << 22),
+    "cpu_attn_budget_bytes": (1, None),
+    "cpu_max_batch_tokens": (1, None),
+    "cuda_budget_fraction": (1e-6, 1.0),
+    "cuda_max_batch_tokens": (1, None),
+    "attn_chunk_elems": (1, 1 << 31),
+    "record_chunk": (1, 1 << 31),
+    "token_chunk": (1, 1 << 31),
+    "queue_depth": (1, 1024),
+    "tokenize_ahead": (1, 1024),
+    "cpu_threads": (0, 4096),
+    "codec_level": (0, 22),
+    "commit_bytes": (1, None),
+    "commit_seconds": (1e-6, None),
+    "writer_flush_chunks": (1, 1024),
+    "precision_check_records": (0, None),
+    "backend_parity_records": (0, None),
+    "io_threads": (0, 256),
+}
+
+
+def _check_range(name: str, value: object, source: str) -> None:
+    lo, hi = _RANGES.get(name, (None, None))
+    if isinstance(value, int | float) and not (
+        (lo is None or value >= lo) and (hi is None or value <= hi) and value == value  # noqa: PLR0124 - NaN
+    ):
+        span = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+        raise AttnxError(f"{source}: must be {span}")
+
+
 def _coerce(value: str, kind: type) -> object:
     if kind is bool:
         return value.lower() in ("1", "true", "yes", "on")
@@ -68,14 +101,11 @@ def load_config(**overrides: object) -> Config:
                 values[f.name] = _coerce(env, kind)
             except ValueError:
                 raise AttnxError(f"ATTNX_{f.name.upper()}={env!r}: expected {kind.__name__}") from None
+            _check_range(f.name, values[f.name], f"ATTNX_{f.name.upper()}={env!r}")
     values.update({k: v for k, v in overrides.items() if v is not None})
-    cfg = Config(**values)
-    if not 0 <= cfg.io_threads <= MAX_IO_THREADS:
-        raise AttnxError(f"io_threads={cfg.io_threads}: expected 0 (auto) to {MAX_IO_THREADS} (ATTNX_IO_THREADS)")
-    return cfg
-
-
-MAX_IO_THREADS = 256
+    for name, value in overrides.items():
+        _check_range(name, value, f"{name}={value!r}")
+    return Config(**values)
 
 
 def io_threads(cfg: Config) -> int:

@@ -3,7 +3,8 @@
 GLUE's TSV files start with a header row naming the columns (``sentence\\tlabel`` for SST-2,
 ``index\\tquestion\\tsentence\\tlabel`` for QNLI, ``#1 String``/``#2 String``/``Quality`` for MRPC, ...)
 and are not quoted; Hugging Face ``datasets`` exports use CSV-style quoting. Both are read: the
-quoting is detected (``quoting="auto"``). Files without a header (CoLA) need ``header=False`` and
+quoting is detected (``quoting="auto"``, see :func:`_read_rows`): a plain file is read line by line exactly as
+``attnx extract`` reads it. Files without a header (CoLA) need ``header=False`` and
 explicit column numbers.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,16 +66,26 @@ def _pick(
     return None
 
 
+_QUOTED_FIELD = re.compile(r'^"(?:[^"]|"")*"$')  # a CSV-quoted field: quotes around, inner quotes doubled
+
+
 def _read_rows(path: Path, quoting: str) -> list[tuple[int, list[str]]]:
-    """(1-based line, fields) per non-empty row."""
+    """(1-based line, fields) per non-empty row.
+
+    ``auto`` reads the file as ``attnx extract`` does (one row per line, split at tabs) unless the file itself
+    says it is CSV-quoted: every field that starts with ``"`` is a quoted field (``"..."`` with inner quotes doubled,
+    as pandas and Hugging Face exports write them), or plain splitting gives rows of different widths that CSV
+    quoting makes equal (quoted fields spanning lines). A GLUE sentence that merely starts with a quote
+    (``"Yes," she said.``) therefore stays as written: reading such a file as CSV ran rows together.
+    """
     with open(path, encoding="utf-8", newline="") as fh:
         text = fh.read()
     raw = text.splitlines()
     plain = [(i + 1, line.split("\t")) for i, line in enumerate(raw) if line.strip()]
     if quoting == "none":
         return plain
-    quoted_fields = any(f.startswith('"') for _, fields in plain for f in fields)
-    if quoting == "auto" and not quoted_fields:
+    with_quotes = [f for _, fields in plain for f in fields if f.startswith('"')]  # CSV reads only these specially
+    if quoting == "auto" and not with_quotes:
         return plain
     rows: list[tuple[int, list[str]]] = []
     reader = csv.reader(text.splitlines(keepends=True), delimiter="\t", quotechar='"')
@@ -83,9 +95,12 @@ def _read_rows(path: Path, quoting: str) -> list[tuple[int, list[str]]]:
             rows.append((start, fields))
         start = reader.line_num + 1
     if quoting == "auto":
-        widths = {len(f) for _, f in rows}
-        if len(widths) > 1:  # csv quoting made it worse: fall back to plain tab splitting
-            return plain
+        if all(_QUOTED_FIELD.match(f.rstrip("\r")) for f in with_quotes):
+            return rows if len(rows) == len(plain) else plain  # one row per line, as the file's lines say
+        plain_widths = {len(f) for _, f in plain}
+        if len(plain_widths) > 1 and len({len(f) for _, f in rows}) == 1:
+            return rows  # quoted fields spanning lines
+        return plain
     return rows
 
 

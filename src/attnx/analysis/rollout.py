@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from attnx.analysis.run import require_maps
 from attnx.kernels.rollout import rollout_flat
 from attnx.store import open_store
 from attnx.threads import keeps_thread_settings
@@ -28,6 +29,7 @@ def store_rollout(
     """
     t0 = time.perf_counter()
     store = open_store(store_path)
+    require_maps(store, "rollout")
     writer = store.derived_writer("rollout", "float32", shape="l,l")
     done = 0
     try:

@@ -382,6 +382,13 @@ def write_results(part: Partial, out_dir: str | Path, store: AttentionStore | st
 # ----------------------------------------------------------------------------------------------------------
 # Cross-store comparison
 # ----------------------------------------------------------------------------------------------------------
+def require_maps(store: AttentionStore, what: str) -> None:
+    """Refuse a --stats-only store (it holds per-head feature sums, no maps) for ``what``, in one line."""
+    if store.payload != "maps":
+        raise StoreError(f"{store.path}: a --stats-only store holds per-head features, not the maps {what} needs; "
+                         "extract the corpus again without --stats-only")
+
+
 def _check_aligned(a: AttentionStore, b: AttentionStore) -> None:
     if (a.layers, a.heads) != (b.layers, b.heads):
         raise StoreError(f"{b.path}: layers/heads {b.layers}/{b.heads} differ from {a.path}: {a.layers}/{a.heads}")
@@ -411,6 +418,8 @@ def compare_stores(path_a: AttentionStore | str | Path, path_b: AttentionStore |
     from attnx.kernels.compare import compare_maps
 
     a, b = _as_store(path_a), _as_store(path_b)
+    for store in (a, b):
+        require_maps(store, "compare")
     _check_aligned(a, b)
     L, H = a.n_layers, a.n_heads
     M = L * H

@@ -9,6 +9,7 @@ import click
 import numpy as np
 
 from attnx.errors import AttnxError
+from attnx.outputs import output_dir
 from attnx.store.layout import STORED_DTYPES
 
 
@@ -128,8 +129,7 @@ def analyze(store: Path, output: Path | None, only: str, metric: str, sample: in
         if truncated:
             _warn(f"{store}: {truncated:,} of {len(st):,} records were cut to --max-length at extraction; "
                   "their maps cover the kept wordpieces only")
-        out = output or analysis_dir(store)
-        out.mkdir(parents=True, exist_ok=True)
+        out = output_dir(output or analysis_dir(store), default=output is None)
         params = AnalyzeParams(only=only_t, metrics=metrics, sample=sample, seed=seed, js_records=js_records,
                                max_bytes=block_mb << 20, per_record=per_record,
                                pattern_model=str(pattern_model) if pattern_model else None)
@@ -189,7 +189,7 @@ def compare(store_a: Path, store_b: Path, output: Path | None, block_mb: int, pr
             bar.finish(time.perf_counter() - t0)
         finally:
             bar.close()
-        out = output or analysis_dir(store_a)
+        out = output_dir(output or analysis_dir(store_a), default=output is None)
         write_compare(result, out, store_a, store_b)
     except AttnxError as exc:
         raise click.ClickException(str(exc)) from exc

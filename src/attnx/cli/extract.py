@@ -66,7 +66,7 @@ def _count_lines(path: str) -> int | None:
     default="float16",
     show_default=True,
     help="Stored precision: float16 (max error 2.4e-4), float32, qN = round(p*(2^N-1)) for N = 8..16 (max error "
-    "0.5/(2^N-1): q10 4.9e-4 at 39%% of float16's bytes), uint8 = q8.",
+    "0.5/(2^N-1): q10 4.9e-4 at 39% of float16's bytes), uint8 = q8.",
 )
 @click.option(
     "--compute-dtype",
@@ -120,7 +120,8 @@ def _count_lines(path: str) -> int | None:
     "--workers",
     default=None,
     help="Run on a local Dask cluster of N worker processes, or 'gpus' for one per visible GPU (needs the dask "
-    "extra). The store is the same as without.",
+    "extra). Records, tokens and offsets are the same as without; a map value may differ by one step of the "
+    "stored dtype (e.g. float16), because shards smaller than a window batch (pad) records differently.",
 )
 @click.option("--threads-per-worker", type=int, default=0, help="Torch threads per local worker [default: cores/N].")
 @click.option("--scheduler", default=None, help="Run on an existing Dask cluster: its scheduler's address.")
@@ -363,6 +364,9 @@ def show_cmd(store_path: str, record: int, layer: int, head: int, output: str | 
 
     Example: attnx show corpus.zarr 17 --layer 3 --head 7 -o map.png
     """
+    from pathlib import Path
+
+    from attnx.outputs import output_file
     from attnx.render import render_map
     from attnx.store import open_store
 
@@ -376,12 +380,18 @@ def show_cmd(store_path: str, record: int, layer: int, head: int, output: str | 
         maps = store.attention(record)
     except IndexError as exc:
         raise AttnxError(str(exc)) from None
-    out = output or f"{store_path.rstrip('/')}-{record}-L{layer}-H{head}.png"
+    out = str(output_file(output or f"{store_path.rstrip('/')}-{record}-L{layer}-H{head}.png", default=not output))
+    model = str(store.attrs.get("model", {}).get("name", "?"))
+    model = model if len(model) <= 60 else model[:57] + "..."  # a title line, whatever the attributes hold
+    store.word_ids(record)  # the record's word arrays are checked too: a damaged record is not drawn
+    if store.attrs.get("conllu"):
+        store.dependencies(record)
     render_map(
         maps[store.layers.index(layer), store.heads.index(head)],
         store.tokens(record),
         out,
-        title=f"record {record}, layer {layer}, head {head}",
+        title=f"{Path(store.path).name if store.location.local else store.path} ({model}): "
+        f"record {record}, layer {layer}, head {head}",
     )
     click.echo(out)
 

@@ -175,6 +175,7 @@ class WindowTokenizer:
             is_split_into_words=split,
             return_attention_mask=False,
             return_token_type_ids=False,
+            verbose=False,  # no "sequence length is longer than the maximum" warning: __call__ cuts and flags it
         )
         return enc["input_ids"], [enc.word_ids(i) for i in range(len(texts))]
 

@@ -42,6 +42,8 @@ def record_relations(raw, lut, a0, l, t0, special, word, heads, rels, n_maps, ma
         if h < 0 or h >= W or pieces[w] == 0:
             continue
         rel = rels[w]
+        if rel < 0 or rel >= len(count):  # the reader refuses such stores; never write outside the accumulators
+            continue
         count[rel] += 1
         o = h - w
         if -max_offset <= o <= max_offset:

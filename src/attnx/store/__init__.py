@@ -33,3 +33,6 @@ __all__ = [
     "resolve_codec",
     "store_nbytes",
 ]
+
+# imported last (after zarr): its exit handler must run before zarr's stops the event loop
+from attnx.store import exit_guard  # noqa: E402, F401 - registers the exit handler

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 from attnx.errors import StoreError
 from attnx.store.location import StoreLocation
 from attnx.store.reader import AttentionStore
@@ -17,6 +19,11 @@ def open_dataset(where: str | os.PathLike | StoreLocation, snapshot: str | None 
     ``attn_start``, ``length``, ... on ``record``; ``token_ids``, ``token_segment``, ... on ``token``;
     ``word_head``, ``word_deprel`` on ``word``; ``position`` on ``input_record``. The ``attnx`` attributes are
     the dataset's attributes.
+
+    The ``record`` dimension is in input order, as :meth:`AttentionStore.attention` numbers records: ``length[i]``,
+    ``line[i]``, ``attn_start[i]``, ... belong to input record ``i`` (``input_id[i] == i`` in a complete store; an
+    incomplete one holds the committed records in increasing input id). The payload and token arrays stay in
+    the stored (length-sorted) order, which ``attn_start`` and ``tok_start`` index.
 
     The store is validated first (:class:`AttentionStore`), so a broken store fails here in one line.
     """
@@ -39,5 +46,8 @@ def open_dataset(where: str | os.PathLike | StoreLocation, snapshot: str | None 
     c = store.commit
     counts = {"element": c.attn, "record": c.records, "token": c.tokens, "word": c.words}
     merged = merged.isel({dim: slice(0, n) for dim, n in counts.items() if dim in merged.dims})
+    # records are stored length-sorted within windows: offer them in input order, as the API numbers them
+    input_id = store._physical["input_id"]
+    merged = merged.isel(record=store.position if store.complete else np.argsort(input_id, kind="stable"))
     merged.attrs = {"attnx": store.attrs, "snapshot": store.snapshot_id}
     return merged

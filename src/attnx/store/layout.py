@@ -48,6 +48,9 @@ MAX_LAYERS = 1024
 MAX_HEADS = 1024
 MAX_LENGTH = 1 << 16
 MAX_FEATURES = 1024
+# records per tokenized window: an incomplete store's input ids reach at most records + window, so this bounds
+# the input-order arrays a reader allocates (8 bytes per id: 32 MiB) whatever a crafted store says
+MAX_WINDOW_RECORDS = 1 << 22
 
 
 # Stored attention dtypes (float32, float16, uint8, q8..q16): one table, in attnx.quantize

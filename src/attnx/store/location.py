@@ -50,7 +50,9 @@ class StoreLocation:
             raise StoreError(
                 f"{text}: unsupported store URL (use a local path, s3://bucket/prefix or gs://bucket/prefix)"
             )
-        return cls("local", str(Path(text).expanduser().absolute()))
+        # symlinks are followed: a linked store (or a link to where a new one should go) is the folder it points
+        # to, which attnx reads, locks, writes and (--overwrite) deletes; the link itself is left alone
+        return cls("local", os.path.realpath(Path(text).expanduser()))
 
     def __str__(self) -> str:
         return self.path if self.kind == "local" else f"{'s3' if self.kind == 's3' else 'gs'}://{self.path}"
@@ -134,6 +136,13 @@ class WriterLock:
             self.lock_path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"{self.location}: cannot create store ({exc.strerror or exc})") from None
+        try:  # filelock reports a lock file it cannot create as held by someone: ask the OS first
+            os.close(os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644))
+        except OSError as exc:
+            raise StoreError(
+                f"{self.location}: cannot write in {self.lock_path.parent} ({exc.strerror or exc}); "
+                "choose another output folder"
+            ) from None
         lock = filelock.FileLock(str(self.lock_path), timeout=0)
         try:
             lock.acquire()

@@ -23,7 +23,7 @@ import zarr
 from zarr.core.sync import sync
 
 from attnx.errors import StoreError
-from attnx.store import validate
+from attnx.store import checks, validate
 from attnx.store.block import AttentionBlock
 from attnx.store.chunk_reader import ChunkReader
 from attnx.store.layout import BRANCH, INDEX_ARRAY, REC_ARRAYS, STORED_DTYPES, Commit, Payload
@@ -269,6 +269,7 @@ class AttentionStore:
         l = int(self._physical["length"][p])
         start = int(self._physical["attn_start"][p])
         flat = self._read_payload(start, start + self.n_layers * self.n_heads * l * l, i)
+        checks.check_record_maps(flat, l, self.n_layers * self.n_heads, self.dtype, i, self.path)
         return (flat.astype(np.float32) * np.float32(self.scale)).reshape(self.n_layers, self.n_heads, l, l)
 
     def record_features(self, i: int) -> np.ndarray:
@@ -278,7 +279,10 @@ class AttentionStore:
         p = self._pos(i)
         start = int(self._physical["attn_start"][p])
         n = self.n_layers * self.n_heads * len(self.features)
-        return self._read_payload(start, start + n, i).reshape(self.n_layers, self.n_heads, len(self.features))
+        values = self._read_payload(start, start + n, i)
+        if not np.isfinite(values).all():
+            raise StoreError(f"{self.path}: record {i}: a feature value is not finite (the store is damaged)")
+        return values.reshape(self.n_layers, self.n_heads, len(self.features))
 
     # -- tokens ------------------------------------------------------------------------------------------------
     @cached_property
@@ -295,6 +299,8 @@ class AttentionStore:
         values = self._read(f"tok/{name}", start, start + int(self._physical["length"][p]), lambda: f"record {i}")
         if name == "ids" and ((values < 0) | (values >= len(self.vocab))).any():
             raise StoreError(f"{self.path}: tok/ids of record {i} are outside the vocabulary")
+        if name == "word":
+            checks.check_record_word_ids(values, self._word_count(p), i, self.path)
         return values
 
     def token_ids(self, i: int) -> np.ndarray:
@@ -325,11 +331,18 @@ class AttentionStore:
             raise StoreError(f"{self.path}: not made from CoNLL-U, no dependency annotations")
         p = self._pos(i)
         start = int(self._physical["word_start"][p])
-        stop = int(self._physical["word_start"][p + 1]) if p + 1 < len(self) else self.commit.words
-        return (
-            self._read("words/head", start, stop, lambda: f"record {i}"),
-            self._read("words/deprel", start, stop, lambda: f"record {i}"),
-        )
+        stop = start + self._word_count(p)
+        head = self._read("words/head", start, stop, lambda: f"record {i}")
+        deprel = self._read("words/deprel", start, stop, lambda: f"record {i}")
+        checks.check_record_words(head, deprel, len(self.deprels), i, self.path)
+        return head, deprel
+
+    def _word_count(self, p: int) -> int:
+        """Words of the record at physical position ``p`` (CoNLL-U stores), else its tokens."""
+        if not self.attrs.get("conllu"):
+            return int(self._physical["length"][p])
+        start = int(self._physical["word_start"][p])
+        return (int(self._physical["word_start"][p + 1]) if p + 1 < len(self) else self.commit.words) - start
 
     @cached_property
     def deprels(self) -> list[str]:
@@ -387,7 +400,7 @@ class AttentionStore:
                 word_deprel=self._read("words/deprel", w0, w1, what),
                 word_offsets=np.concatenate([ph["word_start"][p0:p1] - w0, [w1 - w0]]).astype(np.int64),
             )
-        return AttentionBlock(
+        block = AttentionBlock(
             first=p0,
             record_ids=ids[p0:p1],
             lengths=lengths,
@@ -405,6 +418,8 @@ class AttentionStore:
             n_heads=self.n_heads,
             **extra,
         )
+        checks.check_block(block, self.dtype, self.payload, len(self.vocab), len(self.deprels), self.path)
+        return block
 
     def blocks(
         self,
@@ -494,17 +509,21 @@ class AttentionStore:
     def history(self) -> list[dict]:
         """The store's commits, newest first: snapshot id, time (UTC), message, records after it and added."""
         out = []
-        for snap in self.repo.ancestry(snapshot_id=self.snapshot_id):
-            meta = snap.metadata or {}
-            out.append(
-                {
-                    "snapshot": snap.id,
-                    "time": snap.written_at.isoformat(timespec="seconds"),
-                    "message": snap.message,
-                    "records": meta.get("records"),
-                    "records_added": meta.get("records_added"),
-                }
-            )
+        try:
+            for snap in self.repo.ancestry(snapshot_id=self.snapshot_id):
+                meta = snap.metadata or {}
+                out.append(
+                    {
+                        "snapshot": snap.id,
+                        "time": snap.written_at.isoformat(timespec="seconds"),
+                        "message": snap.message,
+                        "records": meta.get("records"),
+                        "records_added": meta.get("records_added"),
+                    }
+                )
+        except Exception as exc:  # noqa: BLE001 - a deleted or damaged older snapshot (IcechunkError)
+            raise StoreError(f"{self.path}: cannot read the commit history after {len(out)} commits (an older "
+                             f"snapshot is missing or damaged: {_first_line(exc)})") from None
         return out
 
     def nbytes_stored(self) -> int:

@@ -20,6 +20,7 @@ from attnx.store.layout import (
     MAX_HEADS,
     MAX_LAYERS,
     MAX_LENGTH,
+    MAX_WINDOW_RECORDS,
     STORED_DTYPES,
     Commit,
     Payload,
@@ -57,9 +58,16 @@ def check_attrs(attrs: object, where: str) -> tuple[dict, Commit]:
     ):
         raise StoreError(f"{where}: attribute features is not a list of feature names")
     commit = Commit.from_json(attrs.get("commit"), where)
+    batching = attrs.get("batching", {})
+    window = batching.get("window_records", 1) if isinstance(batching, dict) else None
+    if not isinstance(window, int) or not 0 < window <= MAX_WINDOW_RECORDS:  # it bounds the input ids of a reader
+        raise StoreError(
+            f"{where}: attribute batching.window_records = {str(window)[:30]} is outside 1..{MAX_WINDOW_RECORDS}"
+        )
     deprels = attrs.get("deprels", [])
     if not isinstance(deprels, list) or not all(isinstance(d, str) for d in deprels):
         raise StoreError(f"{where}: attribute deprels is not a list of strings")
+    check_digest(attrs, where)  # last: a field out of range is named as such
     return attrs, commit
 
 
@@ -144,14 +152,16 @@ def check_records(rec: dict[str, np.ndarray], attrs: dict, commit: Commit, where
     bad = (ids < 0) | (ids >= limit)
     if bad.any():
         fail("input_id", bad, f"is outside 0..{limit - 1}")
-    seen = np.zeros(limit, bool)
     dup = np.zeros(n, bool)
     order = np.argsort(ids, kind="stable")
     dup[order[1:]] = ids[order[1:]] == ids[order[:-1]]
     if dup.any():
         fail("input_id", dup, "is stored twice")
+    if not attrs.get("complete"):
+        return
+    seen = np.zeros(n, bool)  # complete: the ids are 0..n-1, so this is bounded by the records themselves
     seen[ids] = True
-    if attrs.get("complete") and not seen.all():
+    if not seen.all():
         raise StoreError(f"{where}: complete store misses input record {int(np.flatnonzero(~seen)[0])}")
 
 
@@ -164,6 +174,40 @@ def check_position(position: np.ndarray, input_id: np.ndarray, where: str) -> No
     if bad.any() or not np.array_equal(input_id[position], np.arange(n)):
         i = int(np.flatnonzero(bad | (input_id[np.clip(position, 0, max(n - 1, 0))] != np.arange(n)))[0])
         raise StoreError(f"{where}: index/position of record {i} does not point at it")
+
+
+# attributes that decide what the arrays mean: relabelling any of them consistently would change every result
+SEALED_ATTRS = ("format", "dtype", "scale", "layers", "heads", "payload", "features", "conllu", "deprels", "commit",
+                "complete", "batching", "vocab_sha256")
+
+
+def attrs_digest(attrs: dict) -> str:
+    """sha256 (hex) of the attributes that decide what the arrays mean (:data:`SEALED_ATTRS`, the model's layer
+    and head counts, --max-length), recorded as ``attrs_sha256`` with every commit (:func:`seal`)."""
+    import hashlib
+    import json
+
+    model = attrs.get("model") if isinstance(attrs.get("model"), dict) else {}
+    options = attrs.get("options") if isinstance(attrs.get("options"), dict) else {}
+    sealed = {k: attrs.get(k) for k in SEALED_ATTRS}
+    sealed.update({"model.layers": model.get("layers"), "model.heads": model.get("heads"),
+                   "options.max_length": options.get("max_length")})
+    return hashlib.sha256(json.dumps(sealed, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def seal(attrs: dict) -> dict:
+    """``attrs`` with their digest (:func:`attrs_digest`): what a writer stores with each commit."""
+    return {**attrs, "attrs_sha256": attrs_digest(attrs)}
+
+
+def check_digest(attrs: dict, where: str) -> None:
+    """Icechunk keeps attributes without a checksum of their own, and an edit that keeps them self-consistent
+    (heads 0..11 relabelled 1..12 with model.heads 13) passes every other check: refuse attributes that do not
+    match the digest recorded with their commit. Stores made before the digest have none to check."""
+    want = attrs.get("attrs_sha256")
+    if want is not None and attrs_digest(attrs) != want:
+        raise StoreError(f"{where}: the store's attributes do not match their recorded sha256 (they were edited or "
+                         "damaged after the last commit; layers, heads, dtype or counts cannot be trusted)")
 
 
 def vocab_digest(vocab: list[str]) -> str:

@@ -19,6 +19,7 @@ import numpy as np
 import zarr
 
 from attnx.errors import StoreError
+from attnx.store import validate
 from attnx.store.append import StoredBatch, array_stream, batch_arrays, empty_chunks_written
 from attnx.store.chunk_writer import ChunkPool
 from attnx.store.layout import (
@@ -188,7 +189,7 @@ class StoreWriter:
                 "complete": False,
                 "commit": Commit().to_json(),
             }
-            group.attrs["attnx"] = attrs
+            group.attrs["attnx"] = validate.seal(attrs)
             session.commit("attnx: create store", metadata={"records": 0, "records_added": 0})
         except BaseException as exc:
             lock.release()
@@ -316,7 +317,7 @@ class StoreWriter:
             input_digest=self._window[1],
         )
         self.attrs = {**self.attrs, "commit": commit.to_json(), "deprels": list(self.deprels), **(extra_attrs or {})}
-        self.group.attrs["attnx"] = self.attrs
+        self.group.attrs["attnx"] = self.attrs = validate.seal(self.attrs)
         added = commit.records - self._records_at_commit
         try:
             with warnings.catch_warnings():

@@ -1,0 +1,231 @@
+"""Value checks on every decoded block: what the kernels and users rely on, checked cheaply on every read.
+
+Opening a store checks its attributes and per-record offsets (:mod:`attnx.store.validate`); the values inside
+the chunks are checked here, block by block, as the reader decodes them:
+
+* maps: every weight finite and in [0, 1] (quantised codes at most the dtype's levels), every row summing to 1
+  within the stored dtype's bound (:func:`row_sum_tolerance`);
+* features (--stats-only stores): finite;
+* tokens: ids in the vocabulary, segments 0/1, word ids in -1..(words of the record) - 1;
+* words (CoNLL-U stores): heads in -1..(words of the record) - 1, relations indices into ``deprels``.
+
+A failure is a one-line :class:`StoreError` naming the input record. The map check is one numba pass per
+block (:func:`first_bad_map`) run on the reader's threads, with a numpy twin (:func:`first_bad_map_reference`)
+the tests compare it with.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
+
+from attnx.errors import StoreError
+from attnx.store.block import AttentionBlock
+from attnx.store.layout import STORED_DTYPES
+
+OUT_OF_RANGE, BAD_SUM = 1, 2  # what first_bad_map found wrong
+
+
+def row_sum_tolerance(dtype: str, length: np.ndarray | int) -> np.ndarray | float:
+    """Largest |sum_j P[i, j] - 1| the stored dtype allows for rows of ``length`` keys (fp32 softmax: 1e-5)."""
+    bound = STORED_DTYPES[dtype]
+    if bound.scale != 1.0:  # rounding to a grid: each element off by at most the bound
+        return length * bound.max_abs_error + 1e-5
+    return np.zeros(np.shape(length)) + (2 * bound.max_abs_error + 1e-5)
+
+
+# kernels.common has the same intrinsic, but it imports attnx.store: a store module cannot import it (a cycle)
+@intrinsic
+def _half_to_float(typingctx, x):  # noqa: ANN001, ANN201
+    """float16 bit pattern (uint16) -> float32, in registers."""
+    sig = types.float32(types.uint16)
+
+    def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
+        return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
+
+    return sig, codegen
+
+
+@njit(nogil=True, cache=True)
+def _half_rows(raw, attn_offsets, lengths, n_maps, tol):  # noqa: ANN001, ANN202
+    """float16 maps (as uint16 bits): a code above 0x3C00 (1.0) other than -0.0 is negative, > 1, inf or NaN."""
+    for k in range(len(lengths)):
+        l = lengths[k]
+        a = attn_offsets[k]
+        for r in range(n_maps * l):
+            s = np.float32(0.0)
+            bad = False
+            for j in range(a + r * l, a + (r + 1) * l):
+                c = raw[j]
+                bad |= (c > 0x3C00) & (c != 0x8000)
+                s += _half_to_float(c)
+            if bad:
+                return k, OUT_OF_RANGE, np.float64(s)
+            if not abs(np.float64(s) - 1.0) <= tol:
+                return k, BAD_SUM, np.float64(s)
+    return -1, 0, 1.0
+
+
+@njit(nogil=True, cache=True)
+def _float_rows(raw, attn_offsets, lengths, n_maps, tol):  # noqa: ANN001, ANN202
+    """float32 maps: NaN fails both comparisons, so ``not (0 <= v <= 1)`` catches it."""
+    for k in range(len(lengths)):
+        l = lengths[k]
+        a = attn_offsets[k]
+        for r in range(n_maps * l):
+            s = 0.0
+            bad = False
+            for j in range(a + r * l, a + (r + 1) * l):
+                v = raw[j]
+                bad |= not ((v >= 0) & (v <= 1))
+                s += np.float64(v)
+            if bad:
+                return k, OUT_OF_RANGE, s
+            if not abs(s - 1.0) <= tol:
+                return k, BAD_SUM, s
+    return -1, 0, 1.0
+
+
+@njit(nogil=True, cache=True)
+def _code_rows(raw, attn_offsets, lengths, n_maps, levels, max_error):  # noqa: ANN001, ANN202
+    """Quantised maps (``p = code / levels``): codes at most ``levels``, row sums checked exactly on integers."""
+    for k in range(len(lengths)):
+        l = lengths[k]
+        a = attn_offsets[k]
+        tol = l * max_error + 1e-5
+        for r in range(n_maps * l):
+            s = 0
+            top = 0
+            for j in range(a + r * l, a + (r + 1) * l):
+                c = np.int64(raw[j])
+                s += c
+                top = max(top, c)
+            if top > levels:
+                return k, OUT_OF_RANGE, s / levels
+            if not abs(s / levels - 1.0) <= tol:
+                return k, BAD_SUM, s / levels
+    return -1, 0, 1.0
+
+
+def first_bad_map(
+    attn: np.ndarray, attn_offsets: np.ndarray, lengths: np.ndarray, n_maps: int, dtype: str
+) -> tuple[int, int, float]:
+    """The first record (index into the block) whose maps are not probability rows within ``dtype``'s bound:
+    ``(k, OUT_OF_RANGE | BAD_SUM, the row's sum)``, or ``(-1, 0, 1.0)`` when every row is good.
+
+    ``attn``: the block's flat stored values (``n_maps`` maps ``(l, l)`` per record at ``attn_offsets``)."""
+    offsets = np.ascontiguousarray(attn_offsets, np.int64)
+    lengths = np.ascontiguousarray(lengths, np.int64)
+    spec = STORED_DTYPES[dtype]
+    if spec.quantised:
+        k, why, s = _code_rows(attn, offsets, lengths, n_maps, spec.levels, spec.max_abs_error)
+    elif attn.dtype == np.float16:
+        k, why, s = _half_rows(attn.view(np.uint16), offsets, lengths, n_maps, float(row_sum_tolerance(dtype, 1)))
+    else:
+        k, why, s = _float_rows(attn, offsets, lengths, n_maps, float(row_sum_tolerance(dtype, 1)))
+    return int(k), int(why), float(s)
+
+
+def first_bad_map_reference(
+    attn: np.ndarray, attn_offsets: np.ndarray, lengths: np.ndarray, n_maps: int, dtype: str
+) -> tuple[int, int, float]:
+    """Plain numpy twin of :func:`first_bad_map` (one record at a time, float64), for the tests."""
+    spec = STORED_DTYPES[dtype]
+    for k, l in enumerate(np.asarray(lengths, np.int64)):
+        rows = np.asarray(attn[attn_offsets[k] : attn_offsets[k] + n_maps * l * l]).reshape(n_maps * l, l)
+        values = rows.astype(np.float64) * spec.scale
+        if spec.quantised:
+            out = rows.astype(np.int64) > spec.levels
+        else:
+            out = ~((values >= 0) & (values <= 1))  # NaN fails both
+        sums = values.sum(axis=1)
+        bad_sum = ~(np.abs(sums - 1.0) <= row_sum_tolerance(spec.name, int(l)))
+        for r in range(n_maps * l):
+            if out[r].any():
+                return k, OUT_OF_RANGE, float(sums[r])
+            if bad_sum[r]:
+                return k, BAD_SUM, float(sums[r])
+    return -1, 0, 1.0
+
+
+def check_block(block: AttentionBlock, dtype: str, payload: str, vocab_size: int, n_deprels: int, where: str) -> None:
+    """Raise a one-line :class:`StoreError` naming the input record at fault unless every value of the block
+    is what the kernels rely on (see the module docstring)."""
+
+    def fail(k: int, what: str) -> None:
+        raise StoreError(
+            f"{where}: record {int(block.record_ids[k])}: {what} (the store is damaged; "
+            f"`attnx verify` checks all of it)"
+        )
+
+    if payload == "maps":
+        k, why, s = first_bad_map(block.attn, block.attn_offsets, block.lengths, block.n_layers * block.n_heads, dtype)
+        if k >= 0:
+            fail(
+                k,
+                "an attention weight is negative, above 1 or not a number"
+                if why == OUT_OF_RANGE
+                else f"an attention row sums to {s:.6g}, not 1",
+            )
+    elif not np.isfinite(block.attn).all():
+        sizes = np.diff(block.attn_offsets)
+        fail(
+            int(np.searchsorted(np.cumsum(sizes), np.flatnonzero(~np.isfinite(block.attn))[0], "right")),
+            "a feature value is not finite",
+        )
+    check_words(block, vocab_size, n_deprels, fail)
+
+
+def check_words(block: AttentionBlock, vocab_size: int, n_deprels: int, fail) -> None:  # noqa: ANN001
+    """Token ids, segments, word ids and (CoNLL-U) heads and relations of a block, vectorised."""
+    owner = np.repeat(np.arange(len(block)), np.diff(block.tok_offsets))
+    words = np.diff(block.word_offsets)
+    conllu = len(block.word_offsets) == len(block) + 1  # else the empty default of a plain store
+    # word ids: below the record's words in CoNLL-U stores, below its tokens otherwise
+    word_limit = words[owner] if conllu else block.lengths[owner]
+    checks = (
+        (
+            (block.token_ids < 0) | (block.token_ids >= vocab_size),
+            f"a token id is outside the vocabulary (0..{vocab_size - 1})",
+        ),
+        ((block.segment < 0) | (block.segment > 1), "a token segment is not 0 or 1"),
+        ((block.word < -1) | (block.word >= word_limit), "a token's word index is out of range"),
+    )
+    for bad, problem in checks:
+        if bad.any():
+            fail(int(owner[np.flatnonzero(bad)[0]]), problem)
+    if len(block.word_head):
+        wowner = np.repeat(np.arange(len(words)), words)
+        bad = (block.word_head < -1) | (block.word_head >= words[wowner])
+        if bad.any():
+            fail(int(wowner[np.flatnonzero(bad)[0]]), "a word's head (words/head) is out of range")
+        bad = (block.word_deprel < 0) | (block.word_deprel >= n_deprels)
+        if bad.any():
+            fail(int(wowner[np.flatnonzero(bad)[0]]), f"a word's relation (words/deprel) is outside 0..{n_deprels - 1}")
+
+
+def check_record_maps(flat: np.ndarray, l: int, n_maps: int, dtype: str, record: int, where: str) -> None:
+    """One record's stored maps (``AttentionStore.attention``): the block check on a block of one record."""
+    k, why, s = first_bad_map(flat, np.zeros(1, np.int64), np.array([l]), n_maps, dtype)
+    if k >= 0:
+        what = (
+            "an attention weight is negative, above 1 or not a number"
+            if why == OUT_OF_RANGE
+            else f"an attention row sums to {s:.6g}, not 1"
+        )
+        raise StoreError(f"{where}: record {record}: {what} (the store is damaged; `attnx verify` checks all of it)")
+
+
+def check_record_words(head: np.ndarray, deprel: np.ndarray, n_deprels: int, record: int, where: str) -> None:
+    """One record's ``(head, deprel)`` per word (``AttentionStore.dependencies``)."""
+    w = len(head)
+    if ((head < -1) | (head >= w)).any() or ((deprel < 0) | (deprel >= n_deprels)).any():
+        raise StoreError(f"{where}: record {record}: a word's head or relation is out of range (the store is damaged)")
+
+
+def check_record_word_ids(word: np.ndarray, limit: int, record: int, where: str) -> None:
+    """One record's ``tok/word``: -1 (special tokens) or below ``limit`` (its words, or its tokens)."""
+    if ((word < -1) | (word >= limit)).any():
+        raise StoreError(f"{where}: record {record}: a token's word index is out of range (the store is damaged)")
