@@ -10,16 +10,14 @@ the chunks are checked here, block by block, as the reader decodes them:
 * words (CoNLL-U stores): heads in -1..(words of the record) - 1, relations indices into ``deprels``.
 
 A failure is a one-line :class:`StoreError` naming the input record. The map check is one numba pass per
-block (:func:`first_bad_map`) run on the reader's threads, with a numpy twin (:func:`first_bad_map_reference`)
-the tests compare it with.
+block (:func:`first_bad_map`; the kernels in :mod:`attnx.store.checks_kernels`, imported on the first read so
+that opening a store or extracting never imports numba) run on the reader's threads, with a numpy twin
+(:func:`first_bad_map_reference`) the tests compare it with.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, types
-from numba.extending import intrinsic
 
 from attnx.errors import StoreError
 from attnx.store.block import AttentionBlock
@@ -36,79 +34,6 @@ def row_sum_tolerance(dtype: str, length: np.ndarray | int) -> np.ndarray | floa
     return np.zeros(np.shape(length)) + (2 * bound.max_abs_error + 1e-5)
 
 
-# kernels.common has the same intrinsic, but it imports attnx.store: a store module cannot import it (a cycle)
-@intrinsic
-def _half_to_float(typingctx, x):  # noqa: ANN001, ANN201
-    """float16 bit pattern (uint16) -> float32, in registers."""
-    sig = types.float32(types.uint16)
-
-    def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
-        return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
-
-    return sig, codegen
-
-
-@njit(nogil=True, cache=True)
-def _half_rows(raw, attn_offsets, lengths, n_maps, tol):  # noqa: ANN001, ANN202
-    """float16 maps (as uint16 bits): a code above 0x3C00 (1.0) other than -0.0 is negative, > 1, inf or NaN."""
-    for k in range(len(lengths)):
-        l = lengths[k]
-        a = attn_offsets[k]
-        for r in range(n_maps * l):
-            s = np.float32(0.0)
-            bad = False
-            for j in range(a + r * l, a + (r + 1) * l):
-                c = raw[j]
-                bad |= (c > 0x3C00) & (c != 0x8000)
-                s += _half_to_float(c)
-            if bad:
-                return k, OUT_OF_RANGE, np.float64(s)
-            if not abs(np.float64(s) - 1.0) <= tol:
-                return k, BAD_SUM, np.float64(s)
-    return -1, 0, 1.0
-
-
-@njit(nogil=True, cache=True)
-def _float_rows(raw, attn_offsets, lengths, n_maps, tol):  # noqa: ANN001, ANN202
-    """float32 maps: NaN fails both comparisons, so ``not (0 <= v <= 1)`` catches it."""
-    for k in range(len(lengths)):
-        l = lengths[k]
-        a = attn_offsets[k]
-        for r in range(n_maps * l):
-            s = 0.0
-            bad = False
-            for j in range(a + r * l, a + (r + 1) * l):
-                v = raw[j]
-                bad |= not ((v >= 0) & (v <= 1))
-                s += np.float64(v)
-            if bad:
-                return k, OUT_OF_RANGE, s
-            if not abs(s - 1.0) <= tol:
-                return k, BAD_SUM, s
-    return -1, 0, 1.0
-
-
-@njit(nogil=True, cache=True)
-def _code_rows(raw, attn_offsets, lengths, n_maps, levels, max_error):  # noqa: ANN001, ANN202
-    """Quantised maps (``p = code / levels``): codes at most ``levels``, row sums checked exactly on integers."""
-    for k in range(len(lengths)):
-        l = lengths[k]
-        a = attn_offsets[k]
-        tol = l * max_error + 1e-5
-        for r in range(n_maps * l):
-            s = 0
-            top = 0
-            for j in range(a + r * l, a + (r + 1) * l):
-                c = np.int64(raw[j])
-                s += c
-                top = max(top, c)
-            if top > levels:
-                return k, OUT_OF_RANGE, s / levels
-            if not abs(s / levels - 1.0) <= tol:
-                return k, BAD_SUM, s / levels
-    return -1, 0, 1.0
-
-
 def first_bad_map(
     attn: np.ndarray, attn_offsets: np.ndarray, lengths: np.ndarray, n_maps: int, dtype: str
 ) -> tuple[int, int, float]:
@@ -116,6 +41,8 @@ def first_bad_map(
     ``(k, OUT_OF_RANGE | BAD_SUM, the row's sum)``, or ``(-1, 0, 1.0)`` when every row is good.
 
     ``attn``: the block's flat stored values (``n_maps`` maps ``(l, l)`` per record at ``attn_offsets``)."""
+    from attnx.store.checks_kernels import _code_rows, _float_rows, _half_rows  # numba: compiled on first read
+
     offsets = np.ascontiguousarray(attn_offsets, np.int64)
     lengths = np.ascontiguousarray(lengths, np.int64)
     spec = STORED_DTYPES[dtype]

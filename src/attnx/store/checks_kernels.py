@@ -1,0 +1,87 @@
+"""The numba kernels of :func:`attnx.store.checks.first_bad_map`: one pass over a block's rows per stored kind.
+
+A module of their own so that importing the store (``attnx extract`` writes one) does not import numba; the
+reader imports it with its first block.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
+
+from attnx.store.checks import BAD_SUM, OUT_OF_RANGE
+
+
+# kernels.common has the same intrinsic, but it imports attnx.store: a store module cannot import it (a cycle)
+@intrinsic
+def _half_to_float(typingctx, x):  # noqa: ANN001, ANN201
+    """float16 bit pattern (uint16) -> float32, in registers."""
+    sig = types.float32(types.uint16)
+
+    def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
+        return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
+
+    return sig, codegen
+
+
+@njit(nogil=True, cache=True)
+def _half_rows(raw, attn_offsets, lengths, n_maps, tol):  # noqa: ANN001, ANN202
+    """float16 maps (as uint16 bits): a code above 0x3C00 (1.0) other than -0.0 is negative, > 1, inf or NaN."""
+    for k in range(len(lengths)):
+        l = lengths[k]
+        a = attn_offsets[k]
+        for r in range(n_maps * l):
+            s = np.float32(0.0)
+            bad = False
+            for j in range(a + r * l, a + (r + 1) * l):
+                c = raw[j]
+                bad |= (c > 0x3C00) & (c != 0x8000)
+                s += _half_to_float(c)
+            if bad:
+                return k, OUT_OF_RANGE, np.float64(s)
+            if not abs(np.float64(s) - 1.0) <= tol:
+                return k, BAD_SUM, np.float64(s)
+    return -1, 0, 1.0
+
+
+@njit(nogil=True, cache=True)
+def _float_rows(raw, attn_offsets, lengths, n_maps, tol):  # noqa: ANN001, ANN202
+    """float32 maps: NaN fails both comparisons, so ``not (0 <= v <= 1)`` catches it."""
+    for k in range(len(lengths)):
+        l = lengths[k]
+        a = attn_offsets[k]
+        for r in range(n_maps * l):
+            s = 0.0
+            bad = False
+            for j in range(a + r * l, a + (r + 1) * l):
+                v = raw[j]
+                bad |= not ((v >= 0) & (v <= 1))
+                s += np.float64(v)
+            if bad:
+                return k, OUT_OF_RANGE, s
+            if not abs(s - 1.0) <= tol:
+                return k, BAD_SUM, s
+    return -1, 0, 1.0
+
+
+@njit(nogil=True, cache=True)
+def _code_rows(raw, attn_offsets, lengths, n_maps, levels, max_error):  # noqa: ANN001, ANN202
+    """Quantised maps (``p = code / levels``): codes at most ``levels``, row sums checked exactly on integers."""
+    for k in range(len(lengths)):
+        l = lengths[k]
+        a = attn_offsets[k]
+        tol = l * max_error + 1e-5
+        for r in range(n_maps * l):
+            s = 0
+            top = 0
+            for j in range(a + r * l, a + (r + 1) * l):
+                c = np.int64(raw[j])
+                s += c
+                top = max(top, c)
+            if top > levels:
+                return k, OUT_OF_RANGE, s / levels
+            if not abs(s / levels - 1.0) <= tol:
+                return k, BAD_SUM, s / levels
+    return -1, 0, 1.0
