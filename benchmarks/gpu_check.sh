@@ -124,8 +124,10 @@ if out:
         if p.is_file():
             data = json.loads(p.read_text())
             rows = data if isinstance(data, list) else [data]
-            loads[name] = max(r.get("model_loads_so_far", r.get("model_loads", r.get("model_loads_per_process", 0)))
-                              for r in rows)
+            counted = [r.get("model_loads_so_far", r.get("model_loads", r.get("model_loads_per_process")))
+                       for r in rows]
+            if any(c is not None for c in counted):  # host.json counts none (one replay process, one load)
+                loads[name] = max(c for c in counted if c is not None)
 summary = {"dry_run": dry, "seconds": total, "steps": steps, "max_model_loads_per_process": loads,
            "failed": [s["step"] for s in steps if s["rc"] != "0"]}
 if out:

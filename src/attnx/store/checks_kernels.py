@@ -1,7 +1,10 @@
 """The numba kernels of :func:`attnx.store.checks.first_bad_map`: one pass over a block's rows per stored kind.
 
 A module of their own so that importing the store (``attnx extract`` writes one) does not import numba; the
-reader imports it with its first block.
+reader imports it with its first block. The float row sums may be reassociated (``fastmath`` reassoc and
+contract only, never no-NaN: NaN must still fail the range test), which lets LLVM vectorise them: the float16
+check ran at 1.4-1.8 GB/s per core in order and 2.8-3.3 reassociated (EWT store, 2-core EPYC). The order
+changes a row's float32 sum by at most about l x 6e-8, far inside every stored dtype's row-sum bound.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ def _half_to_float(typingctx, x):  # noqa: ANN001, ANN201
     return sig, codegen
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
 def _half_rows(raw, attn_offsets, lengths, n_maps, tol):  # noqa: ANN001, ANN202
     """float16 maps (as uint16 bits): a code above 0x3C00 (1.0) other than -0.0 is negative, > 1, inf or NaN."""
     for k in range(len(lengths)):
@@ -46,7 +49,7 @@ def _half_rows(raw, attn_offsets, lengths, n_maps, tol):  # noqa: ANN001, ANN202
     return -1, 0, 1.0
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
 def _float_rows(raw, attn_offsets, lengths, n_maps, tol):  # noqa: ANN001, ANN202
     """float32 maps: NaN fails both comparisons, so ``not (0 <= v <= 1)`` catches it."""
     for k in range(len(lengths)):
