@@ -379,9 +379,15 @@ def test_changed_input_is_refused_and_fixed_input_resumes(tmp_path: Path) -> Non
     changed = list(good)
     changed[3] = "a different sentence"
     src.write_bytes(("\n".join(changed) + "\n").encode() + b"after\n")
-    with pytest.raises(InputError, match=r"in\.txt:\d+: differs from the input this store was started with"):
+    with pytest.raises(InputError, match=r"in\.txt:4: differs from the input this store was started with \(record 3 "
+                       r"is the first whose tokens changed\)"):
         _extract(src, out)
     assert len(open_store(out)) == kept  # the refused run wrote nothing
+    cased = list(good)
+    cased[5] = good[5].upper()  # the uncased tokenizer does not see it: the error names the window's records
+    src.write_bytes(("\n".join(cased) + "\n").encode() + b"after\n")
+    with pytest.raises(InputError, match=r"in\.txt:\d+: differs from the input .* \(records \d+\.\.\d+ changed\)"):
+        _extract(src, out)
     src.write_text("\n".join(good) + "\nfixed line\nafter\n", encoding="utf-8")
     summary = _extract(src, out)
     assert summary.resumed_from == kept and summary.records == 42

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 
+import numpy as np
 import torch
 
 import attnx
@@ -23,7 +24,7 @@ from attnx.engine.batching import plan_batches
 from attnx.engine.loop import LoopSettings, RunTotals, run_windows
 from attnx.engine.model import DEFAULT_MODEL, LoadedModel, load_model
 from attnx.engine.sources import Source, input_fingerprint, raw_sha256
-from attnx.engine.tokenize import WindowTokenizer, tokenize_in_background
+from attnx.engine.tokenize import WindowTokenizer, tokenize_in_background, windows
 from attnx.engine.writer import AsyncWriter
 from attnx.errors import AttnxError, InputError, StoreError
 from attnx.kernels.names import MAP_FEATURES
@@ -402,7 +403,10 @@ def _extract_locked(
 
     try:
         expect = (writer.commit.input_window, writer.commit.input_digest) if resumed_from else None
-        windows = tokenize_in_background(source, tokenizer, window_records, cfg.tokenize_ahead, skip_windows, expect)
+        locate = functools.partial(first_changed_record, opts, tokenizer, window_records, location)
+        windows = tokenize_in_background(
+            source, tokenizer, window_records, cfg.tokenize_ahead, skip_windows, expect, first_changed=locate
+        )
         totals = run_windows(windows, backend, async_writer.put, settings, skip_in_window, on_batch)
         async_writer.close()
     except BaseException as exc:
@@ -453,6 +457,30 @@ def _extract_locked(
         truncated_this_run=totals.truncated,
         backend=choice.backend,
     )
+
+
+def first_changed_record(
+    opts: ExtractOptions, tokenizer: WindowTokenizer, window_records: int, location: StoreLocation, records: int
+) -> tuple[int, int] | None:
+    """``(record, line)`` of the first of the input's first ``records`` records whose token ids differ from the
+    stored ones (a refused resume names it), or None: stdin cannot be read again, and an edit the tokenizer does
+    not see (case in an uncased model, spacing) or in records not committed yet changes no stored token."""
+    if opts.input == "-":
+        return None
+    store = AttentionStore(location)
+    stop = min(records, len(store))
+    source = Source(opts.input, opts.format, opts.text_field, opts.pair_field)
+    done = 0
+    for chunk in windows(source, window_records):
+        w = tokenizer(chunk)
+        for j, record in enumerate(chunk):
+            if done + j >= stop:
+                return None
+            ids = w.ids[w.offsets[j] : w.offsets[j + 1]]
+            if not np.array_equal(ids, store.token_ids(done + j)):
+                return done + j, record.line
+        done += len(chunk)
+    return None
 
 
 def _max_positions(config: dict) -> int | None:

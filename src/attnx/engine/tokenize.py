@@ -7,7 +7,7 @@ A window is ``n`` consecutive input records. Its tokens are kept flat (``T`` wor
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from itertools import islice
 
@@ -277,6 +277,7 @@ def tokenize_in_background(
     skip_windows: int = 0,
     expect: tuple[int, str] | None = None,
     first_window: int = 0,
+    first_changed: Callable[[int], tuple[int, int] | None] | None = None,
 ) -> Iterator[TokenizedWindow]:
     """Read and tokenize windows on a worker thread, ``ahead`` windows ahead of the consumer.
 
@@ -285,6 +286,8 @@ def tokenize_in_background(
     (what the store was made from), else the input changed and an :class:`InputError` stops the run before
     anything is written. Errors raised while reading or tokenizing are re-raised in the consumer.
     ``first_window``: the number of the source's first window in the whole input (a shard's source).
+    ``first_changed(records)``: on such a refusal, ``(record, line)`` of the first of those records whose tokens
+    differ from the store's, or None where none does (the error then names the window's records).
     """
 
     def produce() -> Iterator[TokenizedWindow]:
@@ -292,11 +295,16 @@ def tokenize_in_background(
         for k, chunk in enumerate(windows(source, size)):
             digest = source.content_digest()
             if expect is not None and k == expect[0] and digest != expect[1]:
+                where = first_changed(k * size + len(chunk)) if first_changed else None
+                changed = (
+                    f"record {where[0]} is the first whose tokens changed" if where
+                    else f"records {k * size}..{k * size + len(chunk) - 1} changed"
+                )
                 raise InputError(
                     source.path,
-                    chunk[-1].line,
-                    f"differs from the input this store was started with (records {k * size}.."
-                    f"{k * size + len(chunk) - 1} changed); give the original input, or --overwrite to start again",
+                    where[1] if where else chunk[-1].line,
+                    f"differs from the input this store was started with ({changed}); give the original input, "
+                    "or --overwrite to start again",
                 )
             if k >= skip_windows:
                 yield replace(tokenizer(chunk), index=first_window + k, input_digest=digest)
