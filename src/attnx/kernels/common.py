@@ -16,10 +16,10 @@ from functools import cache
 
 import numba
 import numpy as np
-from llvmlite import ir
 from numba import njit, types
-from numba.extending import intrinsic, overload
+from numba.extending import overload
 
+from attnx.kernels.half import half_to_float
 from attnx.store import AttentionBlock
 
 
@@ -84,17 +84,6 @@ def block_input(block: AttentionBlock) -> KernelInput:
 # Typed per raw dtype: uint16 = float16 bits, converted in registers (LLVM fpext half -> float, i.e. the
 # F16C instruction, vectorizable); uint8 through the 256-entry table; float32 as is.
 # ------------------------------------------------------------------------------------------------------
-@intrinsic
-def half_to_float(typingctx, x):  # noqa: ANN001, ANN201
-    """float16 bit pattern (uint16) -> float32, in registers."""
-    sig = types.float32(types.uint16)
-
-    def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
-        return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
-
-    return sig, codegen
-
-
 def decode(raw, k, lut):  # noqa: ANN001, ANN201 - numba overload stub
     raise NotImplementedError
 

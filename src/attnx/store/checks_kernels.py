@@ -10,23 +10,10 @@ changes a row's float32 sum by at most about l x 6e-8, far inside every stored d
 from __future__ import annotations
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, types
-from numba.extending import intrinsic
+from numba import njit
 
+from attnx.kernels.half import half_to_float
 from attnx.store.checks import BAD_SUM, OUT_OF_RANGE
-
-
-# kernels.common has the same intrinsic, but it imports attnx.store: a store module cannot import it (a cycle)
-@intrinsic
-def _half_to_float(typingctx, x):  # noqa: ANN001, ANN201
-    """float16 bit pattern (uint16) -> float32, in registers."""
-    sig = types.float32(types.uint16)
-
-    def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
-        return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
-
-    return sig, codegen
 
 
 @njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
@@ -41,7 +28,7 @@ def _half_rows(raw, attn_offsets, lengths, n_maps, tol):  # noqa: ANN001, ANN202
             for j in range(a + r * l, a + (r + 1) * l):
                 c = raw[j]
                 bad |= (c > 0x3C00) & (c != 0x8000)
-                s += _half_to_float(c)
+                s += half_to_float(c)
             if bad:
                 return k, OUT_OF_RANGE, np.float64(s)
             if not abs(np.float64(s) - 1.0) <= tol:
