@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from attnx.benchkit import interleave, load_range, machine, spread, write_result  # noqa: E402
+from attnx.benchkit import interleave, load_range, machine, run_in_tree, spread, write_result  # noqa: E402
 
 SNIPPET = r"""
 import json, statistics, sys, time
@@ -51,16 +49,8 @@ print(json.dumps(out))
 
 
 def measure(src: str, args: argparse.Namespace) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(Path(src).resolve()), "HF_HUB_OFFLINE": "1"}
     counts = json.dumps({"cosine": args.cosine_records, "js": args.js_records})
-    res = subprocess.run([sys.executable, "-c", SNIPPET, args.store, str(args.calls), counts], env=env,
-                         capture_output=True, text=True)
-    if res.returncode != 0:
-        raise SystemExit(f"{src}: the similarity run failed:\n{res.stderr[-2000:]}")
-    out = json.loads(res.stdout.strip().splitlines()[-1])
-    if not out["source"].startswith(str(Path(src).resolve())):
-        raise SystemExit(f"{src}: the run imported attnx from {out['source']}, not from this tree")
-    return out
+    return run_in_tree(src, SNIPPET, [args.store, str(args.calls), counts], "similarity")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -133,6 +133,20 @@ def load_range(reps: dict[str, list[dict]] | list[dict]) -> list[float]:
     return [min(loads), max(loads)] if loads else []
 
 
+def run_in_tree(src: str, snippet: str, args: Sequence[str], what: str) -> dict:
+    """Run ``snippet`` (``python -c``) with ``args`` in a fresh interpreter that imports attnx from the source tree
+    ``src`` (an A/B of two trees); its last stdout line is its JSON result, whose ``source`` (``attnx.__file__``)
+    must lie in ``src``. ``what`` names the run in errors."""
+    env = {**os.environ, "PYTHONPATH": str(Path(src).resolve()), "HF_HUB_OFFLINE": "1"}
+    res = subprocess.run([sys.executable, "-c", snippet, *args], env=env, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise SystemExit(f"{src}: the {what} run failed:\n{res.stderr[-2000:]}")
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    if not out["source"].startswith(str(Path(src).resolve())):
+        raise SystemExit(f"{src}: the run imported attnx from {out['source']}, not from this tree")
+    return out
+
+
 def write_result(path: str | os.PathLike, data: dict) -> Path:
     """Write one harness's result file (JSON, 2-space indent, trailing newline); returns its path."""
     p = Path(path)
