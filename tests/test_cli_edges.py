@@ -127,7 +127,7 @@ def test_show_title_names_store_and_model(corpus: Path, tmp_path: Path, monkeypa
 
 
 def test_deleted_parent_snapshot_is_a_one_line_error(corpus: Path, tmp_path: Path) -> None:
-    """info and history() ended in an IcechunkError traceback."""
+    """info and history() ended in an IcechunkError traceback; verify said the store was fine."""
     store = tmp_path / "s.zarr"
     assert CliRunner().invoke(main, ["extract", str(corpus), "-o", str(store), "-m", MODEL, "-q"],
                               env={"ATTNX_WINDOW_RECORDS": "4", "ATTNX_COMMIT_BYTES": "1"}).exit_code == 0
@@ -137,6 +137,7 @@ def test_deleted_parent_snapshot_is_a_one_line_error(corpus: Path, tmp_path: Pat
     with pytest.raises(StoreError, match="cannot read the commit history"):
         open_store(store).history()
     _one_line_error(CliRunner().invoke(main, ["info", str(store)]), "commit history")
+    _one_line_error(CliRunner().invoke(main, ["verify", str(store)]), "commit history")  # verify passed it
     shutil.rmtree(store)
 
 

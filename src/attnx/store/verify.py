@@ -88,6 +88,8 @@ def verify_store(
         report.checks.append("word heads and relations")
     if store.payload == "maps":
         report.checks.append("every attention row is a distribution within the dtype's error")
+    store.history()  # every snapshot back to the first: a deleted or damaged older one is a StoreError
+    report.checks.append("the commit history reads back to the first snapshot")
     for name in store.derived_names():
         for part in ("offsets", "values"):
             array = store.group[f"derived/{name}/{part}"]
