@@ -89,6 +89,9 @@ def test_one_model_load_serves_a_process_and_a_wrong_model_is_refused(tmp_path):
     with pytest.raises(AttnxError, match="not the one asked for"):
         extract(ExtractOptions(input=str(src), output=str(tmp_path / "x.zarr"), model="random-bert-tiny",
                                backend="torch", compute_dtype="bfloat16"), model=loaded)
+    with pytest.raises(AttnxError, match="not the one asked for"):  # a fresh load would stop after layer 0
+        extract(ExtractOptions(input=str(src), output=str(tmp_path / "y.zarr"), model="random-bert-tiny",
+                               backend="torch", layers=(0,)), model=loaded)
 
 
 def test_interleave_writes_every_round_and_stops_before_the_deadline():

@@ -192,13 +192,15 @@ def load_checked(
 ) -> tuple[LoadedModel, list[int], list[int]]:
     """The model on ``device`` in ``compute`` precision, with the kept layers and heads, checked against it.
     ``preloaded``: that model, loaded already (a benchmark's process runs several extractions on one load)."""
+    max_layer = max(opts.layers) if opts.layers else None
     if preloaded is None:
-        max_layer = max(opts.layers) if opts.layers else None
         loaded = load_model(opts.model, device=device, dtype=COMPUTE_DTYPES[compute], max_layer=max_layer)
-    elif (preloaded.name, preloaded.device, preloaded.dtype) != (opts.model, device, COMPUTE_DTYPES[compute]):
+    elif (preloaded.name, preloaded.device, preloaded.dtype) != (opts.model, device, COMPUTE_DTYPES[compute]) or (
+        max_layer is not None and preloaded.layers_run > max_layer + 1  # batches are planned on the layers run
+    ):
         raise AttnxError(
-            f"the model given ({preloaded.name} on {preloaded.device}, {preloaded.dtype}) is not the one asked for "
-            f"({opts.model} on {device}, {compute})"
+            f"the model given ({preloaded.name} on {preloaded.device}, {preloaded.dtype}, {preloaded.layers_run} "
+            f"layers run) is not the one asked for ({opts.model} on {device}, {compute}, layers {opts.layers or 'all'})"
         )
     else:
         loaded = preloaded
@@ -403,7 +405,7 @@ def _extract_locked(
 
     try:
         expect = (writer.commit.input_window, writer.commit.input_digest) if resumed_from else None
-        locate = functools.partial(first_changed_record, opts, tokenizer, window_records, location)
+        locate = functools.partial(first_changed_record, opts, tokenizer, window_records, existing)
         windows = tokenize_in_background(
             source, tokenizer, window_records, cfg.tokenize_ahead, skip_windows, expect, first_changed=locate
         )
@@ -460,14 +462,13 @@ def _extract_locked(
 
 
 def first_changed_record(
-    opts: ExtractOptions, tokenizer: WindowTokenizer, window_records: int, location: StoreLocation, records: int
+    opts: ExtractOptions, tokenizer: WindowTokenizer, window_records: int, store: AttentionStore, records: int
 ) -> tuple[int, int] | None:
     """``(record, line)`` of the first of the input's first ``records`` records whose token ids differ from the
     stored ones (a refused resume names it), or None: stdin cannot be read again, and an edit the tokenizer does
     not see (case in an uncased model, spacing) or in records not committed yet changes no stored token."""
     if opts.input == "-":
         return None
-    store = AttentionStore(location)
     stop = min(records, len(store))
     source = Source(opts.input, opts.format, opts.text_field, opts.pair_field)
     done = 0
