@@ -16,8 +16,8 @@ steps, it is not the soak):
    ``attnx verify``, ``attnx analyze --only features,patterns,similarity``;
 4. a ``--prefix``-record store (the corpus's first records, same options) through ``verify`` and ``analyze``
    for the GB/s comparison;
-5. ``attnx extract --stats-only`` over the same N sentences (rate, store size);
-6. ``attnx compact`` of the finished store (objects and metadata bytes before -> after), then ``verify`` again;
+5. ``attnx compact`` of the finished store (objects and metadata bytes before -> after), then ``verify`` again;
+6. ``attnx extract --stats-only`` over the same N sentences (rate, store size);
 7. the issue's targets, evaluated and printed; the result file for ``make_results.py``.
 
 Work files (corpus, stores, PNG, analysis) go to ``--work`` (outside the repository; large at 10^6: about
@@ -25,6 +25,10 @@ Work files (corpus, stores, PNG, analysis) go to ``--work`` (outside the reposit
 
     python benchmarks/bench_million.py --n 2000 --work /tmp/million-smoke --commit-seconds 1   # smoke
     python benchmarks/bench_million.py --work /data/million                                     # the soak
+    python benchmarks/bench_million.py --work /data/million --continue    # after an interruption: the rest
+
+Each finished step is saved in ``WORK/partial.json``; ``--continue`` keeps those and runs the others (a step
+cut off in the middle is run again from its start). ``seconds_all_steps`` then counts only this invocation.
 """
 
 from __future__ import annotations
@@ -206,7 +210,14 @@ def watched_extract(
                 continue
             t = mtime - wall0  # the commit's own time (its snapshot file's mtime), not the poll's
             commits.append(
-                {"t": t, "records": records, "rss_bytes": rss, "metadata_bytes": watch.meta_bytes, "snapshot": snap}
+                {
+                    "t": t,
+                    "records": records,
+                    "rss_bytes": rss,
+                    "metadata_bytes": watch.meta_bytes,
+                    "load_1min": load1(),
+                    "snapshot": snap,
+                }
             )
             first_commit_s = t if first_commit_s is None else first_commit_s
         pending = still
@@ -405,6 +416,28 @@ def print_targets(rows: list[dict]) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------------
+def extract_with_kill(extract: list[str], store: Path, args: argparse.Namespace, env: dict) -> dict:
+    """Step 2: extract from scratch, SIGKILL at ``kill_at`` of N committed records, resume with the same command."""
+    shutil.rmtree(store, ignore_errors=True)
+    watch = StoreWatch(store)
+    first = watched_extract(extract, store, args.n, env, int(args.kill_at * args.n), "before kill", watch)
+    second = watched_extract(extract, store, args.n, env, None, "resumed", watch)
+    runs = [first, second]
+    return {
+        "command": " ".join(extract[3:]),
+        "runs": runs,
+        "seconds_total": first["seconds"] + second["seconds"],
+        "commits": len(first["commits"]) + len(second["commits"]),
+        "records_per_s_overall": args.n / (first["seconds"] + second["seconds"]),
+        "edge_rates": edge_rates(runs, args.n),
+        "resume": {
+            "killed_at_records": first["killed_at_records"],
+            "to_first_chunk_s": second["first_chunk_s"],
+            "to_first_commit_s": second["first_commit_s"],
+        },
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=SOAK_N, help="sentences (default 10^6: the soak)")
@@ -426,6 +459,13 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="result file (default results/million.json, or million_smoke.json for --n below 10^6)",
     )
+    ap.add_argument(
+        "--continue",
+        dest="cont",
+        action="store_true",
+        help="keep the steps already finished in WORK/partial.json (same n, seed, model, dtype) and run the rest: "
+        "the soak takes hours, and a step that ended is not redone after an interruption",
+    )
     args = ap.parse_args(argv)
     import icechunk
 
@@ -444,6 +484,21 @@ def main(argv: list[str] | None = None) -> int:
         env["ATTNX_COMMIT_SECONDS"] = str(args.commit_seconds)
     t_all = time.perf_counter()
     load_start = load1()
+    partial_path = work / "partial.json"
+    key = {"n": args.n, "seed": args.seed, "model": args.model, "dtype": args.dtype, "kill_at": args.kill_at}
+    done: dict = {}
+    if args.cont and partial_path.is_file():
+        saved = json.loads(partial_path.read_text())
+        if saved.get("key") == key:
+            done = saved["steps"]
+            log(f"--continue: keeping {', '.join(done)} from {partial_path}")
+        else:
+            log(f"--continue: {partial_path} is for {saved.get('key')}, not {key}: starting over")
+
+    def finished(name: str, value: dict) -> dict:
+        done[name] = value
+        partial_path.write_text(json.dumps({"key": key, "steps": done}))
+        return value
 
     # 1. the corpus
     corpus = work / f"corpus-{args.n}-s{args.seed}.txt"
@@ -466,77 +521,84 @@ def main(argv: list[str] | None = None) -> int:
 
     # 2. extract, SIGKILL at kill-at, resume with the same command
     store = work / "million.zarr"
-    shutil.rmtree(store, ignore_errors=True)
     extract = attnx_cmd("extract", str(corpus), "-o", str(store), "--dtype", args.dtype, "--model", args.model, "-q")
-    watch = StoreWatch(store)
-    first = watched_extract(extract, store, args.n, env, int(args.kill_at * args.n), "before kill", watch)
-    second = watched_extract(extract, store, args.n, env, None, "resumed", watch)
-    runs = [first, second]
-    ext = {
-        "command": " ".join(extract[3:]),
-        "runs": runs,
-        "seconds_total": first["seconds"] + second["seconds"],
-        "commits": len(first["commits"]) + len(second["commits"]),
-        "records_per_s_overall": args.n / (first["seconds"] + second["seconds"]),
-        "edge_rates": edge_rates(runs, args.n),
-        "resume": {
-            "killed_at_records": first["killed_at_records"],
-            "to_first_chunk_s": second["first_chunk_s"],
-            "to_first_commit_s": second["first_commit_s"],
-        },
-    }
+    if "extract" in done:
+        ext = done["extract"]
+    else:
+        ext = finished("extract", extract_with_kill(extract, store, args, env))
+    _, second = ext["runs"]
     log(
         f"extract: {ext['commits']} commits, {ext['records_per_s_overall']:.1f} sent/s overall, resume wrote again "
         f"after {second['first_chunk_s']} s"
     )
 
     # 3. the finished store; 4. the prefix store
-    full = read_steps(store, work, env, "full", full=True)
-    prefix_n = min(args.prefix, max(1, args.n // 4))
-    prefix_corpus = work / f"prefix-{prefix_n}.txt"
-    with open(corpus, encoding="utf-8") as src, open(prefix_corpus, "w", encoding="utf-8") as dst:
-        for _, line in zip(range(prefix_n), src, strict=False):
-            dst.write(line)
-    prefix_store = work / "prefix.zarr"
-    shutil.rmtree(prefix_store, ignore_errors=True)
-    prefix_extract = run_step(
-        "prefix extract",
-        attnx_cmd(
-            "extract", str(prefix_corpus), "-o", str(prefix_store), "--dtype", args.dtype, "--model", args.model, "-q"
-        ),
-        env,
-    )
-    prefix = read_steps(prefix_store, work, env, "prefix", full=True)
-    prefix["extract_seconds"] = prefix_extract["seconds"]
+    full = done.get("full") or finished("full", read_steps(store, work, env, "full", full=True))
+    if "prefix" in done:
+        prefix = done["prefix"]
+    else:
+        prefix_n = min(args.prefix, max(1, args.n // 4))
+        prefix_corpus = work / f"prefix-{prefix_n}.txt"
+        with open(corpus, encoding="utf-8") as src, open(prefix_corpus, "w", encoding="utf-8") as dst:
+            for _, line in zip(range(prefix_n), src, strict=False):
+                dst.write(line)
+        prefix_store = work / "prefix.zarr"
+        shutil.rmtree(prefix_store, ignore_errors=True)
+        prefix_extract = run_step(
+            "prefix extract",
+            attnx_cmd(
+                "extract",
+                str(prefix_corpus),
+                "-o",
+                str(prefix_store),
+                "--dtype",
+                args.dtype,
+                "--model",
+                args.model,
+                "-q",
+            ),
+            env,
+        )
+        prefix = read_steps(prefix_store, work, env, "prefix", full=True)
+        prefix["extract_seconds"] = prefix_extract["seconds"]
+        finished("prefix", prefix)
 
-    # 5. --stats-only over the same N
-    stats_store = work / "stats.zarr"
-    shutil.rmtree(stats_store, ignore_errors=True)
-    stats = run_step(
-        "stats-only",
-        attnx_cmd(
-            "extract", str(corpus), "-o", str(stats_store), "--stats-only", "--model", args.model, "-q", "--json"
-        ),
-        env,
-    )
-    summary = json.loads(stats.pop("stdout"))
-    stats.pop("stdout_last")
-    stats.update(
-        {
-            "records_per_s": summary["sentences_per_s"],
-            "store_bytes": summary["store_bytes"],
-            "run_seconds": summary["seconds"],
-        }
-    )
+    # 5. compact, then verify again (before the stats-only run: the soak's own store is done with here)
+    if "compact" in done:
+        compact = done["compact"]
+    else:
+        compact = run_step("compact", attnx_cmd("compact", str(store), "--json"), env)
+        report = json.loads(compact.pop("stdout"))
+        compact.pop("stdout_last")
+        compact.update({k: report[k] for k in ("snapshots_expired", "deleted", "before", "after")})
+        verify_after = run_step("verify after compact", attnx_cmd("verify", str(store)), env)
+        verify_after.pop("stdout", None)
+        compact["verify_after_seconds"] = verify_after["seconds"]
+        finished("compact", compact)
 
-    # 6. compact, then verify again
-    compact = run_step("compact", attnx_cmd("compact", str(store), "--json"), env)
-    report = json.loads(compact.pop("stdout"))
-    compact.pop("stdout_last")
-    compact.update({k: report[k] for k in ("snapshots_expired", "deleted", "before", "after")})
-    verify_after = run_step("verify after compact", attnx_cmd("verify", str(store)), env)
-    verify_after.pop("stdout", None)
-    compact["verify_after_seconds"] = verify_after["seconds"]
+    # 6. --stats-only over the same N
+    if "stats_only" in done:
+        stats = done["stats_only"]
+    else:
+        stats_store = work / "stats.zarr"
+        shutil.rmtree(stats_store, ignore_errors=True)
+        stats = run_step(
+            "stats-only",
+            attnx_cmd(
+                "extract", str(corpus), "-o", str(stats_store), "--stats-only", "--model", args.model, "-q", "--json"
+            ),
+            env,
+        )
+        summary = json.loads(stats.pop("stdout"))
+        stats.pop("stdout_last")
+        stats.update(
+            {
+                "records_per_s": summary["sentences_per_s"],
+                "store_bytes": summary["store_bytes"],
+                "run_seconds": summary["seconds"],
+            }
+        )
+        finished("stats_only", stats)
 
     res = {
         "part": "million",
