@@ -354,8 +354,8 @@ def targets(res: dict) -> list[dict]:
     peaks = {
         **{f"extract ({r['phase']})": r["peak_rss_bytes"] for r in res["extract"]["runs"]},
         **{k: v["peak_rss_bytes"] for k, v in res["full"]["steps"].items()},
-        "extract --stats-only": res["stats_only"]["peak_rss_bytes"],
-        "compact": res["compact"]["peak_rss_bytes"],
+        **({"extract --stats-only": res["stats_only"]["peak_rss_bytes"]} if res.get("stats_only") else {}),
+        **({"compact": res["compact"]["peak_rss_bytes"]} if res.get("compact") else {}),
     }
     worst = max(peaks, key=peaks.get)
     add(
@@ -438,6 +438,73 @@ def extract_with_kill(extract: list[str], store: Path, args: argparse.Namespace,
     }
 
 
+STEPS = ("extract", "full", "prefix", "compact", "stats_only")
+
+
+def write_partial(
+    args: argparse.Namespace,
+    argv: list[str] | None,
+    done: dict,
+    missing: list[str],
+    manifest: dict,
+    corpus: Path,
+    smoke: bool,
+    load_start: float,
+) -> int:
+    """The result file from the finished steps only; the targets that need a missing step are left out."""
+    if "extract" not in done:
+        raise SystemExit("--write-partial: the extract step has not finished; there is nothing to report")
+    res = assemble(args, argv, done, manifest, corpus, smoke, load_start, seconds=None)
+    res["missing_steps"] = missing
+    res["label"] += f" (PARTIAL: not run yet: {', '.join(missing) or 'none'})"
+    res["targets"] = targets(res) if "full" in done and "prefix" in done else []
+    print_targets(res["targets"])
+    out = Path(args.out) if args.out else RESULTS / ("million_smoke.json" if smoke else "million.json")
+    write_result(out, res)
+    log(f"wrote {out} (partial: {', '.join(missing)} not run)")
+    return 0
+
+
+def assemble(
+    args: argparse.Namespace,
+    argv: list[str] | None,
+    done: dict,
+    manifest: dict,
+    corpus: Path,
+    smoke: bool,
+    load_start: float,
+    seconds: float | None,
+) -> dict:
+    """The result record of a soak (or a smoke run) from its steps."""
+    return {
+        "part": "million",
+        "smoke": smoke,
+        "label": (
+            "SMOKE RUN at small n: proves every step of the soak works end to end; not the soak"
+            if smoke
+            else "the soak"
+        ),
+        "n": args.n,
+        "command": "python benchmarks/bench_million.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": machine(),
+        "load_1min": [load_start, load1()],
+        "corpus": {
+            "path_name": corpus.name,
+            "seed": args.seed,
+            "sha256": manifest["output_sha256"],
+            "words": manifest["words"],
+        },
+        "options": {
+            "model": args.model,
+            "dtype": args.dtype,
+            "kill_at": args.kill_at,
+            "commit_seconds": args.commit_seconds or "default (10 s)",
+        },
+        **{k: done.get(k) for k in STEPS},
+        "seconds_all_steps": seconds,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=SOAK_N, help="sentences (default 10^6: the soak)")
@@ -458,6 +525,12 @@ def main(argv: list[str] | None = None) -> int:
         "--out",
         default=None,
         help="result file (default results/million.json, or million_smoke.json for --n below 10^6)",
+    )
+    ap.add_argument(
+        "--write-partial",
+        action="store_true",
+        help="run nothing: write the result file from the steps finished so far in WORK/partial.json, naming the "
+        "steps that have not run (for a soak cut off by the end of a working session)",
     )
     ap.add_argument(
         "--continue",
@@ -502,7 +575,11 @@ def main(argv: list[str] | None = None) -> int:
 
     # 1. the corpus
     corpus = work / f"corpus-{args.n}-s{args.seed}.txt"
-    if not corpus.is_file():
+    if args.write_partial:
+        if not partial_path.is_file() or json.loads(partial_path.read_text()).get("key") != key:
+            ap.error(f"--write-partial: no finished steps for {key} in {partial_path}")
+        done = json.loads(partial_path.read_text())["steps"]
+    if not corpus.is_file() and not args.write_partial:
         run_step(
             "corpus",
             [
@@ -521,6 +598,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # 2. extract, SIGKILL at kill-at, resume with the same command
     store = work / "million.zarr"
+    if args.write_partial:
+        missing = [k for k in STEPS if k not in done]
+        return write_partial(args, argv, done, missing, manifest, corpus, smoke, load_start)
     extract = attnx_cmd("extract", str(corpus), "-o", str(store), "--dtype", args.dtype, "--model", args.model, "-q")
     if "extract" in done:
         ext = done["extract"]
@@ -600,37 +680,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         finished("stats_only", stats)
 
-    res = {
-        "part": "million",
-        "smoke": smoke,
-        "label": (
-            "SMOKE RUN at small n: proves every step of the soak works end to end; not the soak"
-            if smoke
-            else "the soak"
-        ),
-        "n": args.n,
-        "command": "python benchmarks/bench_million.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": machine(),
-        "load_1min": [load_start, load1()],
-        "corpus": {
-            "path_name": corpus.name,
-            "seed": args.seed,
-            "sha256": manifest["output_sha256"],
-            "words": manifest["words"],
-        },
-        "options": {
-            "model": args.model,
-            "dtype": args.dtype,
-            "kill_at": args.kill_at,
-            "commit_seconds": args.commit_seconds or "default (10 s)",
-        },
-        "extract": ext,
-        "full": full,
-        "prefix": prefix,
-        "stats_only": stats,
-        "compact": compact,
-        "seconds_all_steps": time.perf_counter() - t_all,
-    }
+    done.update(full=full, prefix=prefix, compact=compact, stats_only=stats)
+    res = assemble(args, argv, done, manifest, corpus, smoke, load_start, seconds=time.perf_counter() - t_all)
     res["targets"] = targets(res)
     res["load_1min"].append(load1())
     print_targets(res["targets"])

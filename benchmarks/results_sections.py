@@ -486,10 +486,15 @@ def million_table(results: Path, name: str = "million.json") -> str:
     rows = [f"| {k} | {cell(v)} | {cell(prefix.get(k))} |" for k, v in full.items()]
     for r in out["extract"]["runs"]:
         rows.append(f"| extract ({r['phase']}) | {r['seconds']:.1f} | {r['peak_rss_bytes'] / 1e6:,.0f} | - | - |")
-    so = out["stats_only"]
-    rows.append(f"| extract --stats-only | {so['seconds']:.1f} | {so['peak_rss_bytes'] / 1e6:,.0f} | - | - |")
-    c = out["compact"]
-    rows.append(f"| compact | {c['seconds']:.2f} | {c['peak_rss_bytes'] / 1e6:,.0f} | - | - |")
+    so, c = out.get("stats_only"), out.get("compact")
+    if so:
+        rows.append(f"| extract --stats-only | {so['seconds']:.1f} | {so['peak_rss_bytes'] / 1e6:,.0f} | - | - |")
+    else:
+        rows.append("| extract --stats-only | not run yet | - | - | - |")
+    if c:
+        rows.append(f"| compact | {c['seconds']:.2f} | {c['peak_rss_bytes'] / 1e6:,.0f} | - | - |")
+    else:
+        rows.append("| compact | not run yet | - | - | - |")
     fb, pb = out["full"]["bytes"], out["prefix"]["bytes"]
     head = (
         f"command | {fb['records']:,}-record store: s | peak RSS MB | {pb['records']:,}-record prefix store: s | "
