@@ -1,8 +1,8 @@
 """Evaluate the hand-set rule classifier (the baseline) against the v1 hand-labelled MiniLM maps in ``validation/``.
 
-The learned classifier that ``attnx analyze`` runs is trained and evaluated by ``benchmarks/train_patterns.py``.
+The learned classifier that ``attnx analyze`` runs is trained and evaluated by ``pattern_classifier/train_patterns.py``.
 
-Rebuilds the labelled sample with ``tools/render_label_maps.py`` (same seed, same source lines, same
+Rebuilds the labelled sample with ``pattern_classifier/render_label_maps.py`` (same seed, same source lines, same
 layer/head), re-extracts it with the real MiniLM model into a temporary store, runs the project's pattern
 classifier exactly as ``attnx analyze`` does (:func:`attnx.analysis.run.block_maps` ->
 :func:`attnx.analysis.run.block_patterns`, i.e. the numba feature kernel, ``per_map_means`` and
@@ -16,8 +16,8 @@ the classifier's chance-corrected scores, for threshold tuning on ``tune`` only)
 
 Usage::
 
-    python benchmarks/eval_patterns.py                      # packaged thresholds
-    python benchmarks/eval_patterns.py --thresholds my.json --workdir /tmp/attnx_eval  # reuse a store
+    python pattern_classifier/eval_patterns.py                      # packaged thresholds
+    python pattern_classifier/eval_patterns.py --thresholds my.json --workdir /tmp/attnx_eval  # reuse a store
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 
 def _load_tool() -> ModuleType:
-    """Import ``tools/render_label_maps.py`` (not a package) for its sampling code."""
-    path = ROOT / "tools" / "render_label_maps.py"
+    """Import ``pattern_classifier/render_label_maps.py`` (not a package) for its sampling code."""
+    path = ROOT / "pattern_classifier" / "render_label_maps.py"
     spec = importlib.util.spec_from_file_location("render_label_maps", path)
     if spec is None or spec.loader is None:
         raise ImportError(path)

@@ -2,7 +2,7 @@
 
 Inputs: ``labeller_A.csv`` and ``labeller_B.csv`` (columns ``item,label,confidence``; labels
 ``vertical|diagonal|vertical_diagonal|block|heterogeneous``, confidence ``high|low``), made by two people
-who each saw only the blind renders of ``tools/render_label_maps.py --v2`` (item id, single/pair, length;
+who each saw only the blind renders of ``pattern_classifier/render_label_maps.py --v2`` (item id, single/pair, length;
 no layer, head, score or the other's labels), and ``validation/pattern_sample_v2.csv`` (the sample).
 
 Consensus rule (documented in ``validation/README.md``):
@@ -29,11 +29,11 @@ agreement by stratum (random / block candidates) in ``benchmarks/results/labelle
 ``/work/labels/v5_labeller_{A,B}.csv``) into ``validation/pattern_labels_v5.csv`` and
 ``benchmarks/results/labeller_agreement_v5.{json,md}``, and ``--set v6`` for the third. Usage::
 
-    python tools/consensus_labels.py --a /work/labels/labeller_A.csv --b /work/labels/labeller_B.csv
-    python tools/consensus_labels.py --set v3
-    python tools/consensus_labels.py --set v4
-    python tools/consensus_labels.py --set v5
-    python tools/consensus_labels.py --set v6
+    python pattern_classifier/consensus_labels.py --a /work/labels/labeller_A.csv --b /work/labels/labeller_B.csv
+    python pattern_classifier/consensus_labels.py --set v3
+    python pattern_classifier/consensus_labels.py --set v4
+    python pattern_classifier/consensus_labels.py --set v5
+    python pattern_classifier/consensus_labels.py --set v6
 """
 
 from __future__ import annotations
@@ -53,8 +53,9 @@ TEST_FRACTION = 0.4
 
 
 def fresh_set(name: str, seed: int) -> dict:
-    """Default paths of a fresh test sample drawn by ``tools/sample_v4.py`` (v4, v5, ...): labels
-    ``/work/labels/<name>_labeller_{A,B}.csv``, sample ``validation/pattern_sample_<name>.csv``; every item test."""
+    """Default paths of a fresh test sample drawn by ``pattern_classifier/sample_fresh_test_set.py`` (v4, v5, ...):
+    labels ``/work/labels/<name>_labeller_{A,B}.csv``,
+    sample ``validation/pattern_sample_<name>.csv``; every item test."""
     return {"a": Path(f"/work/labels/{name}_labeller_A.csv"), "b": Path(f"/work/labels/{name}_labeller_B.csv"),
             "sample": ROOT / "validation" / f"pattern_sample_{name}.csv",
             "out": ROOT / "validation" / f"pattern_labels_{name}.csv",
