@@ -302,7 +302,7 @@ def ab_table(results: Path, name: str = "ab-icechunk-store.json") -> str:
 # ----------------------------------------------------------------------------------------------------------
 # stored dtypes and codecs (bench_codecs.py, quant_analysis_error.py), decoding threads
 # ----------------------------------------------------------------------------------------------------------
-CODEC_ROWS = [  # (dtype, codec in codecs.json, shown as, note); the defaults are attnx.quantize.DTYPES'
+CODEC_ROWS = [  # (dtype, codec in codecs.json, shown as, note); the defaults are attnx.stored_dtypes.DTYPES'
     ("float16", "blosc-lz4-bit-5", "**blosc-lz4 + bit-shuffle**", ""),
     ("float16", "blosc-zstd-bit-9", "blosc-zstd-9 + bit-shuffle", " (fewest bytes)"),
     ("uint8", "zstd-1", "**zstd-1**", ""),
