@@ -1,6 +1,9 @@
 """One renderer per RESULTS.md table: each reads its result file(s) in ``benchmarks/results/`` and returns
 markdown. Used by ``make_results.py`` (``{{table:NAME[:ARG]}}`` in the template) and by the harnesses that
-print their own table. Pure functions of the files: no timing, no heavy imports."""
+print their own table. Pure functions of the files: no timing, no heavy imports.
+
+Longer than most files: about 20 small renderers (``TABLES`` and the sections of the harnesses), one per table,
+sharing a few formatting helpers; each harness's renderers sit under its own section comment."""
 
 from __future__ import annotations
 
