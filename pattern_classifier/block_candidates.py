@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--pairs", type=int, default=3000)
     ap.add_argument("--min-seg", type=int, default=6, help="content wordpieces each segment needs at least")
     ap.add_argument("--max-len", type=int, default=96)
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--out", type=Path, default=ROOT / "pattern_classifier" / "results")
     ap.add_argument("--render", type=Path, default=None, help="folder for the blind PNG sheets + items.csv")
     ap.add_argument("--top", type=int, default=300)
     ap.add_argument("--controls", type=int, default=60)

@@ -17,17 +17,17 @@ Split (fixed, seeded, by record so that no sentence or pair is in both): v2: 40 
 the records of each group (records with a block candidate, control-only records), seed 2027.
 
 Writes ``validation/pattern_labels_v2.csv`` (item, label_a, confidence_a, label_b, confidence_b, consensus,
-confidence, split) and ``benchmarks/results/labeller_agreement.{json,md}`` (Cohen's kappa overall and by
+confidence, split) and ``pattern_classifier/results/labeller_agreement.{json,md}`` (Cohen's kappa overall and by
 stratum, per-type agreement, the A x B confusion). ``--set v3`` does the same for the block sample
 ``validation/block_sample_v3.csv`` (labels ``validation/pattern_labels_v3_{A,B}.csv``) into
-``validation/pattern_labels_v3.csv`` and ``benchmarks/results/labeller_agreement_v3.{json,md}``, which also
+``validation/pattern_labels_v3.csv`` and ``pattern_classifier/results/labeller_agreement_v3.{json,md}``, which also
 give the per-type counts of v2 and v3 together. ``--set v4`` merges the fresh test sample
 ``validation/pattern_sample_v4.csv`` (labels ``/work/labels/v4_labeller_{A,B}.csv``) into
 ``validation/pattern_labels_v4.csv``: every item is ``test`` (the set is not trained on before its one look),
-agreement by stratum (random / block candidates) in ``benchmarks/results/labeller_agreement_v4.{json,md}``;
+agreement by stratum (random / block candidates) in ``pattern_classifier/results/labeller_agreement_v4.{json,md}``;
 ``--set v5`` does the same for the second fresh sample ``validation/pattern_sample_v5.csv`` (labels
 ``/work/labels/v5_labeller_{A,B}.csv``) into ``validation/pattern_labels_v5.csv`` and
-``benchmarks/results/labeller_agreement_v5.{json,md}``, and ``--set v6`` for the third. Usage::
+``pattern_classifier/results/labeller_agreement_v5.{json,md}``, and ``--set v6`` for the third. Usage::
 
     python pattern_classifier/consensus_labels.py --a /work/labels/labeller_A.csv --b /work/labels/labeller_B.csv
     python pattern_classifier/consensus_labels.py --set v3
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--b", type=Path, default=None, help="labeller B's CSV")
     ap.add_argument("--sample", type=Path, default=None, help="the sample CSV (v2: validation/pattern_sample_v2.csv)")
     ap.add_argument("--out", type=Path, default=None, help="labels CSV written (v2: validation/pattern_labels_v2.csv)")
-    ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--results", type=Path, default=ROOT / "pattern_classifier" / "results")
     args = ap.parse_args(argv)
     cfg = SETS[args.set]
     for key in ("a", "b", "sample", "out"):

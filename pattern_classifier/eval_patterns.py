@@ -10,9 +10,9 @@ classifier exactly as ``attnx analyze`` does (:func:`attnx.analysis.run.block_ma
 splits: accuracy, macro-F1 (over the classes present in the gold labels or the predictions), per-class
 precision / recall / F1 and the 5 x 5 confusion matrix (rows = hand label, columns = prediction).
 
-Writes ``benchmarks/results/patterns_eval.json`` (metrics, thresholds used, and per-item predictions with
+Writes ``pattern_classifier/results/patterns_eval.json`` (metrics, thresholds used, and per-item predictions with
 the classifier's chance-corrected scores, for threshold tuning on ``tune`` only) and
-``benchmarks/results/patterns_eval.md``; prints the markdown.
+``pattern_classifier/results/patterns_eval.md``; prints the markdown.
 
 Usage::
 
@@ -35,7 +35,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS_CSV = ROOT / "validation" / "pattern_labels.csv"
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = ROOT / "pattern_classifier" / "results"
 
 
 def _load_tool() -> ModuleType:

@@ -9,7 +9,8 @@ choice and no tuning, only the statistics that compare the model with a second h
   maps, with a 95 % bootstrap interval over records (2,000 resamples; a record's maps move together);
 * per type, F1 against the consensus next to the labellers' specific agreement (2 x both / (A + B)).
 
-Writes ``benchmarks/results/patterns_<set>_vs_humans.{json,md}`` (``--set v4``, the default, ``v5`` or ``v6``). Usage::
+Writes ``pattern_classifier/results/patterns_<set>_vs_humans.{json,md}`` (``--set v4``, the default, ``v5`` or
+``v6``). Usage::
 
     python pattern_classifier/patterns_vs_humans.py --workdir W --model-json V6.json  # v4 (made with model version 6)
     python pattern_classifier/patterns_vs_humans.py --set v5 --workdir W              # v5 (the packaged version 7)

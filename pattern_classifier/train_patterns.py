@@ -38,7 +38,7 @@ computed by the production path (:func:`attnx.analysis.run.block_maps` -> ``per_
    accuracy on certain / uncertain maps; F1 against labeller A and against labeller B separately, and the
    labellers' own agreement on the same items; the hand-set rules (``Thresholds``) on the same items.
 
-Writes ``benchmarks/results/patterns_learned.{json,md}`` (``--data all``: ``patterns_learned_v6.{json,md}`` and
+Writes ``pattern_classifier/results/patterns_learned.{json,md}`` (``--data all``: ``patterns_learned_v6.{json,md}`` and
 ``patterns_cv_v6.json``; ``--data all4``: ``..._v7``; so earlier versions' files stay as they are). Usage::
 
     python pattern_classifier/train_patterns.py --data all4 --no-cnn --repeats 10 --write  # the shipped model (v7)
@@ -75,7 +75,7 @@ import render_label_maps as tool  # noqa: E402
 from attnx.kernels.pattern_model import DESIGN  # noqa: E402
 from attnx.kernels.patterns import PATTERNS  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = ROOT / "pattern_classifier" / "results"
 MODEL_OUT = ROOT / "src" / "attnx" / "data" / "pattern_model.json"
 SEED = 2026
 CNN_SIZE = 32
@@ -479,7 +479,8 @@ def to_json(pipe, info: dict, x_train: np.ndarray) -> dict:  # noqa: ANN001
     return {
         "_doc": "Learned attention-pattern classifier of attnx.kernels.pattern_model (multinomial logistic "
                 "regression on standardised design features). Written by pattern_classifier/train_patterns.py; "
-                "see validation/README.md for the labels and benchmarks/results/patterns_learned.md for scores.",
+                "see validation/README.md for the labels and pattern_classifier/results/patterns_learned.md for "
+                "scores.",
         "version": VERSION.get(info.get("data"), 4), "kind": "softmax", "classes": list(PATTERNS),
         "features": list(DESIGN),
         "mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(), "coef": coef.tolist(),

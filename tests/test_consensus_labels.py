@@ -57,7 +57,7 @@ def test_committed_v3_labels_are_the_tools_output(tmp_path: Path) -> None:
     committed = ROOT / "validation" / "pattern_labels_v3.csv"
     assert out.read_text(encoding="utf-8") == committed.read_text(encoding="utf-8")
     assert (tmp_path / "labeller_agreement_v3.json").read_text() == (
-        ROOT / "benchmarks" / "results" / "labeller_agreement_v3.json"
+        ROOT / "pattern_classifier" / "results" / "labeller_agreement_v3.json"
     ).read_text()
 
 
