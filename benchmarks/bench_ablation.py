@@ -31,15 +31,11 @@ import numpy as np
 import torch
 from results_sections import ablation_section
 
+from attnx.ablation.batching import encode
+from attnx.ablation.configs import build_configs
 from attnx.ablation.data import read_labelled
-from attnx.ablation.run import (
-    build_configs,
-    encode,
-    load_task_model,
-    n_heads_shape,
-    predict_configs,
-    resolve_device,
-)
+from attnx.ablation.forward import predict_configs
+from attnx.ablation.task_model import load_task_model, n_heads_shape, resolve_device
 from attnx.benchkit import interleave, load_range, machine, spread, write_result
 
 REFERENCE = "unablated forward only"

@@ -7,7 +7,7 @@ Each ``--store`` is a float32 store made by ``attnx extract --dtype float32`` (t
 From each, ``--chunks`` runs of whole records of about ``--chunk-values`` values each (4 Mi values = one
 8 MiB float16 store chunk) are taken evenly spaced across the WHOLE store (physical order is sorted by
 length inside each window, so the first MiB holds only the shortest sentences). For every stored dtype of
-:mod:`attnx.quantize` the chunks are encoded (float32 -> stored), then every codec compresses each chunk
+:mod:`attnx.stored_dtypes` the chunks are encoded (float32 -> stored), then every codec compresses each chunk
 separately, as the store would.
 
 Per dtype x codec it records: bits per value (compressed bytes * 8 / values; the crc32c checksum adds
@@ -41,7 +41,7 @@ import numcodecs
 import numpy as np
 
 import attnx
-from attnx import quantize
+from attnx import stored_dtypes
 
 ROOT = Path(__file__).resolve().parents[1]
 DTYPES = ("float16", "uint8", "q9", "q10", "q11", "q12", "q16")
@@ -157,11 +157,11 @@ def run(stores: dict[str, str], n_chunks: int, chunk_values: int, repeats: int, 
         n_values = sum(len(c) for c in chunks)
         print(f"{corpus}: {corpora[corpus]}", file=sys.stderr)
         for name in DTYPES:
-            d = quantize.stored_dtype(name)
+            d = stored_dtypes.stored_dtype(name)
             q_times, d_times, stored, err = [], [], [], 0.0
             for _ in range(repeats):
-                tq, stored = _timed(lambda c, n=name: quantize.encode(c, n), chunks, 1)
-                td, dec = _timed(lambda s, n=name: quantize.decode(s, n), stored, 1)
+                tq, stored = _timed(lambda c, n=name: stored_dtypes.encode(c, n), chunks, 1)
+                td, dec = _timed(lambda s, n=name: stored_dtypes.decode(s, n), stored, 1)
                 q_times.append(tq)
                 d_times.append(td)
             err = max(float(np.abs(a - b).max()) for a, b in zip(dec, chunks, strict=True))
@@ -287,7 +287,7 @@ def markdown(res: dict, summary: list[dict]) -> str:
     corpora = list(res["corpora"])
     lines += ["| dtype | codec | " + " | ".join(corpora) + " |", "|---|---|" + "---:|" * len(corpora)]
     for s in summary:
-        d = quantize.DTYPES[s["dtype"]]
+        d = stored_dtypes.DTYPES[s["dtype"]]
         default = {"blosc-lz4": f"blosc-lz4-bit-{d.level}", "blosc-zstd": f"blosc-zstd-bit-{d.level}"}.get(
             d.codec, f"{d.codec}-{d.level}"
         )

@@ -1,5 +1,8 @@
 """The million-sentence soak (issue 22): one machine, MiniLM, 10^6 distinct sentences, end to end.
 
+Longer than most files: the soak is one resumable command, and its steps share the store watcher, the
+subprocess accounting and the ``partial.json`` record that ``--continue`` reads.
+
 One command runs every step, each as its own process (the way a user runs them), and writes
 ``benchmarks/results/million.json`` (``million_smoke.json`` for ``--n`` below 10^6: a smoke run proves the
 steps, it is not the soak):

@@ -44,7 +44,7 @@ def build(store_path: str, out: Path, n_chunks: int) -> dict:
     import zarr
 
     import attnx
-    from attnx import quantize
+    from attnx import stored_dtypes
 
     src = attnx.open_store(store_path)
     values = []
@@ -57,16 +57,16 @@ def build(store_path: str, out: Path, n_chunks: int) -> dict:
     p = np.concatenate(values)[: n_chunks * CHUNK]
     sizes = {}
     for name in DTYPES:
-        d = quantize.stored_dtype(name)
+        d = stored_dtypes.stored_dtype(name)
         arr = zarr.create_array(
             str(out / name),
             shape=p.shape,
             chunks=(CHUNK,),
             dtype=d.storage,
             fill_value=0,
-            **quantize.zarr_codecs(d.codec, name, d.level),
+            **stored_dtypes.zarr_codecs(d.codec, name, d.level),
         )
-        arr[:] = quantize.encode(p, name)
+        arr[:] = stored_dtypes.encode(p, name)
         sizes[name] = sum(f.stat().st_size for f in (out / name).rglob("*") if f.is_file())
     return {"values": int(len(p)), "disk_bytes": sizes}
 
@@ -75,7 +75,7 @@ def worker(mode: str, path: str, name: str) -> dict:
     """One timed full read in this (fresh) process; prints nothing, returns seconds."""
     import zarr
 
-    from attnx import quantize
+    from attnx import stored_dtypes
     from attnx.threads import ordered_map
 
     base = mode.split("+")[0]
@@ -89,7 +89,7 @@ def worker(mode: str, path: str, name: str) -> dict:
 
     def read(c0: int, c1: int) -> np.ndarray:
         out = arr[c0 * CHUNK : c1 * CHUNK]
-        return quantize.decode(out, name) if f32 else out
+        return stored_dtypes.decode(out, name) if f32 else out
 
     read(0, 1)  # warm: imports, thread pool, page cache
     t = time.perf_counter()
@@ -101,19 +101,19 @@ def worker(mode: str, path: str, name: str) -> dict:
 
 
 def dequantise_speed(values: np.ndarray, repeats: int) -> list[dict]:
-    """stored -> float32 alone, GB/s of stored bytes: numpy reference vs attnx.quantize.decode, 1 and 2 threads."""
-    from attnx import quantize
+    """stored -> float32 alone, GB/s of stored bytes: numpy reference vs attnx.stored_dtypes.decode, 1 and 2 threads."""
+    from attnx import stored_dtypes
     from attnx.threads import ordered_map
 
     rows = []
     for name in DTYPES:
-        chunks = [quantize.encode(values[i : i + CHUNK], name) for i in range(0, len(values), CHUNK)]
+        chunks = [stored_dtypes.encode(values[i : i + CHUNK], name) for i in range(0, len(values), CHUNK)]
         nbytes = sum(c.nbytes for c in chunks)
-        quantize.decode(chunks[0], name)  # compile
+        stored_dtypes.decode(chunks[0], name)  # compile
         for label, fn, threads in (
-            ("numpy decode_ref", quantize.decode_ref, 1),
-            ("decode (numba)", quantize.decode, 1),
-            ("decode (numba), ordered_map 2 threads", quantize.decode, 2),
+            ("numpy decode_ref", stored_dtypes.decode_ref, 1),
+            ("decode (numba)", stored_dtypes.decode, 1),
+            ("decode (numba), ordered_map 2 threads", stored_dtypes.decode, 2),
         ):
             ts = []
             for _ in range(repeats):

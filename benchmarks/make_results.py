@@ -1,4 +1,5 @@
-"""Render benchmarks/RESULTS.md from benchmarks/RESULTS.template.md and the result files in benchmarks/results/.
+"""Render benchmarks/RESULTS.md from benchmarks/RESULTS.template.md and the result files in benchmarks/results/
+(and, with --template/--results/--out, pattern_classifier/RESULTS.md from that folder's template and results/).
 
     python benchmarks/make_results.py            # rewrite RESULTS.md
     python benchmarks/make_results.py --check    # exit 1 if RESULTS.md differs from what the files give

@@ -2,7 +2,7 @@
 
     python benchmarks/quant_analysis_error.py --store ewt=ewt.f32.zarr --store long=long.f32.zarr
 
-On records of float32 stores (evenly spaced over the store), per stored dtype of :mod:`attnx.quantize`:
+On records of float32 stores (evenly spaced over the store), per stored dtype of :mod:`attnx.stored_dtypes`:
 max abs error of the probabilities; of the row entropy ``-sum_j p_ij log2 p_ij`` (bits; Clark et al. 2019
 sec. 3, the per-row entropy ``attnx analyze`` averages); of the mean row entropy of each map; of the JS
 divergence (bits) between every map and the next head's map of the same record (the head-similarity
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 import attnx
-from attnx import quantize
+from attnx import stored_dtypes
 
 ROOT = Path(__file__).resolve().parents[1]
 DTYPES = ("float16", "uint8", "q10", "q12", "q16")
@@ -64,7 +64,7 @@ def main() -> None:
             ref32 = store.attention(int(i))
             ref = stats(ref32.astype(np.float64))
             for d in DTYPES:
-                got32 = quantize.decode(quantize.encode(ref32, d), d)
+                got32 = stored_dtypes.decode(stored_dtypes.encode(ref32, d), d)
                 got = stats(got32.astype(np.float64))
                 w = worst[d]
                 w["prob"] = max(w["prob"], float(np.abs(got32 - ref32).max()))
@@ -76,7 +76,7 @@ def main() -> None:
     rows = [
         {
             "dtype": d,
-            "stated_bound": quantize.DTYPES[d].max_abs_error,
+            "stated_bound": stored_dtypes.DTYPES[d].max_abs_error,
             "max_abs_error": worst[d]["prob"],
             "row_entropy_max_abs_bits": worst[d]["row_entropy"],
             "row_entropy_mean_abs_bits": float(np.mean(mean_row[d])),

@@ -1,6 +1,9 @@
 """One renderer per RESULTS.md table: each reads its result file(s) in ``benchmarks/results/`` and returns
 markdown. Used by ``make_results.py`` (``{{table:NAME[:ARG]}}`` in the template) and by the harnesses that
-print their own table. Pure functions of the files: no timing, no heavy imports."""
+print their own table. Pure functions of the files: no timing, no heavy imports.
+
+Longer than most files: about 20 small renderers (``TABLES`` and the sections of the harnesses), one per table,
+sharing a few formatting helpers; each harness's renderers sit under its own section comment."""
 
 from __future__ import annotations
 
@@ -302,7 +305,7 @@ def ab_table(results: Path, name: str = "ab-icechunk-store.json") -> str:
 # ----------------------------------------------------------------------------------------------------------
 # stored dtypes and codecs (bench_codecs.py, quant_analysis_error.py), decoding threads
 # ----------------------------------------------------------------------------------------------------------
-CODEC_ROWS = [  # (dtype, codec in codecs.json, shown as, note); the defaults are attnx.quantize.DTYPES'
+CODEC_ROWS = [  # (dtype, codec in codecs.json, shown as, note); the defaults are attnx.stored_dtypes.DTYPES'
     ("float16", "blosc-lz4-bit-5", "**blosc-lz4 + bit-shuffle**", ""),
     ("float16", "blosc-zstd-bit-9", "blosc-zstd-9 + bit-shuffle", " (fewest bytes)"),
     ("uint8", "zstd-1", "**zstd-1**", ""),

@@ -32,7 +32,7 @@ import numcodecs
 import numpy as np
 
 import attnx
-from attnx import quantize
+from attnx import stored_dtypes
 
 ROOT = Path(__file__).resolve().parents[1]
 NB = 12  # buckets per neighbour: log2 buckets 0..10 cover q10; 11 caps larger values
@@ -174,7 +174,7 @@ def sample(path: str, n_chunks: int, chunk_values: int, name: str) -> list[tuple
     blocks = list(store.blocks(max_bytes=chunk_values * 4))
     picks = np.unique(np.linspace(0, len(blocks) - 1, n_chunks).round().astype(int))
     per = store.n_layers * store.n_heads
-    return [(quantize.encode(blocks[i].maps_f32(), name), map_shapes(blocks[i].lengths, per)) for i in picks]
+    return [(stored_dtypes.encode(blocks[i].maps_f32(), name), map_shapes(blocks[i].lengths, per)) for i in picks]
 
 
 def main() -> None:
@@ -193,7 +193,7 @@ def main() -> None:
     for spec in args.store:
         corpus, path = spec.split("=", 1)
         for name in args.dtype or ["q10"]:
-            d = quantize.stored_dtype(name)
+            d = stored_dtypes.stored_dtype(name)
             table = bucket_table(d.levels)
             chunks = sample(path, args.chunks, args.chunk_values, name)
             q_all = np.concatenate([c for c, _ in chunks])

@@ -12,7 +12,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from attnx.ablation.run import TaskModel, build_configs, forward_configs
+from attnx.ablation.configs import build_configs
+from attnx.ablation.forward import forward_configs
+from attnx.ablation.task_model import TaskModel
 from attnx.cli.ablate import ablate_cmd, importance_cmd
 from attnx.engine.model import minilm_path, random_config
 

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from attnx.ablation.configs import build_configs
+from attnx.ablation.forward import forward_configs
 from attnx.ablation.masking import ATTN_ABLATE, AblationState, ablate_attention_forward, ablating
-from attnx.ablation.run import TaskModel, build_configs, forward_configs
+from attnx.ablation.task_model import TaskModel
 from attnx.engine.model import load_model
 
 

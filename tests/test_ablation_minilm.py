@@ -10,7 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from attnx.ablation.data import read_labelled
-from attnx.ablation.run import load_task_model, predict_configs, prepare
+from attnx.ablation.forward import predict_configs
+from attnx.ablation.prepare import prepare
+from attnx.ablation.task_model import load_task_model
 from attnx.cli.ablate import ablate_cmd
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

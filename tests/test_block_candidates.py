@@ -1,4 +1,4 @@
-"""tools/block_candidates.py: the strict block score against its row-by-row twin and on hand-built maps."""
+"""pattern_classifier/block_candidates.py: the strict block score against its row-by-row twin and on hand-built maps."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(ROOT / "pattern_classifier"))
 import block_candidates as bc  # noqa: E402
 
 

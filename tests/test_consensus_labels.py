@@ -1,5 +1,5 @@
-"""tools/consensus_labels.py: the consensus rule, the by-record split, and the committed v3 labels are what the
-tool makes of the two labellers' committed files."""
+"""pattern_classifier/consensus_labels.py: the consensus rule, the by-record split, and the committed v3 labels are
+what the tool makes of the two labellers' committed files."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(ROOT / "pattern_classifier"))
 
 import consensus_labels as cl  # noqa: E402
 
@@ -57,7 +57,7 @@ def test_committed_v3_labels_are_the_tools_output(tmp_path: Path) -> None:
     committed = ROOT / "validation" / "pattern_labels_v3.csv"
     assert out.read_text(encoding="utf-8") == committed.read_text(encoding="utf-8")
     assert (tmp_path / "labeller_agreement_v3.json").read_text() == (
-        ROOT / "benchmarks" / "results" / "labeller_agreement_v3.json"
+        ROOT / "pattern_classifier" / "results" / "labeller_agreement_v3.json"
     ).read_text()
 
 

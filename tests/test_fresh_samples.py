@@ -41,7 +41,7 @@ def test_a_reused_sample_store_must_come_from_the_pinned_backend(tmp_path: Path)
     import pytest
     from attnx_synth import synth_records, write_store
 
-    sys.path.insert(0, str(ROOT / "tools"))
+    sys.path.insert(0, str(ROOT / "pattern_classifier"))
     import render_label_maps as tool
 
     write_store(tmp_path / "sample.zarr", synth_records(np.random.default_rng(0), 3, 1, 2), 1, 2)

@@ -23,8 +23,8 @@ from attnx.kernels.patterns import (
     classify_maps,
 )
 from attnx.kernels.reference import map_features_ref
-from attnx.quantize import DTYPES, stored_dtype
-from attnx.quantize import encode as store_encode
+from attnx.stored_dtypes import DTYPES, stored_dtype
+from attnx.stored_dtypes import encode as store_encode
 
 RTOL = 1e-6
 

@@ -27,6 +27,18 @@ def test_results_md_is_regenerated_from_the_committed_result_files():
     assert "{{" not in text
 
 
+def test_classifier_results_md_is_regenerated_from_its_result_files():
+    """pattern_classifier/RESULTS.md is rendered by the same tool from its own template and result files."""
+    folder = ROOT / "pattern_classifier"
+    text = make_results.render((folder / "RESULTS.template.md").read_text(encoding="utf-8"), folder / "results")
+    assert text == (folder / "RESULTS.md").read_text(encoding="utf-8"), (
+        "pattern_classifier/RESULTS.md differs from its template + results/: run python benchmarks/make_results.py "
+        "--template pattern_classifier/RESULTS.template.md --results pattern_classifier/results "
+        "--out pattern_classifier/RESULTS.md"
+    )
+    assert "{{" not in text
+
+
 def test_check_fails_on_a_hand_edit(tmp_path, capsys):
     edited = tmp_path / "RESULTS.md"
     text = (ROOT / "benchmarks" / "RESULTS.md").read_text(encoding="utf-8")

@@ -15,10 +15,10 @@ from conftest import SAMPLE, shared_file
 
 from attnx.engine.backend_choice import COMPUTE_SLACK
 from attnx.engine.extract import ExtractOptions, extract
-from attnx.quantize import DTYPES
 from attnx.store import open_store
+from attnx.stored_dtypes import DTYPES
 
-# stored dtype's bound (attnx.quantize) plus fp32 compute noise against eager attention
+# stored dtype's bound (attnx.stored_dtypes) plus fp32 compute noise against eager attention
 TOL = {"float32": 1e-5, "float16": 5e-4, **{q: DTYPES[q].max_abs_error + 2e-6 for q in ("uint8", "q10", "q12", "q16")}}
 # the default backend (auto: onnx here when onnxruntime is installed) adds its parity check's compute slack
 TOL_AUTO = {dtype: tol + COMPUTE_SLACK["float32"] for dtype, tol in TOL.items()}

@@ -1,5 +1,5 @@
 """Measure how uint8 storage shifts the analysis features against float32 (the numbers quoted in
-attnx.analysis.quantisation and the README).
+attnx.analysis.quantisation_warnings and the README).
 
     python tools/measure_uint8_shift.py SENTENCES.txt [WORKDIR]
 

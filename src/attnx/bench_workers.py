@@ -219,7 +219,7 @@ def codec_ceiling(store_path: Path, max_bytes: int = 64 << 20) -> dict:
 
     import attnx
     from attnx.config import load_config
-    from attnx.quantize import zarr_codecs
+    from attnx.stored_dtypes import zarr_codecs
 
     st = attnx.open_store(store_path)
     codec, level = st.attrs["codec"], st.attrs["codec_level"]

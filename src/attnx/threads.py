@@ -57,7 +57,7 @@ def read_ahead(produce: Callable[[], Iterable[T]], ahead: int, name: str) -> Ite
 def ordered_map(fn: Callable[[T], U], items: Iterable[T], threads: int, ahead: int | None = None) -> Iterator[U]:
     """``map(fn, items)`` on ``threads`` worker threads, yielded in input order, at most ``ahead`` in flight.
 
-    For decoding stored chunks on several cores: blosc, zstd and :func:`attnx.quantize.decode` release the
+    For decoding stored chunks on several cores: blosc, zstd and :func:`attnx.stored_dtypes.decode` release the
     GIL, so ``fn`` = read one or two chunks and decode them to float32 runs in parallel; on the shared
     2-core box this was the fastest float32 read path (1.2-2.4x serial; benchmarks/RESULTS.md, issue 12).
     ``ahead`` (default ``2 * threads``) bounds memory to about ``ahead + 1`` results. ``threads <= 1`` runs

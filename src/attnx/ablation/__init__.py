@@ -9,9 +9,11 @@ Library API (the CLI in ``attnx.cli.ablate`` is a thin wrapper)::
 """
 
 from attnx.ablation.analysis import AblationResult, run_ablation, write_ablation
+from attnx.ablation.configs import build_configs
 from attnx.ablation.data import read_labelled
 from attnx.ablation.importance import head_importance, pruning_curve, write_importance
-from attnx.ablation.run import build_configs, load_task_model, prepare
+from attnx.ablation.prepare import prepare
+from attnx.ablation.task_model import load_task_model
 
 __all__ = [
     "AblationResult",

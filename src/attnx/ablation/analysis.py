@@ -22,15 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
+from attnx.ablation.configs import AblationConfigs, build_configs
+from attnx.ablation.forward import predict_configs, predictions
 from attnx.ablation.metrics import bootstrap_scores, check_metric, default_metric, percentile_ci, scores
-from attnx.ablation.run import (
-    AblationConfigs,
-    Prepared,
-    build_configs,
-    n_heads_shape,
-    predict_configs,
-    predictions,
-)
+from attnx.ablation.prepare import Prepared
+from attnx.ablation.task_model import n_heads_shape
 
 
 @dataclass(frozen=True)

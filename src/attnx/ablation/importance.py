@@ -18,16 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from attnx.ablation.batching import chunks, pad
+from attnx.ablation.forward import forward_configs, predict_configs, predictions
 from attnx.ablation.metrics import check_metric, default_metric, scores
-from attnx.ablation.run import (
-    Prepared,
-    _pad,
-    chunks,
-    forward_configs,
-    n_heads_shape,
-    predict_configs,
-    predictions,
-)
+from attnx.ablation.prepare import Prepared
+from attnx.ablation.task_model import n_heads_shape
 
 
 @dataclass(frozen=True)
@@ -49,7 +44,7 @@ def head_importance(prep: Prepared, normalise: bool = True) -> Importance:
     none = torch.zeros(1, layers, heads, dtype=torch.bool, device=device)
     y_all = prep.targets.y
     for index in chunks(prep.enc, prep.eval, 1, device):
-        ids, types, mask01 = _pad(prep.enc, index, device)
+        ids, types, mask01 = pad(prep.enc, index, device)
         gates = torch.ones(len(index), layers, heads, device=device, requires_grad=True)  # (B, layers, heads)
         with torch.enable_grad():
             logits = forward_configs(tm, ids, types, mask01, none, "zero", gates=gates)[0]  # (B, k)

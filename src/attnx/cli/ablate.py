@@ -23,7 +23,7 @@ class _RowsBar:
     def __enter__(self) -> _RowsBar:
         import time
 
-        from attnx.ablation.run import reporting
+        from attnx.ablation.batching import reporting
 
         self.t0 = time.perf_counter()
         self.bar.start()
@@ -119,7 +119,8 @@ def _prepare(
     limit,
 ):  # noqa: ANN001, ANN202
     from attnx.ablation.data import read_labelled
-    from attnx.ablation.run import load_task_model, prepare, resolve_device
+    from attnx.ablation.prepare import prepare
+    from attnx.ablation.task_model import load_task_model, resolve_device
 
     if not 0.0 < train_frac < 1.0:
         raise click.BadParameter("must be between 0 and 1", param_hint="--train-frac")
@@ -173,7 +174,8 @@ def ablate_cmd(model, device, metric, mode, head_sets, no_grid, bootstrap, outpu
       attnx ablate --model minilm --data qnli_dev.tsv --probe logistic --mode zero -o out/
     """
     from attnx.ablation.analysis import run_ablation, write_ablation
-    from attnx.ablation.run import n_heads_shape, parse_head_set
+    from attnx.ablation.configs import parse_head_set
+    from attnx.ablation.task_model import n_heads_shape
 
     if no_grid and not head_sets:
         raise click.UsageError("--no-grid needs at least one --heads set")

@@ -104,7 +104,7 @@ def analyze(store: Path, output: Path | None, only: str, metric: str, sample: in
     """
     import attnx
     from attnx.analysis import ANALYSES, AnalyzeParams, analyze_store, write_results
-    from attnx.analysis.quantisation import quantisation_warnings
+    from attnx.analysis.quantisation_warnings import quantisation_warnings
     from attnx.kernels.pattern_model import PatternModel
     from attnx.kernels.similarity import METRICS
 

@@ -8,8 +8,8 @@ import click
 
 from attnx.cli.options import device_option, model_option, one_line_errors, quiet_json_options
 from attnx.errors import AttnxError
-from attnx.quantize import DTYPES
 from attnx.store.layout import CODECS
+from attnx.stored_dtypes import DTYPES
 
 
 class _Progress:
@@ -311,7 +311,7 @@ def info_cmd(store_path: str, as_json: bool) -> None:
             click.echo(f"{'':>11}  ... {len(commits) - 7} more")
             continue
         click.echo(f"{'':>11}  {h['time']}  {h['records']:>10,} records (+{h['records_added']:,})  {h['snapshot']}")
-    from attnx.analysis.quantisation import quantisation_warnings
+    from attnx.analysis.quantisation_warnings import quantisation_warnings
 
     for line in quantisation_warnings(store):
         click.echo(f"warning: {line}", err=True)

@@ -42,7 +42,7 @@ import torch
 
 from attnx.engine.model import LoadedModel
 from attnx.errors import AttnxError
-from attnx.quantize import decode, stored_dtype
+from attnx.stored_dtypes import decode, stored_dtype
 
 log = logging.getLogger(__name__)
 

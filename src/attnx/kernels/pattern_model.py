@@ -10,7 +10,7 @@ score above 0), and :class:`PatternModel` maps them to class probabilities. Thos
 path (training, evaluation, the reference); ``attnx analyze`` runs :func:`classify_sums`, one numba pass
 from the kernel's row sums straight to labels (the same arithmetic, tested against the numpy path).
 The model (multinomial logistic regression on standardised design features) lives in
-``attnx/data/pattern_model.json``, written by ``benchmarks/train_patterns.py``; labels are the most
+``attnx/data/pattern_model.json``, written by ``pattern_classifier/train_patterns.py``; labels are the most
 probable type, its probability and the margin to the runner-up.
 """
 

@@ -4,7 +4,7 @@ Types (codes): 0 vertical, 1 diagonal, 2 vertical_diagonal, 3 block, 4 heterogen
 
 ``attnx analyze`` labels maps with the learned classifier of :mod:`attnx.kernels.pattern_model`; the
 threshold rules below are kept as the documented, inspectable baseline it is measured against
-(``benchmarks/train_patterns.py`` reports both on the same held-out maps).
+(``pattern_classifier/train_patterns.py`` reports both on the same held-out maps).
 
 The classifier is a pure function over per-map features (:mod:`attnx.kernels.features`), so it can be
 evaluated and re-tuned on hand-labelled maps without touching the kernels. Scores, each chance-corrected
@@ -17,7 +17,7 @@ evaluated and re-tuned on hand-labelled maps without touching the kernels. Score
 * ``own_segment`` (pairs) = mass within the query's own segment, chance ``(la^2 + lb^2) / l^2``.
 
 Rules, in order (thresholds in ``attnx/data/pattern_thresholds.json``, tuned on the ``tune`` split of
-``validation/pattern_labels.csv`` by ``benchmarks/tune_patterns.py``):
+``validation/pattern_labels.csv`` by ``pattern_classifier/tune_patterns.py``):
 
 1. diagonal:           diagonal >= ``diagonal`` and vertical < ``diagonal_max_vertical``
 2. vertical_diagonal:  diagonal >= ``vd_diagonal`` and vertical >= ``vd_vertical``

@@ -36,8 +36,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from attnx.errors import StoreError
-from attnx.quantize import CODECS as _CODECS
-from attnx.quantize import DTYPES, StoredDtype, zarr_codecs
+from attnx.stored_dtypes import CODECS as _CODECS
+from attnx.stored_dtypes import DTYPES, StoredDtype, zarr_codecs
 
 FORMAT = "attnx-store/2"
 FORMAT_1 = "attnx-store/1"

@@ -19,7 +19,7 @@ import numpy as np
 from attnx.engine.backends.base import Done, PackedBatch, TokenBatch, packed_offsets
 from attnx.engine.model import LoadedModel
 from attnx.engine.onnx_export import INPUT_NAMES, OUTPUT_NAME, OnnxExportError, ensure_onnx
-from attnx.quantize import encode, stored_dtype
+from attnx.stored_dtypes import encode, stored_dtype
 
 GRAPH_DTYPES = ("float32", "float16", "uint8")
 

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from attnx.engine.backends.base import Done, PackedBatch, TokenBatch, collate
-from attnx.quantize import encode
+from attnx.stored_dtypes import encode
 
 
 def sample_maps(

@@ -18,7 +18,7 @@ import torch
 from attnx.engine.backends.base import Done, PackedBatch, TokenBatch
 from attnx.engine.capture import capturing
 from attnx.engine.model import LoadedModel
-from attnx.quantize import encode_torch, torch_storage_dtype
+from attnx.stored_dtypes import encode_torch, torch_storage_dtype
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def packing_index(
 
 
 def _as_storage(a: np.ndarray) -> np.ndarray:
-    """Packed maps as the store's numpy dtype: q9..q16 travel as int16 bit patterns (see attnx.quantize)."""
+    """Packed maps as the store's numpy dtype: q9..q16 travel as int16 bit patterns (see attnx.stored_dtypes)."""
     return a.view(np.uint16) if a.dtype == np.int16 else a
 
 

@@ -5,17 +5,17 @@ experiment, and reading it top to bottom is how its protocol (CV on train only, 
 
 Data (``validation/``, no text: pointers into the shared data folder):
 
-* ``v2``: ``pattern_sample_v2.csv`` (1008 MiniLM maps, drawn by ``tools/render_label_maps.py --v2``) with
+* ``v2``: ``pattern_sample_v2.csv`` (1008 MiniLM maps, drawn by ``pattern_classifier/render_label_maps.py --v2``) with
   ``pattern_labels_v2.csv`` (labeller A, labeller B, consensus + confidence, ``split``: by record);
 * ``v3``: v2 plus the block sample ``block_sample_v3.csv`` (360 QNLI/RTE pair maps, 300 block
-  candidates + 60 controls, drawn by ``tools/block_candidates.py``) with ``pattern_labels_v3.csv`` (same
+  candidates + 60 controls, drawn by ``pattern_classifier/block_candidates.py``) with ``pattern_labels_v3.csv`` (same
   columns; its own by-record split, half of the records to ``test``); v2's split is kept as it is;
 * ``v1``: ``pattern_labels.csv`` (240 maps, one labeller, ``tune``/``test`` by item);
 * ``all`` (the default): v2 + v3, both splits, all for training: the old held-out split is spent (scored six
   times), so the model is chosen by CV over every labelled map and refitted on all of them (no held-out report);
 * ``v4``: no training choice at all: the packaged model (``--model-json``) is scored once on the fresh test sample
-  ``pattern_sample_v4.csv`` with ``pattern_labels_v4.csv`` (``tools/consensus_labels.py --set v4``; every item
-  ``test``), overall, per stratum (random / block_candidate) and against each labeller, after checking that its
+  ``pattern_sample_v4.csv`` with ``pattern_labels_v4.csv`` (``pattern_classifier/consensus_labels.py --set v4``; every
+  item ``test``), overall, per stratum (random / block_candidate) and against each labeller, after checking that its
   recorded candidate refitted on the ``all`` training maps gives its weights. Writes ``patterns_v4.{json,md}`` and
   refuses to run again once ``patterns_v4.json`` exists in ``--out`` (``--again`` overrides);
 * ``all4``: v2 + v3 + v4 (v4's one look is spent: its labels are training data now), all for training; version 7,
@@ -38,16 +38,16 @@ computed by the production path (:func:`attnx.analysis.run.block_maps` -> ``per_
    accuracy on certain / uncertain maps; F1 against labeller A and against labeller B separately, and the
    labellers' own agreement on the same items; the hand-set rules (``Thresholds``) on the same items.
 
-Writes ``benchmarks/results/patterns_learned.{json,md}`` (``--data all``: ``patterns_learned_v6.{json,md}`` and
+Writes ``pattern_classifier/results/patterns_learned.{json,md}`` (``--data all``: ``patterns_learned_v6.{json,md}`` and
 ``patterns_cv_v6.json``; ``--data all4``: ``..._v7``; so earlier versions' files stay as they are). Usage::
 
-    python benchmarks/train_patterns.py --data all4 --no-cnn --repeats 10 --write  # the shipped model (version 7)
-    python benchmarks/train_patterns.py --data v5      # the one look at the v5 test sample (packaged model)
-    python benchmarks/train_patterns.py --data all --no-cnn --repeats 10 --write   # version 6
-    python benchmarks/train_patterns.py --data v4 --model-json V6.json  # v4's one look (made with version 6)
-    python benchmarks/train_patterns.py --data v3 --write          # version 5 (v2 + v3 train split)
-    python benchmarks/train_patterns.py --data v1 --no-cnn         # on the 240 old labels only
-    python benchmarks/train_patterns.py --cv-only --only logreg --repeats 10   # model work: never scores test
+    python pattern_classifier/train_patterns.py --data all4 --no-cnn --repeats 10 --write  # the shipped model (v7)
+    python pattern_classifier/train_patterns.py --data v5      # the one look at the v5 test sample (packaged model)
+    python pattern_classifier/train_patterns.py --data all --no-cnn --repeats 10 --write   # version 6
+    python pattern_classifier/train_patterns.py --data v4 --model-json V6.json  # v4's one look (made with version 6)
+    python pattern_classifier/train_patterns.py --data v3 --write          # version 5 (v2 + v3 train split)
+    python pattern_classifier/train_patterns.py --data v1 --no-cnn         # on the 240 old labels only
+    python pattern_classifier/train_patterns.py --cv-only --only logreg --repeats 10   # model work: never scores test
 
 Use ``--cv-only`` while developing: it writes ``patterns_cv.json`` (a full run writes it too, before the
 held-out look) and stops before the held-out split is touched (each full run scores it; the split's history
@@ -69,13 +69,13 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(ROOT / "pattern_classifier"))
 import render_label_maps as tool  # noqa: E402
 
 from attnx.kernels.pattern_model import DESIGN  # noqa: E402
 from attnx.kernels.patterns import PATTERNS  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = ROOT / "pattern_classifier" / "results"
 MODEL_OUT = ROOT / "src" / "attnx" / "data" / "pattern_model.json"
 SEED = 2026
 CNN_SIZE = 32
@@ -239,7 +239,7 @@ def load_items(data: str, workdir: Path, labels_v2: Path | None = None,
         given = fresh_labels.get(SAMPLED[data][3])
         path = given if given is not None else ROOT / "validation" / labels_csv
         if not path.exists():
-            raise SystemExit(f"{path}: no such labels file (make it with tools/consensus_labels.py)")
+            raise SystemExit(f"{path}: no such labels file (make it with pattern_classifier/consensus_labels.py)")
         rows = list(csv.DictReader(open(path, encoding="utf-8")))
         if {r["item"] for r in rows} != set(srows):
             raise SystemExit(f"{path}: its items differ from validation/{sample_csv}")
@@ -478,8 +478,9 @@ def to_json(pipe, info: dict, x_train: np.ndarray) -> dict:  # noqa: ANN001
     icpt[lr.classes_] = lr.intercept_
     return {
         "_doc": "Learned attention-pattern classifier of attnx.kernels.pattern_model (multinomial logistic "
-                "regression on standardised design features). Written by benchmarks/train_patterns.py; "
-                "see validation/README.md for the labels and benchmarks/results/patterns_learned.md for scores.",
+                "regression on standardised design features). Written by pattern_classifier/train_patterns.py; "
+                "see validation/README.md for the labels and pattern_classifier/results/patterns_learned.md for "
+                "scores.",
         "version": VERSION.get(info.get("data"), 4), "kind": "softmax", "classes": list(PATTERNS),
         "features": list(DESIGN),
         "mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(), "coef": coef.tolist(),

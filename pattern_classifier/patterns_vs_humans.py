@@ -9,11 +9,12 @@ choice and no tuning, only the statistics that compare the model with a second h
   maps, with a 95 % bootstrap interval over records (2,000 resamples; a record's maps move together);
 * per type, F1 against the consensus next to the labellers' specific agreement (2 x both / (A + B)).
 
-Writes ``benchmarks/results/patterns_<set>_vs_humans.{json,md}`` (``--set v4``, the default, ``v5`` or ``v6``). Usage::
+Writes ``pattern_classifier/results/patterns_<set>_vs_humans.{json,md}`` (``--set v4``, the default, ``v5`` or
+``v6``). Usage::
 
-    python benchmarks/patterns_vs_humans.py --workdir W --model-json V6.json     # v4 (made with model version 6)
-    python benchmarks/patterns_vs_humans.py --set v5 --workdir W                 # v5 (the packaged version 7)
-    python benchmarks/patterns_vs_humans.py --set v6 --workdir W                 # v6 (version 7 again)
+    python pattern_classifier/patterns_vs_humans.py --workdir W --model-json V6.json  # v4 (made with model version 6)
+    python pattern_classifier/patterns_vs_humans.py --set v5 --workdir W              # v5 (the packaged version 7)
+    python pattern_classifier/patterns_vs_humans.py --set v6 --workdir W              # v6 (version 7 again)
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/attnx_train_patterns"))
     ap.add_argument("--set", choices=sorted(tp.FRESH), default="v4", help="the fresh test sample (default v4)")
     ap.add_argument("--labels", type=Path, default=None,
-                    help="its labels CSV (default: validation/pattern_labels_<set>.csv, by tools/consensus_labels.py)")
+                    help="its labels CSV (default: validation/pattern_labels_<set>.csv, "
+                         "by pattern_classifier/consensus_labels.py)")
     ap.add_argument("--model-json", type=Path, default=None,
                     help="the model compared (default: the packaged one; v4's file was made with version 6)")
     ap.add_argument("--out", type=Path, default=ROOT / "results")

@@ -1,8 +1,8 @@
 """Evaluate the hand-set rule classifier (the baseline) against the v1 hand-labelled MiniLM maps in ``validation/``.
 
-The learned classifier that ``attnx analyze`` runs is trained and evaluated by ``benchmarks/train_patterns.py``.
+The learned classifier that ``attnx analyze`` runs is trained and evaluated by ``pattern_classifier/train_patterns.py``.
 
-Rebuilds the labelled sample with ``tools/render_label_maps.py`` (same seed, same source lines, same
+Rebuilds the labelled sample with ``pattern_classifier/render_label_maps.py`` (same seed, same source lines, same
 layer/head), re-extracts it with the real MiniLM model into a temporary store, runs the project's pattern
 classifier exactly as ``attnx analyze`` does (:func:`attnx.analysis.run.block_maps` ->
 :func:`attnx.analysis.run.block_patterns`, i.e. the numba feature kernel, ``per_map_means`` and
@@ -10,14 +10,14 @@ classifier exactly as ``attnx analyze`` does (:func:`attnx.analysis.run.block_ma
 splits: accuracy, macro-F1 (over the classes present in the gold labels or the predictions), per-class
 precision / recall / F1 and the 5 x 5 confusion matrix (rows = hand label, columns = prediction).
 
-Writes ``benchmarks/results/patterns_eval.json`` (metrics, thresholds used, and per-item predictions with
+Writes ``pattern_classifier/results/patterns_eval.json`` (metrics, thresholds used, and per-item predictions with
 the classifier's chance-corrected scores, for threshold tuning on ``tune`` only) and
-``benchmarks/results/patterns_eval.md``; prints the markdown.
+``pattern_classifier/results/patterns_eval.md``; prints the markdown.
 
 Usage::
 
-    python benchmarks/eval_patterns.py                      # packaged thresholds
-    python benchmarks/eval_patterns.py --thresholds my.json --workdir /tmp/attnx_eval  # reuse a store
+    python pattern_classifier/eval_patterns.py                      # packaged thresholds
+    python pattern_classifier/eval_patterns.py --thresholds my.json --workdir /tmp/attnx_eval  # reuse a store
 """
 
 from __future__ import annotations
@@ -35,12 +35,12 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS_CSV = ROOT / "validation" / "pattern_labels.csv"
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = ROOT / "pattern_classifier" / "results"
 
 
 def _load_tool() -> ModuleType:
-    """Import ``tools/render_label_maps.py`` (not a package) for its sampling code."""
-    path = ROOT / "tools" / "render_label_maps.py"
+    """Import ``pattern_classifier/render_label_maps.py`` (not a package) for its sampling code."""
+    path = ROOT / "pattern_classifier" / "render_label_maps.py"
     spec = importlib.util.spec_from_file_location("render_label_maps", path)
     if spec is None or spec.loader is None:
         raise ImportError(path)

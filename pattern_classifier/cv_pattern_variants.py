@@ -10,14 +10,14 @@ Protocol: every map of v2 + v3 (disputed ones too, so soft-label variants can us
 training folds and scored on the non-disputed maps of the held-out fold against the consensus; macro-F1 of the
 pooled out-of-fold predictions of each repeat; mean, sd over repeats, and the paired difference to the baseline
 (version 5's setting: logistic regression C = 10 on the 22 design features, consensus labels) per repeat.
-No v4 map is read. Writes ``benchmarks/results/patterns_cv_variants.{json,md}``. ``--data all4`` runs the version-7
-candidates (:func:`variants_all4`: C grid, the 11 extra features, the diagonal-vs-column features) the same way on
-every v2 + v3 + v4 map, baseline version 6's setting, into ``patterns_cv_variants_v7.{json,md}`` (no v5 map is
-read). Usage::
+No v4 map is read. Writes ``pattern_classifier/results/patterns_cv_variants.{json,md}``. ``--data all4`` runs the
+version-7 candidates (:func:`variants_all4`: C grid, the 11 extra features, the diagonal-vs-column features) the
+same way on every v2 + v3 + v4 map, baseline version 6's setting, into ``patterns_cv_variants_v7.{json,md}`` (no v5
+map is read). Usage::
 
-    python benchmarks/cv_pattern_variants.py --repeats 10
-    python benchmarks/cv_pattern_variants.py --data all4 --repeats 10
-    python benchmarks/cv_pattern_variants.py --repeats 10 --only 'logreg|soft'
+    python pattern_classifier/cv_pattern_variants.py --repeats 10
+    python pattern_classifier/cv_pattern_variants.py --data all4 --repeats 10
+    python pattern_classifier/cv_pattern_variants.py --repeats 10 --only 'logreg|soft'
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "pattern_classifier"))
 import train_patterns as tp  # noqa: E402
 
 from attnx.kernels.features import F  # noqa: E402

@@ -25,12 +25,12 @@ labels were made with the default 1.0); a thin white line marks the segment boun
 
 Usage::
 
-    python tools/render_label_maps.py --out /tmp/labelmaps            # PNGs + sample.csv in /tmp/labelmaps
-    python tools/render_label_maps.py --out /tmp/labelmaps --store /tmp/labelmaps/store.zarr
-    python tools/render_label_maps.py --sample-only                  # print the sample as CSV
+    python pattern_classifier/render_label_maps.py --out /tmp/labelmaps            # PNGs + sample.csv in /tmp/labelmaps
+    python pattern_classifier/render_label_maps.py --out /tmp/labelmaps --store /tmp/labelmaps/store.zarr
+    python pattern_classifier/render_label_maps.py --sample-only                  # print the sample as CSV
 
 Other code reuses :func:`build_sample`, :func:`extract_sample` and :func:`item_maps`
-(``benchmarks/eval_patterns.py`` does).  No sentence text is written outside the temporary folder.
+(``pattern_classifier/eval_patterns.py`` does).  No sentence text is written outside the temporary folder.
 """
 
 from __future__ import annotations

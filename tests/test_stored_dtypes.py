@@ -1,4 +1,5 @@
-"""attnx.quantize: every stored dtype's round trip stays within its stated bound; torch and numpy agree bit for bit."""
+"""attnx.stored_dtypes: every stored dtype's round trip stays within its stated bound; torch and numpy agree bit for
+bit."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from attnx import quantize as Q
+from attnx import stored_dtypes as Q
 
 ALL = list(Q.DTYPES)
 QUANT = [n for n in ALL if Q.DTYPES[n].quantised]

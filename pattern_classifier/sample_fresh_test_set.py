@@ -1,4 +1,4 @@
-"""A fresh, never-seen test set for the pattern classifier (issue 10): ``validation/pattern_sample_v4.csv``.
+"""A fresh, never-seen test set for the pattern classifier (issue 10): ``validation/pattern_sample_v{4,5,6}.csv``.
 
 Every earlier held-out split has been looked at (v2's test part six times, v3's once), so the classifier's
 score on them is no longer a clean estimate. This tool draws new maps from records that no earlier sample
@@ -9,18 +9,18 @@ used (v1, v2, v3; matched by source file and physical line), in two strata:
   33-48, 49-64, 65-80) from each of QNLI dev and RTE dev; every record gives 12 (layer, head) maps,
   consecutive seeded permutations of all 72 heads. Representative of MiniLM on these corpora.
 - ``block_candidate``: ``--block-pool`` further pair records (v3's rules: both segments >= 6 content
-  wordpieces, <= 96 in all) scored by v3's strict block score (``tools/block_candidates.py``), the
+  wordpieces, <= 96 in all) scored by v3's strict block score (``pattern_classifier/block_candidates.py``), the
   ``--blocks`` best maps passing its clean-shape filter (at most 2 per record, ``--per-head`` per head).
   No classifier is used anywhere: the score only chooses maps and is never shown.
 
 Items ``t0001``.. are numbered in a seeded shuffle of both strata and rendered blind (panel title: item,
 single|pair, l) by ``render_label_maps.render_blind``. Usage::
 
-    python tools/sample_v4.py --work /tmp/attnx_v4 --render /work/labels/v4
-    python tools/sample_v4.py --work /tmp/attnx_v5 --render /work/labels/v5 --seed 2030 --prefix u \
-        --sample-csv validation/pattern_sample_v5.csv      # v5: a second fresh sample, excluding v4's records too
-    python tools/sample_v4.py --work /tmp/attnx_v6 --render /work/labels/v6 --seed 2031 --prefix w \
-        --sample-csv validation/pattern_sample_v6.csv      # v6: a third, excluding v4's and v5's records
+    python pattern_classifier/sample_fresh_test_set.py --work /tmp/attnx_v4 --render /work/labels/v4
+    python pattern_classifier/sample_fresh_test_set.py --work /tmp/attnx_v5 --render /work/labels/v5 \
+        --seed 2030 --prefix u --sample-csv validation/pattern_sample_v5.csv  # v5: excludes v4's records too
+    python pattern_classifier/sample_fresh_test_set.py --work /tmp/attnx_v6 --render /work/labels/v6 \
+        --seed 2031 --prefix w --sample-csv validation/pattern_sample_v6.csv  # v6: excludes v4's and v5's
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ with no dominant column. This tool measures that strictly on many real pair maps
 
 No text leaves the work folder. Usage::
 
-    python tools/block_candidates.py --work /tmp/blocks_v3 --render /work/labels/blocks_v3
+    python pattern_classifier/block_candidates.py --work /tmp/blocks_v3 --render /work/labels/blocks_v3
 """
 
 from __future__ import annotations
@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--pairs", type=int, default=3000)
     ap.add_argument("--min-seg", type=int, default=6, help="content wordpieces each segment needs at least")
     ap.add_argument("--max-len", type=int, default=96)
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--out", type=Path, default=ROOT / "pattern_classifier" / "results")
     ap.add_argument("--render", type=Path, default=None, help="folder for the blind PNG sheets + items.csv")
     ap.add_argument("--top", type=int, default=300)
     ap.add_argument("--controls", type=int, default=60)
@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{s.size} maps; lengths {report['length']['min']}-{report['length']['max']} wordpieces (median "
           f"{report['length']['median']:.0f}); both segments >= {args.min_seg} content wordpieces. Score: "
           "min over the two segments of the mean mass a content query puts on content keys of its own segment "
-          "farther than 1 token (`tools/block_candidates.py`, `strict_block`).", "",
+          "farther than 1 token (`pattern_classifier/block_candidates.py`, `strict_block`).", "",
           "Quantiles of the score over all maps: " + ", ".join(f"q{q} {v:.3f}" for q, v in report["quantiles"].items())
           + f". Clean shape filter (from the labelled blocks): diag1 < {CLEAN['diag1_below']}, cross < "
           f"{CLEAN['cross_below']}, col_top < {CLEAN['col_top_below']}.", "",

@@ -2,7 +2,7 @@
 
 Inputs: ``labeller_A.csv`` and ``labeller_B.csv`` (columns ``item,label,confidence``; labels
 ``vertical|diagonal|vertical_diagonal|block|heterogeneous``, confidence ``high|low``), made by two people
-who each saw only the blind renders of ``tools/render_label_maps.py --v2`` (item id, single/pair, length;
+who each saw only the blind renders of ``pattern_classifier/render_label_maps.py --v2`` (item id, single/pair, length;
 no layer, head, score or the other's labels), and ``validation/pattern_sample_v2.csv`` (the sample).
 
 Consensus rule (documented in ``validation/README.md``):
@@ -17,23 +17,23 @@ Split (fixed, seeded, by record so that no sentence or pair is in both): v2: 40 
 the records of each group (records with a block candidate, control-only records), seed 2027.
 
 Writes ``validation/pattern_labels_v2.csv`` (item, label_a, confidence_a, label_b, confidence_b, consensus,
-confidence, split) and ``benchmarks/results/labeller_agreement.{json,md}`` (Cohen's kappa overall and by
+confidence, split) and ``pattern_classifier/results/labeller_agreement.{json,md}`` (Cohen's kappa overall and by
 stratum, per-type agreement, the A x B confusion). ``--set v3`` does the same for the block sample
 ``validation/block_sample_v3.csv`` (labels ``validation/pattern_labels_v3_{A,B}.csv``) into
-``validation/pattern_labels_v3.csv`` and ``benchmarks/results/labeller_agreement_v3.{json,md}``, which also
+``validation/pattern_labels_v3.csv`` and ``pattern_classifier/results/labeller_agreement_v3.{json,md}``, which also
 give the per-type counts of v2 and v3 together. ``--set v4`` merges the fresh test sample
 ``validation/pattern_sample_v4.csv`` (labels ``/work/labels/v4_labeller_{A,B}.csv``) into
 ``validation/pattern_labels_v4.csv``: every item is ``test`` (the set is not trained on before its one look),
-agreement by stratum (random / block candidates) in ``benchmarks/results/labeller_agreement_v4.{json,md}``;
+agreement by stratum (random / block candidates) in ``pattern_classifier/results/labeller_agreement_v4.{json,md}``;
 ``--set v5`` does the same for the second fresh sample ``validation/pattern_sample_v5.csv`` (labels
 ``/work/labels/v5_labeller_{A,B}.csv``) into ``validation/pattern_labels_v5.csv`` and
-``benchmarks/results/labeller_agreement_v5.{json,md}``, and ``--set v6`` for the third. Usage::
+``pattern_classifier/results/labeller_agreement_v5.{json,md}``, and ``--set v6`` for the third. Usage::
 
-    python tools/consensus_labels.py --a /work/labels/labeller_A.csv --b /work/labels/labeller_B.csv
-    python tools/consensus_labels.py --set v3
-    python tools/consensus_labels.py --set v4
-    python tools/consensus_labels.py --set v5
-    python tools/consensus_labels.py --set v6
+    python pattern_classifier/consensus_labels.py --a /work/labels/labeller_A.csv --b /work/labels/labeller_B.csv
+    python pattern_classifier/consensus_labels.py --set v3
+    python pattern_classifier/consensus_labels.py --set v4
+    python pattern_classifier/consensus_labels.py --set v5
+    python pattern_classifier/consensus_labels.py --set v6
 """
 
 from __future__ import annotations
@@ -53,8 +53,9 @@ TEST_FRACTION = 0.4
 
 
 def fresh_set(name: str, seed: int) -> dict:
-    """Default paths of a fresh test sample drawn by ``tools/sample_v4.py`` (v4, v5, ...): labels
-    ``/work/labels/<name>_labeller_{A,B}.csv``, sample ``validation/pattern_sample_<name>.csv``; every item test."""
+    """Default paths of a fresh test sample drawn by ``pattern_classifier/sample_fresh_test_set.py`` (v4, v5, ...):
+    labels ``/work/labels/<name>_labeller_{A,B}.csv``,
+    sample ``validation/pattern_sample_<name>.csv``; every item test."""
     return {"a": Path(f"/work/labels/{name}_labeller_A.csv"), "b": Path(f"/work/labels/{name}_labeller_B.csv"),
             "sample": ROOT / "validation" / f"pattern_sample_{name}.csv",
             "out": ROOT / "validation" / f"pattern_labels_{name}.csv",
@@ -206,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--b", type=Path, default=None, help="labeller B's CSV")
     ap.add_argument("--sample", type=Path, default=None, help="the sample CSV (v2: validation/pattern_sample_v2.csv)")
     ap.add_argument("--out", type=Path, default=None, help="labels CSV written (v2: validation/pattern_labels_v2.csv)")
-    ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--results", type=Path, default=ROOT / "pattern_classifier" / "results")
     args = ap.parse_args(argv)
     cfg = SETS[args.set]
     for key in ("a", "b", "sample", "out"):
