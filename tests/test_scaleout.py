@@ -89,7 +89,7 @@ def test_shard_error_names_the_whole_files_line(tmp_path: Path):
 # --------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def client():
-    from attnx.scaleout.cluster import ClusterSpec, connect
+    from attnx.scaleout.dask_cluster import ClusterSpec, connect
 
     with connect(ClusterSpec(workers=2, threads_per_worker=1), announce=lambda line: None) as c:
         yield c
@@ -386,8 +386,8 @@ def test_onnx_backend_on_workers_equals_onnx_in_one_process(client, corpus, tmp_
 
 def test_existing_cluster_by_scheduler_address(client, corpus, single_store, tmp_path: Path):
     """--scheduler ADDRESS: the same run on a cluster started elsewhere (here: the module's local cluster)."""
-    from attnx.scaleout.cluster import ClusterSpec
     from attnx.scaleout.coordinator import extract_distributed
+    from attnx.scaleout.dask_cluster import ClusterSpec
 
     lines = []
     opts = ExtractOptions(input=str(corpus), output=str(tmp_path / "d.zarr"), backend="torch")
@@ -399,7 +399,7 @@ def test_existing_cluster_by_scheduler_address(client, corpus, single_store, tmp
 
 def test_cluster_options_are_checked_in_one_place():
     from attnx.errors import AttnxError
-    from attnx.scaleout.cluster import ClusterSpec
+    from attnx.scaleout.dask_cluster import ClusterSpec
 
     assert ClusterSpec.from_options(2, None).workers == 2
     assert ClusterSpec.from_options("gpus", None).workers == "gpus"

@@ -39,8 +39,8 @@ def extract(  # noqa: ANN201 - see ExtractOptions
         **options,
     )
     if workers is not None or scheduler is not None:
-        from attnx.scaleout.cluster import ClusterSpec
         from attnx.scaleout.coordinator import extract_distributed
+        from attnx.scaleout.dask_cluster import ClusterSpec
 
         spec = ClusterSpec.from_options(workers, scheduler, threads_per_worker, retries)
         return extract_distributed(opts, spec, shard_records, progress=progress, announce=lambda line: None)

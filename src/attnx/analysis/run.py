@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 import attnx
-from attnx.analysis.cluster import cluster_heads
+from attnx.analysis.head_clusters import cluster_heads
 from attnx.analysis.partial import Partial
 from attnx.errors import AttnxError, StoreError
 from attnx.kernels.common import block_input

@@ -62,7 +62,7 @@ def _warn(message: str) -> None:
 
 def _analyze_distributed(st, params, labels_path, bar, workers, threads_per_worker, scheduler):  # noqa: ANN001, ANN202
     from attnx.scaleout.analyze import analyze_on_cluster
-    from attnx.scaleout.cluster import ClusterSpec, connect
+    from attnx.scaleout.dask_cluster import ClusterSpec, connect
 
     spec = ClusterSpec.from_options(workers, scheduler, threads_per_worker)
     with connect(spec, lambda line: click.echo(line, err=True)) as client:

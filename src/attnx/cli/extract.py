@@ -212,8 +212,8 @@ def extract_cmd(
     progress = _Progress(not quiet and not as_json, _count_lines(input_path))
     try:
         if workers is not None or scheduler is not None:
-            from attnx.scaleout.cluster import ClusterSpec
             from attnx.scaleout.coordinator import extract_distributed
+            from attnx.scaleout.dask_cluster import ClusterSpec
 
             spec = ClusterSpec.from_options(workers, scheduler, threads_per_worker, retries)
             announce = (lambda line: None) if quiet or as_json else (lambda line: click.echo(line, err=True))

@@ -20,12 +20,12 @@ import torch
 import attnx
 from attnx.config import Config, io_threads, load_config
 from attnx.engine.backend_choice import UNRESOLVED_AUTO, Choice, choose_backend
+from attnx.engine.background_sink import AsyncWriter
 from attnx.engine.batching import plan_batches
 from attnx.engine.loop import LoopSettings, RunTotals, run_windows
 from attnx.engine.model import DEFAULT_MODEL, LoadedModel, load_model
 from attnx.engine.sources import Source, input_fingerprint, raw_sha256
 from attnx.engine.tokenize import WindowTokenizer, tokenize_in_background, windows
-from attnx.engine.writer import AsyncWriter
 from attnx.errors import AttnxError, InputError, StoreError
 from attnx.kernels.names import MAP_FEATURES
 from attnx.store import (

@@ -36,7 +36,7 @@ from attnx.engine.extract import (
 )
 from attnx.engine.sources import Source
 from attnx.errors import AttnxError, InputError, StoreError
-from attnx.scaleout.cluster import ClusterSpec, connect
+from attnx.scaleout.dask_cluster import ClusterSpec, connect
 from attnx.scaleout.shards import (
     DEFAULT_SHARD_RECORDS,
     SHARDS_PER_WORKER,
