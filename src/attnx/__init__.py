@@ -22,9 +22,9 @@ def extract(  # noqa: ANN201 - see ExtractOptions
     **options,  # noqa: ANN003
 ):
     """Run a model over ``input`` and store its attention in ``output``, as ``attnx extract`` does, with the same
-    options and defaults (:class:`attnx.engine.extract.ExtractOptions`: ``model``, ``dtype``, ``layers``,
+    options and defaults (:class:`attnx.engine.run.ExtractOptions`: ``model``, ``dtype``, ``layers``,
     ``heads``, ``max_length``, ``backend``, ``overwrite``, ...); returns the run's
-    :class:`~attnx.engine.extract.Summary`. Resumes an interrupted store; leaves a complete one alone.
+    :class:`~attnx.engine.run.Summary`. Resumes an interrupted store; leaves a complete one alone.
     ``workers`` (a number, or ``"gpus"``) or ``scheduler`` (an address) run it on a Dask cluster
     (:mod:`attnx.scaleout`); the store is the same."""
     from attnx.engine.extract import ExtractOptions
