@@ -127,12 +127,6 @@ def _prepare(
     data = read_labelled(data_path, tuple(text_cols) or None, label_col, header=not no_header)
     with Stage(True, f"loading {model}"):
         tm = load_task_model(model, probe, dev, dtype, pooling=pool, seed=seed, max_length=max_length)
-    family = getattr(tm.lm, "family", "bert")
-    if family != "bert":
-        raise click.ClickException(
-            f"{model}: ablate and importance run BERT checkpoints only (this is {family}); their layer-by-layer "
-            "ablation pass follows BertModel's layout - extract and analyze support every family"
-        )
     n = min(limit, len(data.text_a)) if limit else len(data.text_a)
     with Stage(True, f"encoding {n:,} examples of {data_path}" + (" and fitting the probe" if probe else "")):
         return prepare(tm, data, task, train_frac, seed, limit)
