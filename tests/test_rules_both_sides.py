@@ -137,3 +137,12 @@ def test_ablation_of_another_family(tmp_path):
     )
     python = library_error(load_task_model, "random-roberta-tiny", "logistic")
     assert shell == python and "ablate and importance run BERT checkpoints only (this is roberta)" in python
+
+
+def test_ablation_without_grid_or_head_sets(tmp_path):
+    from attnx.ablation.run import build_configs
+
+    r = cli("ablate", *TINY_CLI, "--data", tmp_path / "d.tsv", "--no-grid", "-o", tmp_path / "o")
+    assert r.exit_code == 2 and "Error: --no-grid needs at least one --heads set" in r.output
+    python = library_error(build_configs, 2, 2, grid=False, head_sets=[])
+    assert python == "--no-grid needs at least one --heads set"

@@ -76,6 +76,8 @@ def build_configs(
 ) -> AblationConfigs:
     """Config 0 = unablated; then (with ``grid``) every single head (layer-major) and every whole layer;
     then each user head set."""
+    if not grid and not head_sets:
+        raise AttnxError("--no-grid needs at least one --heads set")
     masks = [np.zeros((layers, heads), bool)]
     kind, lay, hd, label = ["base"], [-1], [-1], ["base"]
     if grid:
