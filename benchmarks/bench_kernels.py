@@ -40,7 +40,7 @@ from results_sections import kernels_section
 
 import attnx
 from attnx.analysis import AnalyzeParams, analyze_store
-from attnx.analysis.run import block_maps, block_patterns
+from attnx.analysis.driver import block_maps, block_patterns
 from attnx.benchkit import interleave, load_range, machine, spread, write_result
 from attnx.kernels.common import block_input
 from attnx.kernels.pattern_model import PatternModel

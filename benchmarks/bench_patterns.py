@@ -22,7 +22,7 @@ import time
 import numba
 
 import attnx
-from attnx.analysis.run import block_maps, block_patterns
+from attnx.analysis.driver import block_maps, block_patterns
 
 
 def main() -> None:

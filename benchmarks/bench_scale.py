@@ -87,7 +87,7 @@ def _cluster_run(client, corpus: Path, out: Path, threads: int, shard: int, mode
 
 
 def throughput(args: argparse.Namespace) -> dict:
-    from attnx.scaleout.cluster import ClusterSpec, connect
+    from attnx.scaleout.dask_cluster import ClusterSpec, connect
 
     work = Path(tempfile.mkdtemp(prefix="bench_scale_"))
     corpus = _corpus(args.input, args.limit, work)
@@ -147,7 +147,7 @@ def throughput(args: argparse.Namespace) -> dict:
 # coordinator cost per shard
 # ------------------------------------------------------------------------------------------------------------
 def coordinator(args: argparse.Namespace) -> dict:
-    from attnx.scaleout.cluster import ClusterSpec, connect
+    from attnx.scaleout.dask_cluster import ClusterSpec, connect
 
     work = Path(tempfile.mkdtemp(prefix="bench_coord_"))
     corpus = _corpus(args.input, args.shards * args.shard_records, work)

@@ -4,8 +4,8 @@ The learned classifier that ``attnx analyze`` runs is trained and evaluated by `
 
 Rebuilds the labelled sample with ``pattern_classifier/render_label_maps.py`` (same seed, same source lines, same
 layer/head), re-extracts it with the real MiniLM model into a temporary store, runs the project's pattern
-classifier exactly as ``attnx analyze`` does (:func:`attnx.analysis.run.block_maps` ->
-:func:`attnx.analysis.run.block_patterns`, i.e. the numba feature kernel, ``per_map_means`` and
+classifier exactly as ``attnx analyze`` does (:func:`attnx.analysis.driver.block_maps` ->
+:func:`attnx.analysis.driver.block_patterns`, i.e. the numba feature kernel, ``per_map_means`` and
 :func:`attnx.kernels.patterns.classify_maps`), and reports, separately for the ``test`` and ``tune``
 splits: accuracy, macro-F1 (over the classes present in the gold labels or the predictions), per-class
 precision / recall / F1 and the 5 x 5 confusion matrix (rows = hand label, columns = prediction).
@@ -58,7 +58,7 @@ def read_labels(path: Path) -> list[dict[str, str]]:
 def predict(store_path: Path, thresholds_path: str | None) -> tuple[np.ndarray, dict[str, np.ndarray], dict]:
     """Codes ``(N, L, H)`` int8 and scores (each ``(N, L, H)``) of every map of the store, input order."""
     import attnx
-    from attnx.analysis.run import block_maps, record_shape_info
+    from attnx.analysis.driver import block_maps, record_shape_info
     from attnx.kernels.features import per_map_means
     from attnx.kernels.patterns import Thresholds, classify_maps, pattern_scores
 

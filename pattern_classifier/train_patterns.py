@@ -25,7 +25,7 @@ Data (``validation/``, no text: pointers into the shared data folder):
 * ``v6``: as ``v5`` (the same packaged version 7) for the third fresh sample ``pattern_sample_v6.csv``.
 
 The maps are re-extracted with the real MiniLM model into ``--workdir`` (reused), their features are
-computed by the production path (:func:`attnx.analysis.run.block_maps` -> ``per_map_means`` ->
+computed by the production path (:func:`attnx.analysis.driver.block_maps` -> ``per_map_means`` ->
 :func:`attnx.kernels.pattern_model.design_matrix`), and:
 
 1. model choice by 5 x 5-fold cross-validation grouped by record on the *training* split only: multinomial
@@ -90,7 +90,7 @@ def store_design(store_path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     ``(N, L, H, NF)`` (:func:`attnx.kernels.features.per_map_means`) and per record ``(N, 3)`` its length,
     segment-A length and stripe-column count (the other arguments of ``design_matrix``) of every map of a store."""
     import attnx
-    from attnx.analysis.run import block_maps, record_shape_info
+    from attnx.analysis.driver import block_maps, record_shape_info
     from attnx.kernels.features import NF, per_map_means
     from attnx.kernels.pattern_model import design_matrix
     from attnx.kernels.patterns import Thresholds, classify_maps

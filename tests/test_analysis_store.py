@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 import attnx
 from attnx.analysis import AnalyzeParams, Partial, analyze_store, compare_stores, feature_means, write_results
-from attnx.analysis.cluster import cluster_heads
+from attnx.analysis.head_clusters import cluster_heads
 from attnx.cli.analyze import analyze, compare, report
 from attnx.errors import AttnxError, StoreError
 from attnx.kernels.features import F

@@ -1,4 +1,4 @@
-"""Direct tests of ``_check_resumable``: which differences between a store and a new run it refuses, and how it
+"""Direct tests of ``check_resumable``: which differences between a store and a new run it refuses, and how it
 says so. The store is a small synthetic one written through the store API with the metadata extract writes."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import copy
 import pytest
 from test_store import make_batches
 
-from attnx.engine.extract import _check_resumable
+from attnx.engine.run import check_resumable
 from attnx.errors import StoreError
 from attnx.store import StoreWriter, open_store
 
@@ -42,13 +42,13 @@ def store(tmp_path_factory):
 
 def refusal(store, meta: dict, dtype: str = "float16", codec: str = "blosc-zstd") -> str:  # noqa: ANN001
     with pytest.raises(StoreError) as info:
-        _check_resumable(store, meta, dtype, codec)
+        check_resumable(store, meta, dtype, codec)
     return str(info.value)
 
 
 def test_same_model_options_dtype_and_codec_resume(store):
     assert not store.complete
-    _check_resumable(store, copy.deepcopy(META), "float16", "blosc-zstd")  # no error
+    check_resumable(store, copy.deepcopy(META), "float16", "blosc-zstd")  # no error
 
 
 def test_other_weights_refused_naming_the_store_model(store):

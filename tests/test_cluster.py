@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from attnx.analysis.cluster import classical_mds, cluster_heads
+from attnx.analysis.head_clusters import classical_mds, cluster_heads
 
 
 def naive_upgma(dist: np.ndarray) -> list[tuple[frozenset, float]]:

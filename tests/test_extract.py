@@ -10,7 +10,7 @@ from conftest import SAMPLE, shared_file
 
 from attnx.config import load_config
 from attnx.engine.extract import ExtractOptions, extract
-from attnx.errors import AttnxError, InputError, StoreError
+from attnx.errors import AttnxError, AttnxWarning, InputError, StoreError
 from attnx.store import open_store
 
 
@@ -52,7 +52,8 @@ def test_layer_and_head_subsets_equal_full_store(tmp_path, corpus):
 
 def test_truncation_flag_and_no_truncate(tmp_path, corpus):
     path, lines = corpus
-    extract(ExtractOptions(input=str(path), output=str(tmp_path / "t.zarr"), max_length=12, device="cpu"))
+    with pytest.warns(AttnxWarning, match=r"\d+ of 70 records were longer than --max-length 12 and were cut"):
+        extract(ExtractOptions(input=str(path), output=str(tmp_path / "t.zarr"), max_length=12, device="cpu"))
     store = open_store(tmp_path / "t.zarr")
     assert store.lengths.max() == 12
     assert store.truncated.sum() == sum(len(store.tokens(i)) == 12 and store.truncated[i] for i in range(70))

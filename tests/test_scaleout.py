@@ -89,7 +89,7 @@ def test_shard_error_names_the_whole_files_line(tmp_path: Path):
 # --------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def client():
-    from attnx.scaleout.cluster import ClusterSpec, connect
+    from attnx.scaleout.dask_cluster import ClusterSpec, connect
 
     with connect(ClusterSpec(workers=2, threads_per_worker=1), announce=lambda line: None) as c:
         yield c
@@ -291,6 +291,7 @@ def test_resume_refuses_a_changed_input(client, corpus, tmp_path: Path):
 
 def test_analyze_with_workers_equals_analyze_without(client, single_store, tmp_path: Path):
     from attnx.analysis import AnalyzeParams, analyze_store, write_results
+    from attnx.analysis.driver import open_labels, plan_analysis
     from attnx.scaleout.analyze import analyze_on_cluster
 
     params = AnalyzeParams(only=("features", "patterns", "similarity"), metrics=("cosine", "js"), js_records=40,
@@ -298,7 +299,9 @@ def test_analyze_with_workers_equals_analyze_without(client, single_store, tmp_p
     (tmp_path / "one").mkdir()
     (tmp_path / "many").mkdir()
     one = analyze_store(single_store, params, labels_path=tmp_path / "one" / "pattern_labels.npy")
-    many = analyze_on_cluster(single_store, params, client, tmp_path / "many" / "pattern_labels.npy",
+    plan = plan_analysis(single_store, params)  # what analyze_store does before its pass, as a worker run needs
+    open_labels(tmp_path / "many" / "pattern_labels.npy", 150, single_store.n_layers, single_store.n_heads, True)
+    many = analyze_on_cluster(single_store, plan, client, tmp_path / "many" / "pattern_labels.npy",
                               task_bytes=1 << 20)
     assert many.records == one.records == 150
     np.testing.assert_allclose(many.feature_sums, one.feature_sums, rtol=1e-10)
@@ -312,6 +315,22 @@ def test_analyze_with_workers_equals_analyze_without(client, single_store, tmp_p
     b = write_results(many, tmp_path / "many", single_store, params)
     assert [p.name for p in a] == [p.name for p in b]
     assert (tmp_path / "one" / "patterns.csv").read_text() == (tmp_path / "many" / "patterns.csv").read_text()
+
+
+def test_analyze_store_reaches_the_cluster(client, single_store, tmp_path: Path):
+    """The library's analyze_store runs on a cluster with the CLI's --scheduler/--workers (no CLI-only path):
+    the partial equals one process's, and the rules run before any task (one error for both)."""
+    from attnx.analysis import AnalyzeParams, analyze_store
+
+    params = AnalyzeParams(only=("features", "patterns", "similarity"), metrics=("cosine",), max_bytes=1 << 20)
+    one = analyze_store(single_store, params)
+    lines = []
+    many = analyze_store(single_store, params, scheduler=client.scheduler.address, announce=lines.append)
+    assert many.records == one.records == 150 and lines
+    np.testing.assert_allclose(many.feature_sums, one.feature_sums, rtol=1e-10)
+    np.testing.assert_allclose(many.sim_sum["cosine"], one.sim_sum["cosine"], rtol=1e-10)
+    with pytest.raises(attnx.errors.AttnxError, match="relations need a CoNLL-U store"):
+        analyze_store(single_store, AnalyzeParams(only=("relations",)), scheduler=client.scheduler.address)
 
 
 def test_single_process_path_never_imports_distributed(tmp_path: Path):
@@ -386,8 +405,8 @@ def test_onnx_backend_on_workers_equals_onnx_in_one_process(client, corpus, tmp_
 
 def test_existing_cluster_by_scheduler_address(client, corpus, single_store, tmp_path: Path):
     """--scheduler ADDRESS: the same run on a cluster started elsewhere (here: the module's local cluster)."""
-    from attnx.scaleout.cluster import ClusterSpec
     from attnx.scaleout.coordinator import extract_distributed
+    from attnx.scaleout.dask_cluster import ClusterSpec
 
     lines = []
     opts = ExtractOptions(input=str(corpus), output=str(tmp_path / "d.zarr"), backend="torch")
@@ -399,7 +418,7 @@ def test_existing_cluster_by_scheduler_address(client, corpus, single_store, tmp
 
 def test_cluster_options_are_checked_in_one_place():
     from attnx.errors import AttnxError
-    from attnx.scaleout.cluster import ClusterSpec
+    from attnx.scaleout.dask_cluster import ClusterSpec
 
     assert ClusterSpec.from_options(2, None).workers == 2
     assert ClusterSpec.from_options("gpus", None).workers == "gpus"

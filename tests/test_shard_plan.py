@@ -88,7 +88,7 @@ SMALL = {
 @pytest.fixture(scope="module")
 def client():
     pytest.importorskip("distributed", reason="the dask extra (distributed) is not installed")
-    from attnx.scaleout.cluster import ClusterSpec, connect
+    from attnx.scaleout.dask_cluster import ClusterSpec, connect
 
     with connect(ClusterSpec(workers=2, threads_per_worker=1), announce=lambda line: None) as c:
         yield c

@@ -22,9 +22,9 @@ def extract(  # noqa: ANN201 - see ExtractOptions
     **options,  # noqa: ANN003
 ):
     """Run a model over ``input`` and store its attention in ``output``, as ``attnx extract`` does, with the same
-    options and defaults (:class:`attnx.engine.extract.ExtractOptions`: ``model``, ``dtype``, ``layers``,
+    options and defaults (:class:`attnx.engine.run.ExtractOptions`: ``model``, ``dtype``, ``layers``,
     ``heads``, ``max_length``, ``backend``, ``overwrite``, ...); returns the run's
-    :class:`~attnx.engine.extract.Summary`. Resumes an interrupted store; leaves a complete one alone.
+    :class:`~attnx.engine.run.Summary`. Resumes an interrupted store; leaves a complete one alone.
     ``workers`` (a number, or ``"gpus"``) or ``scheduler`` (an address) run it on a Dask cluster
     (:mod:`attnx.scaleout`); the store is the same."""
     from attnx.engine.extract import ExtractOptions
@@ -39,8 +39,8 @@ def extract(  # noqa: ANN201 - see ExtractOptions
         **options,
     )
     if workers is not None or scheduler is not None:
-        from attnx.scaleout.cluster import ClusterSpec
         from attnx.scaleout.coordinator import extract_distributed
+        from attnx.scaleout.dask_cluster import ClusterSpec
 
         spec = ClusterSpec.from_options(workers, scheduler, threads_per_worker, retries)
         return extract_distributed(opts, spec, shard_records, progress=progress, announce=lambda line: None)

@@ -25,3 +25,8 @@ class ModelError(AttnxError):
 
 class StoreError(AttnxError):
     """The store is missing, corrupt, incompatible with the request, or cannot be written."""
+
+
+class AttnxWarning(UserWarning):
+    """Something the user should know about a result that is still produced (``warnings.warn``); ``str()`` of
+    it is one line. The CLI prints it as ``warning: ...`` on stderr."""

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from attnx.ablation.configs import AblationConfigs, build_configs
+from attnx.ablation.configs import AblationConfigs, build_configs, check_grid
 from attnx.ablation.forward import predict_configs, predictions
 from attnx.ablation.metrics import bootstrap_scores, check_metric, default_metric, percentile_ci, scores
 from attnx.ablation.prepare import Prepared
@@ -79,6 +79,7 @@ def run_ablation(
     share_prefix: bool = True,
 ) -> AblationResult:
     """Evaluate the unablated model, every single head and whole layer (``grid``) and each head set."""
+    check_grid(grid, head_sets)
     task = prep.targets.task
     metric = metric or default_metric(task)
     check_metric(metric, task)

@@ -46,6 +46,12 @@ def parse_head_set(text: str, layers: int, heads: int) -> list[tuple[int, int]]:
     return out
 
 
+def check_grid(grid: bool, head_sets: list[list[tuple[int, int]]] | None) -> None:
+    """An ablation run needs something to ablate: the grid, or at least one head set."""
+    if not grid and not head_sets:
+        raise AttnxError("--no-grid needs at least one --heads set")
+
+
 def build_configs(
     layers: int, heads: int, grid: bool = True, head_sets: list[list[tuple[int, int]]] | None = None
 ) -> AblationConfigs:

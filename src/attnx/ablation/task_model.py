@@ -92,6 +92,12 @@ def load_task_model(
     if pooling not in POOLINGS:
         raise AttnxError(f"--pool {pooling!r}: use one of {', '.join(POOLINGS)}")
     lm = load_model(name, device=device, dtype=dtype, seed=seed, attn_implementation=ATTN_ABLATE)
+    family = getattr(lm, "family", "bert")
+    if family != "bert":
+        raise ModelError(
+            f"{name}: ablate and importance run BERT checkpoints only (this is {family}); their layer-by-layer "
+            "ablation pass follows BertModel's layout - extract and analyze support every family"
+        )
     for p in lm.model.parameters():
         p.requires_grad_(False)
     if probe is not None:

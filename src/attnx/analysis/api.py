@@ -10,23 +10,15 @@ from pathlib import Path
 
 import numpy as np
 
-from attnx.analysis.run import (
-    AnalyzeParams,
-    analyze_store,
-    compare_stores,
-    feature_means,
-    pattern_proportions,
-    relation_table,
-    similarity_means,
-)
+from attnx.analysis.compare import compare_stores
+from attnx.analysis.driver import AnalyzeParams, analyze_store, as_store
+from attnx.analysis.outputs import feature_means, pattern_proportions, relation_table, similarity_means
 from attnx.store import AttentionStore
 
 
 def _run(store: AttentionStore | str | Path, only: tuple[str, ...], records: np.ndarray | None = None,
          **kw: object):  # noqa: ANN202
-    import attnx
-
-    st = store if isinstance(store, AttentionStore) else attnx.open_store(store)
+    st = as_store(store)
     return st, analyze_store(st, AnalyzeParams(only=only, **kw), records=records)
 
 

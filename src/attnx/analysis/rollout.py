@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from attnx.analysis.run import require_maps
+from attnx.analysis.driver import require_maps
 from attnx.kernels.rollout import rollout_flat
 from attnx.store import open_store
 from attnx.threads import keeps_thread_settings

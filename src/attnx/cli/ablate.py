@@ -128,12 +128,6 @@ def _prepare(
     data = read_labelled(data_path, tuple(text_cols) or None, label_col, header=not no_header)
     with Stage(True, f"loading {model}"):
         tm = load_task_model(model, probe, dev, dtype, pooling=pool, seed=seed, max_length=max_length)
-    family = getattr(tm.lm, "family", "bert")
-    if family != "bert":
-        raise click.ClickException(
-            f"{model}: ablate and importance run BERT checkpoints only (this is {family}); their layer-by-layer "
-            "ablation pass follows BertModel's layout - extract and analyze support every family"
-        )
     n = min(limit, len(data.text_a)) if limit else len(data.text_a)
     with Stage(True, f"encoding {n:,} examples of {data_path}" + (" and fitting the probe" if probe else "")):
         return prepare(tm, data, task, train_frac, seed, limit)
@@ -174,11 +168,14 @@ def ablate_cmd(model, device, metric, mode, head_sets, no_grid, bootstrap, outpu
       attnx ablate --model minilm --data qnli_dev.tsv --probe logistic --mode zero -o out/
     """
     from attnx.ablation.analysis import run_ablation, write_ablation
-    from attnx.ablation.configs import parse_head_set
+    from attnx.ablation.configs import check_grid, parse_head_set
     from attnx.ablation.task_model import n_heads_shape
+    from attnx.errors import AttnxError
 
-    if no_grid and not head_sets:
-        raise click.UsageError("--no-grid needs at least one --heads set")
+    try:
+        check_grid(not no_grid, head_sets)  # before the model loads
+    except AttnxError as e:
+        raise click.UsageError(str(e)) from None
     prep = _prepare(model, device, **data)
     layers, heads = n_heads_shape(prep.tm)
     sets = [parse_head_set(s, layers, heads) for s in head_sets]

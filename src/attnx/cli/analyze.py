@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 
 import click
-import numpy as np
 
+from attnx.cli.options import echo_warnings
 from attnx.errors import AttnxError
 from attnx.outputs import output_dir
 from attnx.store.layout import STORED_DTYPES
@@ -56,19 +56,6 @@ class _Progress:
         self.bar.close()
 
 
-def _warn(message: str) -> None:
-    click.echo(f"warning: {message}", err=True)
-
-
-def _analyze_distributed(st, params, labels_path, bar, workers, threads_per_worker, scheduler):  # noqa: ANN001, ANN202
-    from attnx.scaleout.analyze import analyze_on_cluster
-    from attnx.scaleout.cluster import ClusterSpec, connect
-
-    spec = ClusterSpec.from_options(workers, scheduler, threads_per_worker)
-    with connect(spec, lambda line: click.echo(line, err=True)) as client:
-        return analyze_on_cluster(st, params, client, labels_path, bar, threads=spec.torch_threads())
-
-
 @click.command("analyze")
 @click.argument("store", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -104,53 +91,33 @@ def analyze(store: Path, output: Path | None, only: str, metric: str, sample: in
     """
     import attnx
     from attnx.analysis import ANALYSES, AnalyzeParams, analyze_store, write_results
-    from attnx.analysis.quantisation_warnings import quantisation_warnings
-    from attnx.kernels.pattern_model import PatternModel
     from attnx.kernels.similarity import METRICS
 
     only_t = _split(only, ANALYSES, "analyses")
     metrics = _split(metric, METRICS, "metrics")
-    only_given = click.get_current_context().get_parameter_source("only") == click.core.ParameterSource.COMMANDLINE
     try:
-        st = attnx.open_store(store)
-        if len(st) == 0:
-            raise AttnxError(f"{store}: the store holds 0 records; nothing to analyse (was its input empty?)")
-        if "relations" in only_t and not st.attrs.get("conllu"):
-            if only_t == ("relations",):
-                raise AttnxError(f"{store}: relations need a CoNLL-U store (word heads and relations); this store "
-                                 f"was extracted from {st.attrs.get('options', {}).get('format')} input")
-            if only_given:
-                _warn(f"{store}: relations skipped - they need a CoNLL-U store (this one is "
-                      f"{st.attrs.get('options', {}).get('format')})")
-            only_t = tuple(a for a in only_t if a != "relations")
-        for line in quantisation_warnings(st, only_t, metrics):
-            _warn(line)
-        truncated = int(np.count_nonzero(st.truncated)) if hasattr(st, "truncated") else 0
-        if truncated:
-            _warn(f"{store}: {truncated:,} of {len(st):,} records were cut to --max-length at extraction; "
-                  "their maps cover the kept wordpieces only")
-        out = output_dir(output or analysis_dir(store), default=output is None)
-        params = AnalyzeParams(only=only_t, metrics=metrics, sample=sample, seed=seed, js_records=js_records,
-                               max_bytes=block_mb << 20, per_record=per_record,
-                               pattern_model=str(pattern_model) if pattern_model else None)
-        PatternModel.load(params.pattern_model)  # a bad file fails here, before any work
-        n = min(sample or len(st), len(st))
-        itemsize = STORED_DTYPES[st.dtype].storage.itemsize
-        total = st.commit.attn * itemsize * n // max(len(st), 1)
-        bar = _Progress(total, st.n_layers * st.n_heads, progress, "analyze")
-        try:
-            bar.start()
-            t0 = time.perf_counter()
-            labels_path = out / "pattern_labels.npy" if per_record else None
-            if workers is not None or scheduler is not None:
-                part = _analyze_distributed(st, params, labels_path, bar, workers, threads_per_worker, scheduler)
-            else:
-                part = analyze_store(st, params, labels_path=labels_path, progress=bar)
-            seconds = time.perf_counter() - t0
-            rates = bar.finish(seconds)
-        finally:
-            bar.close()
-        files = write_results(part, out, st, params, elapsed_s=seconds)
+        with echo_warnings():
+            st = attnx.open_store(store)
+            out = output_dir(output or analysis_dir(store), default=output is None)
+            params = AnalyzeParams(only=only_t, metrics=metrics, sample=sample, seed=seed, js_records=js_records,
+                                   max_bytes=block_mb << 20, per_record=per_record,
+                                   pattern_model=str(pattern_model) if pattern_model else None)
+            n = min(sample or len(st), len(st))
+            itemsize = STORED_DTYPES[st.dtype].storage.itemsize
+            total = st.commit.attn * itemsize * n // max(len(st), 1)
+            bar = _Progress(total, st.n_layers * st.n_heads, progress, "analyze")
+            try:
+                bar.start()
+                t0 = time.perf_counter()
+                labels_path = out / "pattern_labels.npy" if per_record else None
+                part = analyze_store(st, params, labels_path=labels_path, progress=bar, workers=workers,
+                                     scheduler=scheduler, threads_per_worker=threads_per_worker,
+                                     announce=lambda line: click.echo(line, err=True))
+                seconds = time.perf_counter() - t0
+                rates = bar.finish(seconds)
+            finally:
+                bar.close()
+            files = write_results(part, out, st, params, elapsed_s=seconds)
     except AttnxError as exc:
         raise click.ClickException(str(exc)) from exc
     note = ""

@@ -186,8 +186,6 @@ def extract_cmd(
     from attnx.engine.extract import ExtractOptions, extract, parse_index_list
     from attnx.engine.model import model_shape
 
-    if max_length < 2:
-        raise AttnxError(f"--max-length {max_length}: must be at least 2 (room for the special tokens)")
     n_layers, n_heads = model_shape(model)
     opts = ExtractOptions(
         input=input_path,
@@ -212,8 +210,8 @@ def extract_cmd(
     progress = _Progress(not quiet and not as_json, _count_lines(input_path))
     try:
         if workers is not None or scheduler is not None:
-            from attnx.scaleout.cluster import ClusterSpec
             from attnx.scaleout.coordinator import extract_distributed
+            from attnx.scaleout.dask_cluster import ClusterSpec
 
             spec = ClusterSpec.from_options(workers, scheduler, threads_per_worker, retries)
             announce = (lambda line: None) if quiet or as_json else (lambda line: click.echo(line, err=True))
@@ -223,18 +221,6 @@ def extract_cmd(
         rates = progress.finish(summary) if summary.status == "complete" else ""
     finally:
         progress.close()
-    if summary.status == "complete" and summary.records == 0:
-        raise AttnxError(
-            f"{input_path}: no records to extract (the input is empty); the empty store {summary.store} "
-            "holds nothing to analyse"
-        )
-    if summary.truncated_this_run:
-        click.echo(
-            f"warning: {summary.truncated_this_run:,} of {summary.records_this_run:,} records were longer than "
-            f"--max-length {max_length} and were cut (flagged in the store; attnx info counts them; "
-            "--no-truncate refuses them instead)",
-            err=True,
-        )
     compacted = None
     if compact and summary.status in ("complete", "already complete"):
         from attnx.store.compact import compact_store

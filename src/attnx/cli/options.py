@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 
 import click
 
-from attnx.errors import AttnxError
+from attnx.errors import AttnxError, AttnxWarning
 
 
 def model_option(f: Callable) -> Callable:
@@ -39,10 +41,31 @@ def one_line_errors(f: Callable) -> Callable:
     @functools.wraps(f)
     def wrapper(*args: object, **kwargs: object) -> object:
         try:
-            return f(*args, **kwargs)
+            with echo_warnings():
+                return f(*args, **kwargs)
         except AttnxError as exc:
             raise click.ClickException(str(exc)) from exc
         except KeyboardInterrupt:
             raise click.ClickException("interrupted; run the same command again to resume") from None
 
     return wrapper
+
+
+@contextlib.contextmanager
+def echo_warnings() -> Iterator[None]:
+    """Print the library's :class:`~attnx.errors.AttnxWarning` as ``warning: ...`` lines on stderr (every one,
+    not once per place; an open progress bar is not torn); other warnings as Python shows them."""
+    from attnx.cli.progress import _note
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", AttnxWarning)
+        shown = warnings.showwarning
+
+        def show(message, category, *rest, **kw) -> None:  # noqa: ANN001, ANN002, ANN003
+            if issubclass(category, AttnxWarning):
+                _note(f"warning: {message}")
+            else:
+                shown(message, category, *rest, **kw)
+
+        warnings.showwarning = show
+        yield

@@ -15,7 +15,7 @@ padded batches of 8) through the torch backend storing float32 (the reference: e
 attention within 1e-5, tests/test_parity.py) and through the onnx backend storing the run's dtype, decoded
 to float32. It passes when every element is within
 
-    stored dtype's stated max abs error (attnx.quantize; 0 for float32) + compute slack
+    stored dtype's stated max abs error (attnx.stored_dtypes; 0 for float32) + compute slack
 
 with a slack of 1e-5 for float32 compute (onnxruntime CPU matched torch within 7e-6, DESIGN.md) and 2e-3 for
 float16 compute (CUDA only; about four fp16 ulps at 0.5, unmeasured here). So an onnx store states the same

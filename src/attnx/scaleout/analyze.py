@@ -9,14 +9,15 @@ shared filesystem, as for the store).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from attnx.analysis.driver import AnalysisPlan, stream_partial
 from attnx.analysis.partial import Partial
-from attnx.analysis.run import AnalyzeParams, _sample, analyze_store, js_subset, open_labels
 from attnx.store import AttentionStore
 from attnx.store.layout import STORED_DTYPES
 
@@ -35,21 +36,14 @@ def _open(path: str, snapshot: str) -> AttentionStore:
 
 
 def _analyze_part(
-    path: str,
-    snapshot: str,
-    params: AnalyzeParams,
-    records: np.ndarray,
-    js_keep: np.ndarray | None,
-    labels_path: str | None,
-    threads: int,
+    path: str, snapshot: str, plan: AnalysisPlan, records: np.ndarray, labels_path: str | None, threads: int
 ) -> Partial:
+    """One task: the plan's pass over ``records`` (a run contiguous in physical order)."""
     import numba
 
     if threads:
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))  # restored by analyze_store
-    return analyze_store(
-        _open(path, snapshot), params, labels_path, records=records, js_keep=js_keep, create_labels=False
-    )
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))  # restored by stream_partial
+    return stream_partial(_open(path, snapshot), dataclasses.replace(plan, records=records), labels_path)
 
 
 def record_runs(store: AttentionStore, records: np.ndarray | None, task_bytes: int) -> list[np.ndarray]:
@@ -70,37 +64,30 @@ def record_runs(store: AttentionStore, records: np.ndarray | None, task_bytes: i
 
 def analyze_on_cluster(
     store: AttentionStore,
-    params: AnalyzeParams,
+    plan: AnalysisPlan,
     client: object,
     labels_path: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
     threads: int = 0,
     task_bytes: int = 256 << 20,
 ) -> Partial:
-    """:func:`analyze_store` over ``store`` on the workers of ``client``; returns the merged partial."""
+    """:func:`~attnx.analysis.driver.stream_partial` of ``plan`` (made by
+    :func:`~attnx.analysis.driver.plan_analysis`, label files already created) on the workers of ``client``;
+    returns the merged partial."""
     from distributed import as_completed
 
-    records = _sample(store, params.sample, params.seed)
-    js_keep = None
-    if "similarity" in params.only and "js" in params.metrics:
-        js_keep = js_subset(store, records, params)
-        if js_keep is None:
-            js_keep = np.ones(len(store.position), bool)
-    if params.per_record:
-        labels, probs = open_labels(labels_path, len(store.position), store.n_layers, store.n_heads, create=True)
-        labels.flush()
-        probs.flush()
-        del labels, probs
-    runs = record_runs(store, records, task_bytes)
-    js_future = client.scatter(js_keep, broadcast=True) if js_keep is not None else None
+    runs = record_runs(store, plan.records, task_bytes)
+    js_keep = plan.js_keep
+    if js_keep is None and "js" in plan.metrics:
+        js_keep = np.ones(len(store.position), bool)  # every planned record, not every record of a task's run
+    shared = client.scatter(dataclasses.replace(plan, records=None, js_keep=js_keep), broadcast=True)
     futures = [
         client.submit(
             _analyze_part,
             store.path,
             store.snapshot_id,
-            params,
+            shared,
             run,
-            js_future,
             str(labels_path) if labels_path else None,
             threads,
             pure=False,
@@ -114,3 +101,21 @@ def analyze_on_cluster(
         if progress is not None:
             progress(part.records, part.attn_bytes)
     return total
+
+
+def analyze_distributed(
+    store: AttentionStore,
+    plan: AnalysisPlan,
+    labels_path: str | Path | None,
+    progress: Callable[[int, int], None] | None,
+    workers: int | str | None,
+    scheduler: str | None,
+    threads_per_worker: int = 0,
+    announce: Callable[[str], None] | None = None,
+) -> Partial:
+    """Start (or connect to) the cluster ``workers`` / ``scheduler`` name and run :func:`analyze_on_cluster`."""
+    from attnx.scaleout.dask_cluster import ClusterSpec, connect
+
+    spec = ClusterSpec.from_options(workers, scheduler, threads_per_worker)
+    with connect(spec, announce or (lambda line: None)) as client:
+        return analyze_on_cluster(store, plan, client, labels_path, progress, threads=spec.torch_threads())

@@ -27,16 +27,20 @@ from dataclasses import dataclass
 import torch
 
 from attnx.config import Config, load_config
-from attnx.engine.extract import (
+from attnx.engine.extract import load_checked
+from attnx.engine.run import (
     ExtractOptions,
+    RunDone,
     Summary,
-    _precision_note,
     begin_store,
-    load_checked,
+    compute_dtype,
+    finish_run,
+    open_run,
+    run_backend,
 )
 from attnx.engine.sources import Source
 from attnx.errors import AttnxError, InputError, StoreError
-from attnx.scaleout.cluster import ClusterSpec, connect
+from attnx.scaleout.dask_cluster import ClusterSpec, connect
 from attnx.scaleout.shards import (
     DEFAULT_SHARD_RECORDS,
     SHARDS_PER_WORKER,
@@ -46,7 +50,6 @@ from attnx.scaleout.shards import (
     plan_shard_records,
 )
 from attnx.scaleout.worker import ShardJob, ShardResult, ShardSizes, run_shard, size_shard
-from attnx.store import AttentionStore, StoreLocation, WriterLock, holds_store, store_nbytes
 from attnx.store.layout import Payload, small_arrays
 
 
@@ -92,23 +95,19 @@ def extract_on_cluster(
 
     cfg = config or load_config()
     scale = scale or ScaleOptions()
-    location = StoreLocation.parse(opts.output)
-    source = Source(opts.input, opts.format, opts.text_field, opts.pair_field)
-    opts = dataclasses.replace(opts, format=source.format)
-    device = _workers_device(client, opts.device)
-    compute = opts.compute_dtype or ("float16" if device == "cuda" else "float32")
-    nworkers = max(1, len(client.scheduler_info()["workers"]))
-    lock = WriterLock(location).acquire()
-    try:
-        if opts.overwrite and (location.exists() or location.is_format_1()):
-            location.remove()
-        existing = AttentionStore(location) if holds_store(location) else None
+    with open_run(opts) as run:
+        opts = dataclasses.replace(opts, format=run.source.format)
+        device = _workers_device(client, opts.device)
+        compute = compute_dtype(opts, device == "cuda")
+        nworkers = max(1, len(client.scheduler_info()["workers"]))
         # the coordinator needs the model's identity and vocabulary only: loaded on its CPU in float32
         meta_opts = dataclasses.replace(opts, device="cpu")
         loaded, layers, heads = load_checked(meta_opts, torch.device("cpu"), "float32")
-        requested = scale.shard_records or _planned_shard_records(opts, source.format, nworkers, cfg)
+        choice = run_backend(opts, loaded, layers, heads, run.existing, cfg, resolve_auto=False)
+        opts = dataclasses.replace(opts, backend=choice.backend)  # what every worker runs and the store records
+        requested = scale.shard_records or _planned_shard_records(opts, run.source.format, nworkers, cfg)
         window = min(cfg.window_records, requested)
-        opened = begin_store(opts, cfg, location, lock, source, existing, loaded, layers, heads, compute, window)
+        opened = begin_store(opts, cfg, run, loaded, layers, heads, compute, window)
         del loaded
         if isinstance(opened, Summary):
             return opened
@@ -130,42 +129,31 @@ def extract_on_cluster(
         t0 = time.perf_counter()
         if progress:
             progress(0, 0, 0)
-        totals = _Run(client, job, writer, source, shard_records, groups, scale, nworkers, progress).run(wait)
+        totals = _Run(client, job, writer, run.source, shard_records, groups, scale, nworkers, progress).run(wait)
         seconds = time.perf_counter() - t0
-        precision = _precision_note("float32" if opts.stats_only else opts.dtype, compute)
-        if compute != "float32" and cfg.precision_check_records and resumed_from == 0:
-            precision["measured_vs_float32"] = client.submit(
+
+        def measure() -> dict:
+            return client.submit(
                 _measure_precision, opts.model, compute, device, cfg.precision_check_records, pure=False
             ).result()
-        writer.finish(
-            {
-                "input": {**writer.attrs["input"], "sha256": source.sha256, "content_sha256": source.content_digest()},
-                "precision": precision,
-                "distributed": {"shard_records": shard_records, "workers": nworkers},
-            }
+
+        done = RunDone(
+            totals["records"], totals["tokens"], totals["bytes"], totals["truncated"], totals["shards"], seconds
         )
-    finally:
-        lock.release()
-    return Summary(
-        store=str(location),
-        status="complete",
-        records=writer.records,
-        records_this_run=totals["records"],
-        tokens_this_run=totals["tokens"],
-        seconds=seconds,
-        sentences_per_s=totals["records"] / seconds if seconds else 0.0,
-        tokens_per_s=totals["tokens"] / seconds if seconds else 0.0,
-        attention_mb_per_s=totals["bytes"] / seconds / 1e6 if seconds else 0.0,
-        attention_bytes=totals["bytes"],
-        store_bytes=store_nbytes(location),
-        device=f"{nworkers} x {device}",
-        compute_dtype=compute,
-        backend=writer.attrs["options"]["backend"],  # what every worker ran, as the store records it
-        batches=totals["shards"],
-        phases=dict(totals["phases"]),
-        resumed_from=resumed_from,
-        truncated_this_run=totals["truncated"],
-    )
+        return finish_run(
+            opts,
+            cfg,
+            run,
+            writer,
+            done,
+            compute,
+            resumed_from,
+            f"{nworkers} x {device}",
+            writer.attrs["options"]["backend"],  # what every worker ran, as the store records it
+            measure,
+            attrs_extra={"distributed": {"shard_records": shard_records, "workers": nworkers}},
+            phases=totals["phases"],
+        )
 
 
 class _Run:

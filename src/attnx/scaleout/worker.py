@@ -16,10 +16,10 @@ import numpy as np
 import torch
 
 from attnx.config import Config
+from attnx.engine.background_sink import BackgroundSink
 from attnx.engine.extract import ExtractOptions, load_checked, loop_settings, make_backend
 from attnx.engine.sources import Source
 from attnx.engine.tokenize import WindowTokenizer, tokenize_in_background
-from attnx.engine.writer import BackgroundSink
 from attnx.scaleout.shards import Shard
 from attnx.store.layout import Payload
 from attnx.store.region import RegionWriter

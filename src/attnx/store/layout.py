@@ -53,7 +53,7 @@ MAX_FEATURES = 1024
 MAX_WINDOW_RECORDS = 1 << 22
 
 
-# Stored attention dtypes (float32, float16, uint8, q8..q16): one table, in attnx.quantize
+# Stored attention dtypes (float32, float16, uint8, q8..q16): one table, in attnx.stored_dtypes
 STORED_DTYPES: dict[str, StoredDtype] = DTYPES
 
 
