@@ -40,9 +40,9 @@ from results_sections import kernels_section
 
 import attnx
 from attnx.analysis import AnalyzeParams, analyze_store
+from attnx.analysis.blocks import block_input
 from attnx.analysis.run import block_maps, block_patterns
 from attnx.benchkit import interleave, load_range, machine, spread, write_result
-from attnx.kernels.common import block_input
 from attnx.kernels.pattern_model import PatternModel
 from attnx.kernels.reference import map_features_ref, relations_ref, similarity_ref
 from attnx.kernels.relations import relation_counts

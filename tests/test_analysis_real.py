@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 import attnx
 from attnx.analysis import AnalyzeParams, analyze_store, pattern_proportions, relation_table
-from attnx.kernels.common import block_input
+from attnx.analysis.blocks import block_input
 from attnx.kernels.features import map_features
 from attnx.kernels.patterns import DIAGONAL
 from attnx.kernels.reference import map_features_ref, relations_ref, similarity_ref

@@ -1,6 +1,6 @@
 """attnx: capture, store and analyse BERT self-attention maps over whole corpora."""
 
-__version__ = "0.1.0"
+from attnx._version import __version__
 
 
 def open_store(path, snapshot=None):  # noqa: ANN001, ANN201 - re-exported, documented in attnx.store

@@ -19,14 +19,12 @@ from attnx.analysis.run import (
     relation_table,
     similarity_means,
 )
-from attnx.store import AttentionStore
+from attnx.store import AttentionStore, open_store
 
 
 def _run(store: AttentionStore | str | Path, only: tuple[str, ...], records: np.ndarray | None = None,
          **kw: object):  # noqa: ANN202
-    import attnx
-
-    st = store if isinstance(store, AttentionStore) else attnx.open_store(store)
+    st = store if isinstance(store, AttentionStore) else open_store(store)
     return st, analyze_store(st, AnalyzeParams(only=only, **kw), records=records)
 
 

@@ -19,18 +19,18 @@ from pathlib import Path
 
 import numpy as np
 
-import attnx
+from attnx._version import __version__
+from attnx.analysis.blocks import block_input
 from attnx.analysis.cluster import cluster_heads
 from attnx.analysis.partial import Partial
 from attnx.errors import AttnxError, StoreError
-from attnx.kernels.common import block_input
 from attnx.kernels.features import MAP_FEATURES, F, map_features
 from attnx.kernels.pattern_model import Labels, PatternModel, classify_sums
 from attnx.kernels.patterns import PATTERNS, pattern_counts
 from attnx.kernels.relations import MAX_OFFSET, relation_counts
 from attnx.kernels.similarity import METRICS, head_similarity
 from attnx.memory import heap_trimmer
-from attnx.store import AttentionBlock, AttentionStore
+from attnx.store import AttentionBlock, AttentionStore, open_store
 from attnx.threads import keeps_thread_settings
 
 ANALYSES = ("features", "patterns", "similarity", "relations")
@@ -151,7 +151,7 @@ def analyze_store(
     """
     params = params or AnalyzeParams()
     if not isinstance(store, AttentionStore):
-        store = attnx.open_store(store)
+        store = open_store(store)
     L, H = store.n_layers, store.n_heads
     M = L * H
     unknown = set(params.only) - set(ANALYSES)
@@ -372,7 +372,7 @@ def write_results(part: Partial, out_dir: str | Path, store: AttentionStore | st
         "rows": part.rows,
         "attn_bytes": part.attn_bytes,
         "elapsed_s": elapsed_s,
-        "attnx_version": attnx.__version__,
+        "attnx_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     (out / "params.json").write_text(json.dumps(meta, indent=2))
@@ -402,7 +402,7 @@ def _check_aligned(a: AttentionStore, b: AttentionStore) -> None:
 
 
 def _as_store(store: AttentionStore | str | Path) -> AttentionStore:
-    return store if isinstance(store, AttentionStore) else attnx.open_store(store)
+    return store if isinstance(store, AttentionStore) else open_store(store)
 
 
 @keeps_thread_settings
@@ -464,6 +464,6 @@ def write_compare(result: dict, out_dir: str | Path, path_a: str | Path, path_b:
         about[f"dtype_{key}"] = st.dtype
     (out / "compare_params.json").write_text(json.dumps(
         {"store_a": str(getattr(path_a, "path", path_a)), "store_b": str(getattr(path_b, "path", path_b)),
-         "records": result["records"], **about, "attnx_version": attnx.__version__}, indent=2))
+         "records": result["records"], **about, "attnx_version": __version__}, indent=2))
     return [out / "compare.csv", out / "compare_params.json"]
 

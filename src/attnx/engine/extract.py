@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import torch
 
-import attnx
+from attnx._version import __version__
 from attnx.config import Config, io_threads, load_config
 from attnx.engine.backend_choice import UNRESOLVED_AUTO, Choice, choose_backend
 from attnx.engine.batching import plan_batches
@@ -129,7 +129,7 @@ def resolve_device(device: str) -> torch.device:
 def _store_meta(opts: ExtractOptions, loaded: LoadedModel, layers: list[int], heads: list[int], compute: str) -> dict:
     tok = loaded.tokenizer
     return {
-        "attnx_version": attnx.__version__,
+        "attnx_version": __version__,
         "model": {
             "name": loaded.name,
             "path": loaded.path,
