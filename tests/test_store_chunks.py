@@ -79,7 +79,7 @@ def test_a_missing_or_corrupt_chunk_is_an_error_never_a_fill_value(tmp_path: Pat
         reader.decode([raws[0][:3], raws[1], raws[2]], 0, 2000)
     np.testing.assert_array_equal(good, np.asarray(store._arrays["attn"][0:2000]))
     with pytest.raises(StoreError, match=r"cannot read attn \(.*\): elements 0\.\.\d+ out of range"):
-        store._read("attn", 0, store._arrays["attn"].shape[0] + 1)
+        store._reads.read("attn", 0, store._arrays["attn"].shape[0] + 1)
 
 
 def test_the_cli_keeps_freed_heap_pages_and_the_library_leaves_malloc_alone(

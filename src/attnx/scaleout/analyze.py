@@ -18,7 +18,6 @@ import numpy as np
 from attnx.analysis.partial import Partial
 from attnx.analysis.run import AnalyzeParams, _sample, analyze_store, js_subset, open_labels
 from attnx.store import AttentionStore
-from attnx.store.layout import STORED_DTYPES
 
 _STORES: dict[tuple[str, str], AttentionStore] = {}
 _LOCK = threading.Lock()
@@ -54,9 +53,7 @@ def _analyze_part(
 
 def record_runs(store: AttentionStore, records: np.ndarray | None, task_bytes: int) -> list[np.ndarray]:
     """Input ids cut into runs that are contiguous in physical order, about ``task_bytes`` of payload each."""
-    itemsize = STORED_DTYPES[store.dtype].storage.itemsize
-    ids = store._physical["input_id"]
-    sizes = store.payload_kind.record_sizes(store._physical["length"], store.n_layers, store.n_heads) * itemsize
+    ids, sizes = store.physical_ids, store.physical_payload_nbytes
     if records is not None:
         keep = np.zeros(len(store.position), bool)
         keep[records] = True
