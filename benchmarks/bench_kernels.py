@@ -136,7 +136,7 @@ def bench_compute(store: attnx.store.AttentionStore, repeats: int, ref_records: 
     """Every kernel and its reference, interleaved over ``repeats`` rounds; see the module doc."""
     L, H = store.n_layers, store.n_heads
     M = L * H
-    blocks = list(store.blocks(64 << 20))
+    blocks = list(store.blocks())
     model = PatternModel.load()
     mid = len(store) // 2
 

@@ -3,7 +3,8 @@
 - no module under ``kernels/`` imports ``attnx.store`` (kernels take numpy arrays);
 - no module under ``engine/``, ``analysis/``, ``store/``, ``kernels/``, ``scaleout/`` imports the top-level
   ``attnx`` package (the facade imports them, not the other way round);
-- the modules of ``store/`` import each other one way only (no cycle, lazy imports included).
+- the modules of ``store/``, and of the whole package, import each other one way only (no cycle, lazy imports
+  included).
 """
 
 from __future__ import annotations
@@ -109,14 +110,24 @@ def test_find_cycle_sees_a_cycle() -> None:
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
 
 
-def test_store_modules_import_each_other_one_way() -> None:
-    store = [name for name in MODULES if in_layer(name, "store")]
-    graph = {
-        name: {target for _, target, _ in imported_modules(name) if target in store and target != name}
-        for name in store
+def import_graph(layer: str | None = None) -> dict[str, set[str]]:
+    """Module -> the package's modules it imports (lazy imports included); within ``layer`` only if given."""
+    names = [name for name in MODULES if layer is None or in_layer(name, layer)]
+    return {
+        name: {target for _, target, _ in imported_modules(name) if target in names and target != name}
+        for name in names
     }
-    cycle = find_cycle(graph)
+
+
+def test_store_modules_import_each_other_one_way() -> None:
+    cycle = find_cycle(import_graph("store"))
     assert cycle is None, "import cycle in attnx.store: " + " -> ".join(cycle or [])
+
+
+def test_no_import_cycle_in_the_package() -> None:
+    """Lazy imports count too: a function-level import that closes a loop is a layer edge pointing the wrong way."""
+    cycle = find_cycle(import_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
 
 def test_the_version_has_one_home() -> None:

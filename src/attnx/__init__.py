@@ -38,11 +38,12 @@ def extract(  # noqa: ANN201 - see ExtractOptions
         heads=tuple(heads) if heads is not None else None,
         **options,
     )
-    if workers is not None or scheduler is not None:
-        from attnx.scaleout.cluster import ClusterSpec
+    from attnx.scaleout.cluster import cluster_spec
+
+    spec = cluster_spec(workers, scheduler, threads_per_worker, retries)
+    if spec is not None:
         from attnx.scaleout.coordinator import extract_distributed
 
-        spec = ClusterSpec.from_options(workers, scheduler, threads_per_worker, retries)
         return extract_distributed(opts, spec, shard_records, progress=progress, announce=lambda line: None)
     return _extract(opts, progress=progress)
 

@@ -23,10 +23,12 @@ from attnx._version import __version__
 from attnx.analysis.blocks import block_input
 from attnx.analysis.cluster import cluster_heads
 from attnx.analysis.partial import Partial
+from attnx.config import BLOCK_BYTES
 from attnx.errors import AttnxError, StoreError
-from attnx.kernels.features import MAP_FEATURES, F, map_features
+from attnx.kernels.features import map_features
+from attnx.kernels.names import FEATURE_COLUMNS, MAP_FEATURES, PATTERNS, F
 from attnx.kernels.pattern_model import Labels, PatternModel, classify_sums
-from attnx.kernels.patterns import PATTERNS, pattern_counts
+from attnx.kernels.patterns import pattern_counts
 from attnx.kernels.relations import MAX_OFFSET, relation_counts
 from attnx.kernels.similarity import METRICS, head_similarity
 from attnx.memory import heap_trimmer
@@ -35,9 +37,6 @@ from attnx.threads import keeps_thread_settings
 
 ANALYSES = ("features", "patterns", "similarity", "relations")
 TRIM_EVERY_BYTES = 512 << 20  # return freed heap pages to the OS after this much attention (see heap_trimmer)
-# features.csv columns after layer, head (the public contract)
-FEATURE_COLUMNS = ("cls", "sep", "sep_max", "punct", "self", "prev", "next", "distance", "entropy",
-                   "cls_entropy", "max_weight", "own_segment")
 
 
 @dataclass(frozen=True)
@@ -49,7 +48,7 @@ class AnalyzeParams:
     sample: int | None = None  # analyse a seeded random subset of this many records
     seed: int = 0
     js_records: int = 5000  # JS similarity: at most this many records (seeded subset of the analysed ones)
-    max_bytes: int = 64 << 20  # stored attention per block
+    max_bytes: int = BLOCK_BYTES  # stored attention per block
     per_record: bool = False
     max_offset: int = MAX_OFFSET
     pattern_model: str | None = None  # pattern-classifier JSON (None: the packaged attnx/data/pattern_model.json)
@@ -407,7 +406,7 @@ def _as_store(store: AttentionStore | str | Path) -> AttentionStore:
 
 @keeps_thread_settings
 def compare_stores(path_a: AttentionStore | str | Path, path_b: AttentionStore | str | Path,
-                   max_bytes: int = 64 << 20,
+                   max_bytes: int = BLOCK_BYTES,
                    progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
     """Per head ``(L, H)``: mean over records of cosine(map in A, map in B) and max |A - B| (Kovaleva §5).
     Each store is a path or an open store.

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from attnx.config import BLOCK_BYTES
 from attnx.errors import AttnxError
 from attnx.outputs import output_dir
 from attnx.store.layout import STORED_DTYPES
@@ -60,11 +61,10 @@ def _warn(message: str) -> None:
     click.echo(f"warning: {message}", err=True)
 
 
-def _analyze_distributed(st, params, labels_path, bar, workers, threads_per_worker, scheduler):  # noqa: ANN001, ANN202
+def _analyze_distributed(st, params, labels_path, bar, spec):  # noqa: ANN001, ANN202
     from attnx.scaleout.analyze import analyze_on_cluster
-    from attnx.scaleout.cluster import ClusterSpec, connect
+    from attnx.scaleout.cluster import connect
 
-    spec = ClusterSpec.from_options(workers, scheduler, threads_per_worker)
     with connect(spec, lambda line: click.echo(line, err=True)) as client:
         return analyze_on_cluster(st, params, client, labels_path, bar, threads=spec.torch_threads())
 
@@ -85,7 +85,7 @@ def _analyze_distributed(st, params, labels_path, bar, workers, threads_per_work
               help="Also write pattern_labels.npy (records x layers x heads, int8) and pattern_probs.npy (float16).")
 @click.option("--pattern-model", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Pattern-classifier JSON (default: the packaged pattern_model.json).")
-@click.option("--block-mb", type=click.IntRange(min=1), default=64, show_default=True,
+@click.option("--block-mb", type=click.IntRange(min=1), default=BLOCK_BYTES >> 20, show_default=True,
               help="Stored attention per streamed block (memory is about 4x this).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
 @click.option("--workers", default=None, help="Run on a local Dask cluster of N worker processes (dask extra).")
@@ -107,11 +107,13 @@ def analyze(store: Path, output: Path | None, only: str, metric: str, sample: in
     from attnx.analysis.quantisation import quantisation_warnings
     from attnx.kernels.pattern_model import PatternModel
     from attnx.kernels.similarity import METRICS
+    from attnx.scaleout.cluster import cluster_spec
 
     only_t = _split(only, ANALYSES, "analyses")
     metrics = _split(metric, METRICS, "metrics")
     only_given = click.get_current_context().get_parameter_source("only") == click.core.ParameterSource.COMMANDLINE
     try:
+        spec = cluster_spec(workers, scheduler, threads_per_worker)
         st = attnx.open_store(store)
         if len(st) == 0:
             raise AttnxError(f"{store}: the store holds 0 records; nothing to analyse (was its input empty?)")
@@ -142,8 +144,8 @@ def analyze(store: Path, output: Path | None, only: str, metric: str, sample: in
             bar.start()
             t0 = time.perf_counter()
             labels_path = out / "pattern_labels.npy" if per_record else None
-            if workers is not None or scheduler is not None:
-                part = _analyze_distributed(st, params, labels_path, bar, workers, threads_per_worker, scheduler)
+            if spec is not None:
+                part = _analyze_distributed(st, params, labels_path, bar, spec)
             else:
                 part = analyze_store(st, params, labels_path=labels_path, progress=bar)
             seconds = time.perf_counter() - t0
@@ -165,7 +167,7 @@ def analyze(store: Path, output: Path | None, only: str, metric: str, sample: in
 @click.argument("store_b", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder for compare.csv (default: STORE_A/analysis).")
-@click.option("--block-mb", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--block-mb", type=click.IntRange(min=1), default=BLOCK_BYTES >> 20, show_default=True)
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def compare(store_a: Path, store_b: Path, output: Path | None, block_mb: int, progress: bool) -> None:
     """Per-head cosine similarity and max |difference| of the same records' maps in two stores.

@@ -18,9 +18,10 @@ import numpy as np
 import torch
 
 from attnx._version import __version__
-from attnx.config import Config, io_threads, load_config
+from attnx.config import Config, load_config
 from attnx.engine.backend_choice import UNRESOLVED_AUTO, Choice, choose_backend
 from attnx.engine.batching import plan_batches
+from attnx.engine.device import resolve_device
 from attnx.engine.loop import LoopSettings, RunTotals, run_windows
 from attnx.engine.model import DEFAULT_MODEL, LoadedModel, load_model
 from attnx.engine.sources import Source, input_fingerprint, raw_sha256
@@ -115,15 +116,6 @@ def parse_index_list(spec: str | None, limit: int, what: str) -> tuple[int, ...]
     if bad:
         raise AttnxError(f"--{what} {spec!r}: {bad[0]} is outside 0..{limit - 1}")
     return tuple(sorted(out))
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise AttnxError(f"--device {device}: CUDA is not available on this machine")
-    return dev
 
 
 def _store_meta(opts: ExtractOptions, loaded: LoadedModel, layers: list[int], heads: list[int], compute: str) -> dict:
@@ -319,7 +311,7 @@ def begin_store(
     out = str(location)
     meta = _store_meta(opts, loaded, layers, heads, compute)
     meta["options"]["format"] = source.format
-    writer_config = WriterConfig(cfg.commit_bytes, cfg.commit_seconds, cfg.writer_flush_chunks, io_threads(cfg))
+    writer_config = WriterConfig.from_config(cfg)
     payload = Payload.stats(MAP_FEATURES) if opts.stats_only else Payload.maps()
 
     if existing is not None:

@@ -20,6 +20,7 @@ from functools import cached_property
 import numpy as np
 import zarr
 
+from attnx.config import BLOCK_BYTES
 from attnx.errors import StoreError
 from attnx.store import checks, validate
 from attnx.store.array_reads import ArrayReads, open_arrays
@@ -30,7 +31,7 @@ from attnx.store.layout import BRANCH, INDEX_ARRAY, REC_ARRAYS, STORED_DTYPES, C
 from attnx.store.location import StoreLocation, _first_line
 from attnx.store.summary import commit_history, store_nbytes
 from attnx.store.writer import open_repository
-from attnx.threads import ordered_map
+from attnx.threads import ordered_map, usable_cores
 from attnx.threads import read_ahead as _read_ahead
 
 
@@ -319,7 +320,7 @@ class AttentionStore:
 
     def blocks(
         self,
-        max_bytes: int = 64 << 20,
+        max_bytes: int = BLOCK_BYTES,
         records: np.ndarray | None = None,
         read_ahead: int = 2,
         threads: int | None = None,
@@ -347,7 +348,7 @@ class AttentionStore:
             if (positions < 0).any():
                 raise StoreError(f"{self.path}: some requested records are not stored")
         plan = self.plan_blocks(max(1, max_bytes // itemsize), positions)
-        threads = threads if threads is not None else min(4, len(os.sched_getaffinity(0)))
+        threads = threads if threads is not None else min(4, usable_cores())
         pool = BlockBuffers(self._attn.dtype, max((self._span(*r) for r in plan), default=0),
                         read_ahead + max(threads, 1) + 1) if reuse else None
 
