@@ -23,8 +23,16 @@ class DerivedWriter:
     Holds the store's writer lock from construction to ``finish``/``close``.
     """
 
-    def __init__(self, location: StoreLocation, repo: icechunk.Repository, records: int, name: str, dtype: str,
-                 shape: str, chunk_elems: int = 4 << 20) -> None:
+    def __init__(
+        self,
+        location: StoreLocation,
+        repo: icechunk.Repository,
+        records: int,
+        name: str,
+        dtype: str,
+        shape: str,
+        chunk_elems: int = 4 << 20,
+    ) -> None:
         """``location``, ``repo``: the complete store's; ``records``: how many it holds."""
         if not name.isidentifier():
             raise StoreError(f"derived name {name!r}: use letters, digits and underscores")
@@ -78,9 +86,7 @@ class DerivedWriter:
                     **codecs("zstd", np.int64, 3),
                 )
             self.group[f"derived/{self.name}"].attrs.update({"shape": self.shape, "complete": True, **(attrs or {})})
-            self.session.commit(
-                f"attnx: derived/{self.name}", metadata={"records": self.records, "records_added": 0}
-            )
+            self.session.commit(f"attnx: derived/{self.name}", metadata={"records": self.records, "records_added": 0})
         finally:
             self.close()
 
