@@ -61,6 +61,23 @@ class ArrayReads:
     def __init__(self, arrays: dict[str, zarr.Array], payload_array: str, path: str) -> None:
         self.arrays, self.payload_array, self.path = arrays, payload_array, path
         self.chunk_readers = {name: ChunkReader.for_array(array) for name, array in arrays.items()}
+        self._cache: dict[tuple[str, int], np.ndarray] = {}  # a few decoded chunks for random access
+
+    def read_cached(self, name: str, start: int, stop: int, end: int, what: Callable[[], str]) -> np.ndarray:
+        """Elements [start, stop) of ``name`` (``end``: its committed elements) through a cache of the last four
+        decoded chunks, so reading records one by one decodes each chunk once; a range over two chunks is read
+        directly."""
+        chunk = int(self.arrays[name].chunks[0])
+        c0 = start // chunk
+        if c0 != (stop - 1) // chunk:
+            return self.read(name, start, stop, what)
+        data = self._cache.get((name, c0))
+        if data is None:
+            data = self.read(name, c0 * chunk, min((c0 + 1) * chunk, end), what)
+            if len(self._cache) >= 4:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[(name, c0)] = data
+        return data[start - c0 * chunk : stop - c0 * chunk]
 
     def read(self, name: str, start: int, stop: int, what: Callable[[], str] | None = None) -> np.ndarray:
         """Elements [start, stop) of array ``name``; any failure names the array and the records involved."""

@@ -74,8 +74,6 @@ class AttentionStore:
         self._arrays = self._open_arrays()
         self._reads = ArrayReads(self._arrays, self.payload_kind.array, self.path)
         self._attn = self._arrays[self.payload_kind.array]
-        self._chunk = int(self._attn.chunks[0])
-        self._cache: dict[int, np.ndarray] = {}
         validate.check_records(self._physical, self.attrs, self.commit, self.path)
 
     def _open_arrays(self) -> dict[str, zarr.Array]:
@@ -157,19 +155,8 @@ class AttentionStore:
     # -- maps ------------------------------------------------------------------------------------------------
     def _read_payload(self, start: int, stop: int, record: int) -> np.ndarray:
         """Elements [start, stop) of the payload through a small cache of decoded chunks."""
-        c0, c1 = start // self._chunk, (stop - 1) // self._chunk
-        name = self.payload_kind.array
-        if c0 != c1:
-            return self._reads.read(name, start, stop, lambda: f"record {record}")
-        chunk = self._cache.get(c0)
-        if chunk is None:
-            chunk = self._reads.read(
-                name, c0 * self._chunk, min((c0 + 1) * self._chunk, self.commit.attn), lambda: f"record {record}"
-            )
-            if len(self._cache) >= 4:
-                self._cache.pop(next(iter(self._cache)))
-            self._cache[c0] = chunk
-        return chunk[start - c0 * self._chunk : stop - c0 * self._chunk]
+        name, end = self.payload_kind.array, self.commit.attn
+        return self._reads.read_cached(name, start, stop, end, lambda: f"record {record}")
 
     def attention(self, i: int) -> np.ndarray:
         """Maps of input record ``i`` as float32 probabilities, shape ``(layers, heads, l, l)`` (query, key)."""
