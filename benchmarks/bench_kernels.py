@@ -40,9 +40,9 @@ from results_sections import kernels_section
 
 import attnx
 from attnx.analysis import AnalyzeParams, analyze_store
+from attnx.analysis.blocks import block_input
 from attnx.analysis.driver import block_maps, block_patterns
 from attnx.benchkit import interleave, load_range, machine, spread, write_result
-from attnx.kernels.common import block_input
 from attnx.kernels.pattern_model import PatternModel
 from attnx.kernels.reference import map_features_ref, relations_ref, similarity_ref
 from attnx.kernels.relations import relation_counts
@@ -136,7 +136,7 @@ def bench_compute(store: attnx.store.AttentionStore, repeats: int, ref_records: 
     """Every kernel and its reference, interleaved over ``repeats`` rounds; see the module doc."""
     L, H = store.n_layers, store.n_heads
     M = L * H
-    blocks = list(store.blocks(64 << 20))
+    blocks = list(store.blocks())
     model = PatternModel.load()
     mid = len(store) // 2
 

@@ -63,7 +63,7 @@ def main() -> None:
     from attnx.analysis import AnalyzeParams, analyze_store
 
     store = attnx.open_store(args.store)
-    reader = store._chunk_readers[store.payload_kind.array]
+    reader = store._reads.chunk_readers[store.payload_kind.array]
     if reader is None or reader.compressor != "blosc":
         raise SystemExit(f"{args.store}: the payload is not blosc-compressed; this benchmark compares to blosc")
     n = store.commit.attn
@@ -85,7 +85,7 @@ def main() -> None:
     def blocks(threads: int, zarr_path: bool = False) -> None:
         st = attnx.open_store(args.store)
         if zarr_path:
-            st._chunk_readers = dict.fromkeys(st._chunk_readers)
+            st._reads.chunk_readers = dict.fromkeys(st._reads.chunk_readers)
         for _ in st.blocks(threads=threads, reuse=True):
             pass
 

@@ -49,7 +49,7 @@ def build(store_path: str, out: Path, n_chunks: int) -> dict:
     src = attnx.open_store(store_path)
     values = []
     have = 0
-    for block in src.blocks(max_bytes=64 << 20):
+    for block in src.blocks():
         values.append(block.maps_f32())
         have += len(values[-1])
         if have >= n_chunks * CHUNK:

@@ -10,9 +10,9 @@ from click.testing import CliRunner
 
 import attnx
 from attnx.analysis import AnalyzeParams, analyze_store, pattern_proportions, relation_table
-from attnx.kernels.common import block_input
+from attnx.analysis.blocks import block_input
 from attnx.kernels.features import map_features
-from attnx.kernels.patterns import DIAGONAL
+from attnx.kernels.names import DIAGONAL
 from attnx.kernels.reference import map_features_ref, relations_ref, similarity_ref
 from attnx.kernels.relations import relation_counts
 from attnx.kernels.similarity import head_similarity

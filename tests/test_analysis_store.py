@@ -16,8 +16,7 @@ from attnx.analysis import AnalyzeParams, Partial, analyze_store, compare_stores
 from attnx.analysis.head_clusters import cluster_heads
 from attnx.cli.analyze import analyze, compare, report
 from attnx.errors import AttnxError, StoreError
-from attnx.kernels.features import F
-from attnx.kernels.patterns import PATTERNS
+from attnx.kernels.names import PATTERNS, F
 from attnx.kernels.reference import map_features_ref
 
 L, H = 2, 3
@@ -151,7 +150,7 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
 
 def test_stats_only_store_gives_the_same_features_and_patterns(store: Path, tmp_path: Path) -> None:
     """A --stats-only store (per-map feature row sums instead of maps) analyses like the maps it came from."""
-    from attnx.kernels.features import MAP_FEATURES
+    from attnx.kernels.names import MAP_FEATURES
     from attnx.store import Payload, StoredBatch, StoreWriter
 
     st = attnx.open_store(store)

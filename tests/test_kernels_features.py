@@ -11,17 +11,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from attnx.kernels.common import balanced_bounds, kernel_input, tables
-from attnx.kernels.features import MAP_FEATURES, NF, F, map_features, per_map_means
-from attnx.kernels.patterns import (
+from attnx.kernels.features import map_features, per_map_means
+from attnx.kernels.names import (
     BLOCK,
     DIAGONAL,
     HETEROGENEOUS,
+    MAP_FEATURES,
+    NF,
     PATTERNS,
     VERTICAL,
     VERTICAL_DIAGONAL,
-    Thresholds,
-    classify_maps,
+    F,
 )
+from attnx.kernels.patterns import Thresholds, classify_maps
 from attnx.kernels.reference import map_features_ref
 from attnx.stored_dtypes import DTYPES, stored_dtype
 from attnx.stored_dtypes import encode as store_encode

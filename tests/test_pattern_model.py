@@ -11,9 +11,10 @@ from attnx_synth import block_from_records, encode
 
 from attnx.errors import InputError
 from attnx.kernels.common import kernel_input
-from attnx.kernels.features import F, map_features, per_map_means
+from attnx.kernels.features import map_features, per_map_means
+from attnx.kernels.names import PATTERNS, F
 from attnx.kernels.pattern_model import DESIGN, PatternModel, classify, classify_means, classify_sums, design_matrix
-from attnx.kernels.patterns import PATTERNS, Thresholds
+from attnx.kernels.patterns import Thresholds
 from attnx.kernels.reference import map_features_ref, pattern_proba_ref
 
 PACKAGED = Path(__file__).resolve().parents[1] / "src" / "attnx" / "data" / "pattern_model.json"

@@ -426,3 +426,15 @@ def test_cluster_options_are_checked_in_one_place():
     for workers, scheduler, problem in bad:
         with pytest.raises(AttnxError, match=problem):
             ClusterSpec.from_options(workers, scheduler)
+
+
+def test_one_dispatch_decides_cluster_or_this_process():
+    """attnx.extract, attnx extract and attnx analyze all ask cluster_spec where a run goes."""
+    from attnx.errors import AttnxError
+    from attnx.scaleout.dask_cluster import ClusterSpec, cluster_spec
+
+    assert cluster_spec(None, None) is None
+    assert cluster_spec(2, None, 3, 5) == ClusterSpec(2, None, 3, 5)
+    assert cluster_spec(None, "tcp://x:1") == ClusterSpec(None, "tcp://x:1")
+    with pytest.raises(AttnxError, match="not both"):
+        cluster_spec(2, "tcp://x:1")

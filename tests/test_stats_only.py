@@ -9,7 +9,7 @@ from conftest import SAMPLE
 
 from attnx.engine.extract import ExtractOptions, extract
 from attnx.engine.stats import batch_features
-from attnx.kernels.features import MAP_FEATURES
+from attnx.kernels.names import MAP_FEATURES
 from attnx.kernels.reference import map_features_ref
 from attnx.store import open_store
 

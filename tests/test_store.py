@@ -134,6 +134,20 @@ def test_blocks_cover_every_record_once_in_physical_order(tmp_path):
     assert sorted(got) == sorted(subset)
 
 
+@pytest.mark.parametrize("dtype", ["float16", "uint8"])
+def test_physical_order_and_payload_bytes_are_public(tmp_path, dtype):
+    """``physical_ids`` / ``physical_payload_nbytes``: the order blocks stream records in and each one's stored
+    bytes, read-only (what scaleout plans its tasks on)."""
+    batches = make_batches(2, 3, 7, dtype)
+    store = written(tmp_path / "s.zarr", batches, dtype)
+    ids, nbytes = store.physical_ids, store.physical_payload_nbytes
+    assert ids.tolist() == np.concatenate([b.input_id for b in batches]).tolist()
+    blocks = list(store.blocks(max_bytes=1 << 20))
+    assert nbytes.tolist() == [int(x) for b in blocks for x in np.diff(b.attn_offsets) * b.attn.itemsize]
+    with pytest.raises(ValueError, match="read-only"):
+        ids[0] = 1
+
+
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_blocks_with_reused_buffers_equal_fresh_ones(tmp_path, threads):

@@ -66,7 +66,7 @@ def test_blocks_and_maps_do_not_use_zarrs_codec_pipeline(tmp_path: Path, monkeyp
 
 def test_a_missing_or_corrupt_chunk_is_an_error_never_a_fill_value(tmp_path: Path) -> None:
     store, _ = _written(tmp_path / "s.zarr", "float16", "blosc-lz4")
-    reader = store._chunk_readers["attn"]
+    reader = store._reads.chunk_readers["attn"]
     raws = sync(reader.fetch(0, 2000))
     good = reader.decode(raws, 0, 2000)
     with pytest.raises(ChunkError, match="chunk 1 is missing"):
@@ -79,7 +79,7 @@ def test_a_missing_or_corrupt_chunk_is_an_error_never_a_fill_value(tmp_path: Pat
         reader.decode([raws[0][:3], raws[1], raws[2]], 0, 2000)
     np.testing.assert_array_equal(good, np.asarray(store._arrays["attn"][0:2000]))
     with pytest.raises(StoreError, match=r"cannot read attn \(.*\): elements 0\.\.\d+ out of range"):
-        store._read("attn", 0, store._arrays["attn"].shape[0] + 1)
+        store._reads.read("attn", 0, store._arrays["attn"].shape[0] + 1)
 
 
 def test_the_cli_keeps_freed_heap_pages_and_the_library_leaves_malloc_alone(

@@ -14,9 +14,10 @@ from attnx.config import io_threads, load_config
 from attnx.errors import AttnxError
 from attnx.store import StoreWriter, WriterConfig, open_store
 from attnx.store.append import PooledArrayStream, array_stream, empty_chunks_written
-from attnx.store.chunk_writer import ChunkEncoder, ChunkPool, default_io_threads
+from attnx.store.chunk_writer import ChunkEncoder, ChunkPool
 from attnx.store.location import StoreLocation
 from attnx.store.writer import open_repository
+from attnx.threads import default_io_threads
 
 
 def _store(path: Path, batches: list, threads: int, codec: str, dtype: str) -> None:

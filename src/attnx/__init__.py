@@ -1,6 +1,6 @@
 """attnx: capture, store and analyse BERT self-attention maps over whole corpora."""
 
-__version__ = "0.1.0"
+from attnx._version import __version__
 
 
 def open_store(path, snapshot=None):  # noqa: ANN001, ANN201 - re-exported, documented in attnx.store
@@ -38,11 +38,12 @@ def extract(  # noqa: ANN201 - see ExtractOptions
         heads=tuple(heads) if heads is not None else None,
         **options,
     )
-    if workers is not None or scheduler is not None:
-        from attnx.scaleout.coordinator import extract_distributed
-        from attnx.scaleout.dask_cluster import ClusterSpec
+    from attnx.scaleout.dask_cluster import cluster_spec
 
-        spec = ClusterSpec.from_options(workers, scheduler, threads_per_worker, retries)
+    spec = cluster_spec(workers, scheduler, threads_per_worker, retries)
+    if spec is not None:
+        from attnx.scaleout.coordinator import extract_distributed
+
         return extract_distributed(opts, spec, shard_records, progress=progress, announce=lambda line: None)
     return _extract(opts, progress=progress)
 

@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from attnx.config import BLOCK_BYTES
+
 
 def _sentences(path: str, limit: int, repeat: int) -> list[str]:
     lines = [x.strip() for x in Path(path).read_text(encoding="utf-8").splitlines()]
@@ -212,7 +214,7 @@ def compute_only_seconds(spec: dict, sentences: list[str], loaded=None) -> list[
     return seconds[1:]
 
 
-def codec_ceiling(store_path: Path, max_bytes: int = 64 << 20) -> dict:
+def codec_ceiling(store_path: Path, max_bytes: int = BLOCK_BYTES) -> dict:
     """The store's stored values (evenly spaced blocks up to ``max_bytes``) written through the store's own zarr
     codec pipeline (codec + crc32c, the store's chunk size) into memory: MB/s of stored payload."""
     import zarr

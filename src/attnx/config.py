@@ -10,6 +10,11 @@ import os
 from dataclasses import dataclass
 
 from attnx.errors import AttnxError
+from attnx.threads import default_io_threads
+
+# stored attention per block a reader streams (analysis, compare, rollout, verify): what bounds their memory;
+# `--block-mb` defaults to it. A constant, not a Config field: it is every reading function's default argument.
+BLOCK_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,7 @@ class Config:
     # whole attention chunks the writer hands zarr at once (compressed in parallel on zarr's thread pool)
     writer_flush_chunks: int = 2
     # threads that compress, checksum and store the writer's chunks, outside the GIL (0: every core but two,
-    # 1..16; attnx.store.chunk_writer.default_io_threads); `--io-threads` where a command has it
+    # 1..16; attnx.threads.default_io_threads); `--io-threads` where a command has it
     io_threads: int = 0
     # sentences of the bundled sample on which reduced-precision compute is compared with fp32 (0: skip)
     precision_check_records: int = 32
@@ -110,6 +115,4 @@ def load_config(**overrides: object) -> Config:
 
 def io_threads(cfg: Config) -> int:
     """The writer's I/O threads: ``cfg.io_threads``, or what the machine can spare where it is 0."""
-    from attnx.store.chunk_writer import default_io_threads
-
     return cfg.io_threads or default_io_threads()

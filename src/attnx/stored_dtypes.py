@@ -45,7 +45,7 @@ if TYPE_CHECKING:  # torch is imported lazily: readers never need it
 
 # float32 arithmetic slack on top of the half-step rounding error of qN (encode product + decode product)
 FLOAT32_SLACK = 2.0**-22
-CODECS = ("blosc-lz4", "blosc-zstd", "zstd", "none")
+CODECS = ("blosc-lz4", "blosc-zstd", "zstd", "none")  # the one table of payload codecs (zarr_codecs builds them)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import os
 import queue
 import sys
 import threading
@@ -14,6 +15,20 @@ from typing import TypeVar
 T = TypeVar("T")
 U = TypeVar("U")
 _DONE = object()
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def default_io_threads(cores: int | None = None) -> int:
+    """I/O threads the machine can spare: every core but two (the engine and the writer thread), 1..16."""
+    cores = usable_cores() if cores is None else cores
+    return max(1, min(16, cores - 2))
 
 
 def read_ahead(produce: Callable[[], Iterable[T]], ahead: int, name: str) -> Iterator[T]:

@@ -9,6 +9,7 @@ import torch
 
 from attnx.ablation.masking import ATTN_ABLATE
 from attnx.ablation.probe import LinearProbe
+from attnx.engine.device import resolve_device as engine_device
 from attnx.engine.model import LoadedModel, load_model, resolve_model_dir
 from attnx.errors import AttnxError, ModelError
 
@@ -123,8 +124,7 @@ def n_heads_shape(tm: TaskModel) -> tuple[int, int]:
 
 
 def resolve_device(device: str | None) -> tuple[str, torch.dtype]:
-    """``auto``/None: CUDA in float16 when available, else CPU float32."""
-    if device in (None, "auto"):
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = torch.float16 if device.startswith("cuda") else torch.float32
-    return device, dtype
+    """The device of :func:`attnx.engine.device.resolve_device` (the one ``--device`` rule) and the model dtype
+    on it: float16 on CUDA, else float32."""
+    dev = engine_device(device)
+    return str(dev), torch.float16 if dev.type == "cuda" else torch.float32

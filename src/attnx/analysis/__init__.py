@@ -2,7 +2,8 @@
 
 from attnx.analysis.api import compare, features, patterns, relations, similarity
 from attnx.analysis.compare import compare_stores, write_compare
-from attnx.analysis.driver import ANALYSES, AnalyzeParams, analyze_store
+from attnx.analysis.dispatch import analyze_store
+from attnx.analysis.driver import ANALYSES, AnalyzeParams
 from attnx.analysis.outputs import (
     feature_means,
     pattern_proportions,

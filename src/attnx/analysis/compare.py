@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-import attnx
+from attnx._version import __version__
+from attnx.analysis.blocks import block_input
 from attnx.analysis.driver import as_store, require_maps
 from attnx.analysis.outputs import write_grid_csv
+from attnx.config import BLOCK_BYTES
 from attnx.errors import StoreError
-from attnx.kernels.common import block_input
 from attnx.store import AttentionStore
 from attnx.threads import keeps_thread_settings
 
@@ -37,7 +38,7 @@ def _check_aligned(a: AttentionStore, b: AttentionStore) -> None:
 def compare_stores(
     path_a: AttentionStore | str | Path,
     path_b: AttentionStore | str | Path,
-    max_bytes: int = 64 << 20,
+    max_bytes: int = BLOCK_BYTES,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, np.ndarray]:
     """Per head ``(L, H)``: mean over records of cosine(map in A, map in B) and max |A - B| (Kovaleva §5).
@@ -109,7 +110,7 @@ def write_compare(result: dict, out_dir: str | Path, path_a: str | Path, path_b:
                 "store_b": str(getattr(path_b, "path", path_b)),
                 "records": result["records"],
                 **about,
-                "attnx_version": attnx.__version__,
+                "attnx_version": __version__,
             },
             indent=2,
         )

@@ -1,6 +1,6 @@
 """The analysis driver: the rules of a run over one store, then one streaming pass (here or on Dask workers).
 
-:func:`analyze_store` is the one entry point of ``attnx analyze``, the Python API and the workers' tasks:
+:func:`attnx.analysis.dispatch.analyze_store` is the one entry point of ``attnx analyze`` and the Python API:
 :func:`plan_analysis` applies every rule once (what the store can give, the sample, the JS subset, the
 warnings), then :func:`stream_partial` runs the kernels over the planned records block by block in this
 process, or :mod:`attnx.scaleout.analyze` cuts them into tasks whose workers run the same
@@ -20,10 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from attnx.analysis.blocks import block_input
 from attnx.analysis.partial import Partial
+from attnx.config import BLOCK_BYTES
 from attnx.errors import AttnxError, AttnxWarning, StoreError
-from attnx.kernels.common import block_input
-from attnx.kernels.features import MAP_FEATURES, F, map_features
+from attnx.kernels.features import map_features
+from attnx.kernels.names import MAP_FEATURES, F
 from attnx.kernels.pattern_model import Labels, PatternModel, classify_sums
 from attnx.kernels.patterns import pattern_counts
 from attnx.kernels.relations import MAX_OFFSET, relation_counts
@@ -45,7 +47,7 @@ class AnalyzeParams:
     sample: int | None = None  # analyse a seeded random subset of this many records
     seed: int = 0
     js_records: int = 5000  # JS similarity: at most this many records (seeded subset of the analysed ones)
-    max_bytes: int = 64 << 20  # stored attention per block
+    max_bytes: int = BLOCK_BYTES  # stored attention per block
     per_record: bool = False
     max_offset: int = MAX_OFFSET
     pattern_model: str | None = None  # pattern-classifier JSON (None: the packaged attnx/data/pattern_model.json)
@@ -236,52 +238,6 @@ def plan_analysis(
         js_keep = js_subset(store, records, params)
     stats_only = getattr(store, "payload", "maps") == "features"
     return AnalysisPlan(params, records, js_keep, stats_only)
-
-
-def analyze_store(
-    store: AttentionStore | str | Path,
-    params: AnalyzeParams | None = None,
-    labels_path: str | Path | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    records: np.ndarray | None = None,
-    js_keep: np.ndarray | None = None,
-    workers: int | str | None = None,
-    scheduler: str | None = None,
-    threads_per_worker: int = 0,
-    announce: Callable[[str], None] | None = None,
-) -> Partial:
-    """Run the requested analyses over ``store`` (or a ``--sample``), streaming; returns the merged partial.
-
-    The rules are those of ``attnx analyze`` (:func:`plan_analysis`): errors raise :class:`AttnxError`,
-    warnings are :class:`~attnx.errors.AttnxWarning` (``warnings.warn``).
-
-    ``records``: input-order ids to analyse instead (e.g. one shard per process or machine; merge the
-    returned partials with :meth:`Partial.merge`). Overrides ``params.sample``. Such a split run passes the
-    whole run's ``js_keep`` (:func:`js_subset`).
-
-    ``labels_path``: where to write per-record pattern codes (``(N, L, H)`` int8 ``.npy``, -1 = not analysed;
-    N = input records) when ``params.per_record``; the probability of each label goes beside it to
-    ``pattern_probs.npy`` (``(N, L, H)`` float16, NaN = not analysed). ``progress(records, bytes)`` is called
-    after each block (a distributed run: after each task).
-
-    ``workers`` (a number, or ``"gpus"``) or ``scheduler`` (an address) run the pass on a Dask cluster
-    (:mod:`attnx.scaleout.analyze`; ``threads_per_worker`` kernel threads each, 0: cores / workers); the
-    partial is that of one process. ``announce(line)`` gets the cluster's lines (its dashboard); default: none.
-    """
-    store = as_store(store)
-    plan = plan_analysis(store, params or AnalyzeParams(), records, js_keep)
-    if plan.params.per_record:
-        if labels_path is None:
-            raise AttnxError("per-record labels need an output path")
-        labels, probs = open_labels(labels_path, len(store.position), store.n_layers, store.n_heads, create=True)
-        labels.flush()
-        probs.flush()
-        del labels, probs
-    if workers is None and scheduler is None:
-        return stream_partial(store, plan, labels_path, progress)
-    from attnx.scaleout.analyze import analyze_distributed
-
-    return analyze_distributed(store, plan, labels_path, progress, workers, scheduler, threads_per_worker, announce)
 
 
 @keeps_thread_settings

@@ -14,31 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-import attnx
+from attnx._version import __version__
 from attnx.analysis.driver import AnalyzeParams, as_store, supported_analyses
 from attnx.analysis.head_clusters import cluster_heads
 from attnx.analysis.partial import Partial
-from attnx.kernels.features import F
+from attnx.kernels.names import FEATURE_COLUMNS, PATTERNS, F
 from attnx.kernels.pattern_model import PatternModel
-from attnx.kernels.patterns import PATTERNS
 from attnx.kernels.similarity import METRICS
 from attnx.store import AttentionStore
-
-# features.csv columns after layer, head (the public contract)
-FEATURE_COLUMNS = (
-    "cls",
-    "sep",
-    "sep_max",
-    "punct",
-    "self",
-    "prev",
-    "next",
-    "distance",
-    "entropy",
-    "cls_entropy",
-    "max_weight",
-    "own_segment",
-)
 
 
 def feature_means(part: Partial) -> dict[str, np.ndarray]:
@@ -232,7 +215,7 @@ def write_results(
         "rows": part.rows,
         "attn_bytes": part.attn_bytes,
         "elapsed_s": elapsed_s,
-        "attnx_version": attnx.__version__,
+        "attnx_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     (out / "params.json").write_text(json.dumps(meta, indent=2))

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from attnx.kernels.features import NF
-from attnx.kernels.patterns import PATTERNS
+from attnx.kernels.names import NF, PATTERNS
 
 
 @dataclass

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from attnx.analysis.driver import require_maps
+from attnx.config import BLOCK_BYTES
 from attnx.kernels.rollout import rollout_flat
 from attnx.store import open_store
 from attnx.threads import keeps_thread_settings
@@ -20,7 +21,7 @@ from attnx.threads import keeps_thread_settings
 
 @keeps_thread_settings
 def store_rollout(
-    store_path: str | Path, max_bytes: int = 64 << 20, progress: Callable[[int], None] | None = None
+    store_path: str | Path, max_bytes: int = BLOCK_BYTES, progress: Callable[[int], None] | None = None
 ) -> dict:
     """Rollout of every record of a complete store, written back into it as ``derived/rollout`` (float32,
     one ``(l, l)`` matrix per record; see :meth:`attnx.store.AttentionStore.derived`). Streams blocks, so

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from attnx.cli.options import echo_warnings
+from attnx.config import BLOCK_BYTES
 from attnx.errors import AttnxError
 from attnx.outputs import output_dir
 from attnx.store.layout import STORED_DTYPES
@@ -72,7 +73,7 @@ class _Progress:
               help="Also write pattern_labels.npy (records x layers x heads, int8) and pattern_probs.npy (float16).")
 @click.option("--pattern-model", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Pattern-classifier JSON (default: the packaged pattern_model.json).")
-@click.option("--block-mb", type=click.IntRange(min=1), default=64, show_default=True,
+@click.option("--block-mb", type=click.IntRange(min=1), default=BLOCK_BYTES >> 20, show_default=True,
               help="Stored attention per streamed block (memory is about 4x this).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
 @click.option("--workers", default=None, help="Run on a local Dask cluster of N worker processes (dask extra).")
@@ -132,7 +133,7 @@ def analyze(store: Path, output: Path | None, only: str, metric: str, sample: in
 @click.argument("store_b", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder for compare.csv (default: STORE_A/analysis).")
-@click.option("--block-mb", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--block-mb", type=click.IntRange(min=1), default=BLOCK_BYTES >> 20, show_default=True)
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def compare(store_a: Path, store_b: Path, output: Path | None, block_mb: int, progress: bool) -> None:
     """Per-head cosine similarity and max |difference| of the same records' maps in two stores.

@@ -70,6 +70,7 @@ def suite_cmd(
     Example: attnx bench sentences.txt --model random-bert-base --device cuda --limit 20000
     """
     from attnx.bench import ceilings_table, markdown_table, run_suite
+    from attnx.engine.device import resolve_device
 
     if not Path(input_path).is_file():
         raise AttnxError(f"{input_path}: no such file")
@@ -77,7 +78,7 @@ def suite_cmd(
         input_path,
         models.split(","),
         {"*": limit},
-        device=device if device != "auto" else ("cuda" if __import__("torch").cuda.is_available() else "cpu"),
+        device=str(resolve_device(device)),
         compute=compute,
         extra_compute=[x for x in extra_compute.split(",") if x],
         dtypes=dtypes.split(","),

@@ -8,7 +8,7 @@ import click
 
 from attnx.cli.options import device_option, model_option, one_line_errors, quiet_json_options
 from attnx.errors import AttnxError
-from attnx.store.layout import CODECS
+from attnx.store.layout import CODEC_CHOICES
 from attnx.stored_dtypes import DTYPES
 
 
@@ -89,7 +89,7 @@ def _count_lines(path: str) -> int | None:
 @click.option("--pair-field", default="text_b", show_default=True, help="JSONL: optional field with segment B.")
 @click.option(
     "--codec",
-    type=click.Choice(list(CODECS)),
+    type=click.Choice(list(CODEC_CHOICES)),
     default="auto",
     show_default=True,
     help="Chunk compressor; auto = measured per dtype: blosc-lz4+bitshuffle for floats, zstd for uint8/q8, "
@@ -209,11 +209,12 @@ def extract_cmd(
     )
     progress = _Progress(not quiet and not as_json, _count_lines(input_path))
     try:
-        if workers is not None or scheduler is not None:
-            from attnx.scaleout.coordinator import extract_distributed
-            from attnx.scaleout.dask_cluster import ClusterSpec
+        from attnx.scaleout.dask_cluster import cluster_spec
 
-            spec = ClusterSpec.from_options(workers, scheduler, threads_per_worker, retries)
+        spec = cluster_spec(workers, scheduler, threads_per_worker, retries)
+        if spec is not None:
+            from attnx.scaleout.coordinator import extract_distributed
+
             announce = (lambda line: None) if quiet or as_json else (lambda line: click.echo(line, err=True))
             summary = extract_distributed(opts, spec, shard_records, progress=progress, announce=announce)
         else:

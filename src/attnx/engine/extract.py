@@ -19,6 +19,7 @@ from attnx.config import Config, load_config
 from attnx.engine.backend_choice import UNRESOLVED_AUTO
 from attnx.engine.background_sink import AsyncWriter
 from attnx.engine.batching import plan_batches
+from attnx.engine.device import resolve_device
 from attnx.engine.loop import LoopSettings, RunTotals, run_windows
 from attnx.engine.model import LoadedModel, load_model
 from attnx.engine.run import (
@@ -64,13 +65,6 @@ def parse_index_list(spec: str | None, limit: int, what: str) -> tuple[int, ...]
     return tuple(sorted(out))
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise AttnxError(f"--device {device}: CUDA is not available on this machine")
-    return dev
 
 
 def load_checked(

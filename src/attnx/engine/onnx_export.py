@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-import attnx
+from attnx._version import __version__
 from attnx.engine.capture import capturing
 from attnx.engine.model import LoadedModel
 from attnx.errors import AttnxError
@@ -102,7 +102,7 @@ def export_key(loaded: LoadedModel, layers: list[int], heads: list[int], store_d
         "store_dtype": store_dtype,
         "torch": torch.__version__,
         "onnx": version("onnx"),
-        "attnx": attnx.__version__,
+        "attnx": __version__,
     }
 
 

@@ -15,8 +15,8 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 
-import attnx
-from attnx.config import Config, io_threads
+from attnx._version import __version__
+from attnx.config import Config
 from attnx.engine.backend_choice import BACKENDS, UNRESOLVED_AUTO, Choice, choose_backend
 from attnx.engine.model import DEFAULT_MODEL, LoadedModel
 from attnx.engine.sources import Source, input_fingerprint, raw_sha256
@@ -165,7 +165,7 @@ def store_meta(opts: ExtractOptions, loaded: LoadedModel, layers: list[int], hea
     """The attributes a new store records about its model, tokenizer, input and options."""
     tok = loaded.tokenizer
     return {
-        "attnx_version": attnx.__version__,
+        "attnx_version": __version__,
         "model": {
             "name": loaded.name,
             "path": loaded.path,
@@ -239,7 +239,7 @@ def begin_store(
     out, existing = str(run.location), run.existing
     meta = store_meta(opts, loaded, layers, heads, compute)
     meta["options"]["format"] = run.source.format
-    writer_config = WriterConfig(cfg.commit_bytes, cfg.commit_seconds, cfg.writer_flush_chunks, io_threads(cfg))
+    writer_config = WriterConfig.from_config(cfg)
     payload = Payload.stats(MAP_FEATURES) if opts.stats_only else Payload.maps()
 
     if existing is not None:

@@ -11,17 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from attnx.kernels.names import MAP_FEATURES
-
-# The order this module computes; must be the kernels' order (checked at import).
-_ORDER = (
-    "cls", "sep", "sep_max", "punct", "self", "prev", "next", "distance",
-    "entropy", "cls_entropy", "max_weight", "own_segment", "col_max", "col_top3",
-    "band2", "col_sq", "seg_block", "map_max",
-)  # fmt: skip
-if tuple(MAP_FEATURES) != _ORDER:  # pragma: no cover - guards a change of the kernels' feature list
-    raise ImportError(f"attnx.engine.stats computes {_ORDER}, the kernels now define {MAP_FEATURES}")
-NF = len(_ORDER)
+from attnx.kernels.names import NF, F
 
 
 def batch_features(
@@ -37,35 +27,36 @@ def batch_features(
     pos = torch.arange(t, device=dev)
     rows = (pos[None, :] < lengths[:, None]).to(probs.dtype)  # (B, T) real query rows
     p = probs * rows[:, None, :, None]  # padded query rows zeroed: (B, H, T, T)
-    out = torch.empty(b, h, NF, dtype=probs.dtype, device=dev)
+    out = torch.full((b, h, NF), float("nan"), dtype=probs.dtype, device=dev)  # a feature not set below stays NaN
     colsum = p.sum(dim=2)  # (B, H, T) mass each key column receives
     sepf, punctf = sep.to(probs.dtype), punct.to(probs.dtype)
-    out[..., 0] = colsum[..., 0]
-    out[..., 1] = (colsum * sepf[:, None, :]).sum(-1)
+    out[..., F["cls"]] = colsum[..., 0]
+    out[..., F["sep"]] = (colsum * sepf[:, None, :]).sum(-1)
     sep_only = torch.where(sep[:, None, None, :], p, torch.zeros((), dtype=p.dtype, device=dev))
-    out[..., 2] = sep_only.amax(dim=-1).sum(-1)
-    out[..., 3] = (colsum * punctf[:, None, :]).sum(-1)
-    out[..., 4] = torch.diagonal(p, 0, dim1=-2, dim2=-1).sum(-1)
-    out[..., 5] = torch.diagonal(p, -1, dim1=-2, dim2=-1).sum(-1)  # P[i, i-1], i >= 1
-    out[..., 6] = torch.diagonal(p, 1, dim1=-2, dim2=-1).sum(-1)  # P[i, i+1]: 0 past the last real key
+    out[..., F["sep_max"]] = sep_only.amax(dim=-1).sum(-1)
+    out[..., F["punct"]] = (colsum * punctf[:, None, :]).sum(-1)
+    out[..., F["self"]] = torch.diagonal(p, 0, dim1=-2, dim2=-1).sum(-1)
+    out[..., F["prev"]] = torch.diagonal(p, -1, dim1=-2, dim2=-1).sum(-1)  # P[i, i-1], i >= 1
+    out[..., F["next"]] = torch.diagonal(p, 1, dim1=-2, dim2=-1).sum(-1)  # P[i, i+1]: 0 past the last real key
     dist = (pos[:, None] - pos[None, :]).abs().to(probs.dtype)  # (T, T)
-    out[..., 7] = (p * dist).sum((-2, -1))
+    out[..., F["distance"]] = (p * dist).sum((-2, -1))
     plogp = torch.special.xlogy(p, p)  # 0 ln 0 = 0
-    out[..., 8] = -plogp.sum((-2, -1))
-    out[..., 9] = -plogp[:, :, 0, :].sum(-1)
-    out[..., 10] = p.amax(dim=-1).sum(-1)
+    out[..., F["entropy"]] = -plogp.sum((-2, -1))
+    out[..., F["cls_entropy"]] = -plogp[:, :, 0, :].sum(-1)
+    out[..., F["max_weight"]] = p.amax(dim=-1).sum(-1)
     seg = (pos[None, :] >= len_a[:, None]).to(torch.int8)  # (B, T) 0 = A, 1 = B
     same = (seg[:, :, None] == seg[:, None, :]).to(probs.dtype)  # (B, T, T)
-    out[..., 11] = (p * same[:, None]).sum((-2, -1))
+    out[..., F["own_segment"]] = (p * same[:, None]).sum((-2, -1))
     top = colsum.topk(min(3, t), dim=-1).values  # padded columns have sum 0, so l < 3 sums all l columns
-    out[..., 12] = top[..., 0]
-    out[..., 13] = top.sum(-1)
-    out[..., 14] = (torch.diagonal(p, -2, dim1=-2, dim2=-1).sum(-1)
-                    + torch.diagonal(p, 2, dim1=-2, dim2=-1).sum(-1))  # padded keys hold 0
-    out[..., 15] = (colsum * colsum).sum(-1) / lengths[:, None].to(probs.dtype)
+    out[..., F["col_max"]] = top[..., 0]
+    out[..., F["col_top3"]] = top.sum(-1)
+    out[..., F["band2"]] = (
+        torch.diagonal(p, -2, dim1=-2, dim2=-1).sum(-1) + torch.diagonal(p, 2, dim1=-2, dim2=-1).sum(-1)
+    )  # padded keys hold 0
+    out[..., F["col_sq"]] = (colsum * colsum).sum(-1) / lengths[:, None].to(probs.dtype)
     keyok = ~(sep | (pos[None, :] == 0))  # (B, T) keys that are neither [CLS] nor a [SEP]
     far = (dist > 1).to(probs.dtype)  # (T, T)
     blk = same * far[None] * keyok[:, None, :].to(probs.dtype)  # (B, T, T)
-    out[..., 16] = (p * blk[:, None]).sum((-2, -1))
-    out[..., 17] = p.amax(dim=(-2, -1)) * lengths[:, None].to(probs.dtype)  # padded cells hold 0
+    out[..., F["seg_block"]] = (p * blk[:, None]).sum((-2, -1))
+    out[..., F["map_max"]] = p.amax(dim=(-2, -1)) * lengths[:, None].to(probs.dtype)  # padded cells hold 0
     return out

@@ -20,7 +20,6 @@ from numba import njit, types
 from numba.extending import overload
 
 from attnx.kernels.half import half_to_float
-from attnx.store import AttentionBlock
 
 
 @cache
@@ -73,10 +72,6 @@ def kernel_input(attn: np.ndarray, scale: float = 1.0) -> KernelInput:
         out = np.empty(attn.shape, np.float32)
         return kernel_input(np.multiply(attn, np.float32(scale), out=out, dtype=np.float32, casting="unsafe"))
     raise TypeError(f"unsupported attention dtype {attn.dtype}")
-
-
-def block_input(block: AttentionBlock) -> KernelInput:
-    return kernel_input(block.attn, block.scale)
 
 
 # ------------------------------------------------------------------------------------------------------

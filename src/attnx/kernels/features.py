@@ -48,10 +48,7 @@ from attnx.kernels.common import (
     punct_positions,
     sep_positions,
 )
-from attnx.kernels.names import MAP_FEATURES  # the one list; kept light for the engine
-
-NF = len(MAP_FEATURES)
-F = {name: k for k, name in enumerate(MAP_FEATURES)}
+from attnx.kernels.names import NF, F  # the one list; kept light for the engine
 
 
 @njit(cache=True, nogil=True)

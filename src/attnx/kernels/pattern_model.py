@@ -26,8 +26,7 @@ import numpy as np
 from numba import njit, prange
 
 from attnx.errors import InputError
-from attnx.kernels.features import F
-from attnx.kernels.patterns import PATTERNS
+from attnx.kernels.names import PATTERNS, F
 
 DESIGN: tuple[str, ...] = (
     "vertical", "stripe", "cls", "col_max", "col_top3", "col_conc",

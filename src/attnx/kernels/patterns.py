@@ -36,10 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from attnx.kernels.features import F
-
-PATTERNS: tuple[str, ...] = ("vertical", "diagonal", "vertical_diagonal", "block", "heterogeneous")
-VERTICAL, DIAGONAL, VERTICAL_DIAGONAL, BLOCK, HETEROGENEOUS = range(5)
+from attnx.kernels.names import BLOCK, DIAGONAL, HETEROGENEOUS, PATTERNS, VERTICAL, VERTICAL_DIAGONAL, F
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from attnx.kernels.features import NF
+from attnx.kernels.names import NF
 
 
 def decode_f64(attn: np.ndarray, scale: float = 1.0) -> np.ndarray:

@@ -16,23 +16,8 @@ import numpy as np
 
 from attnx import figure as plt
 from attnx.errors import AttnxError
-from attnx.kernels.patterns import PATTERNS
+from attnx.kernels.names import FEATURE_TITLES, PATTERNS
 from attnx.report.style import LAYER_ORIGIN, about_line, annotate_cells, data_name
-
-FEATURE_TITLES = {
-    "cls": ("Attention to [CLS]", "mean weight"),
-    "sep": ("Attention to [SEP] (all)", "mean weight"),
-    "sep_max": ("Attention to the most-attended [SEP]", "mean weight"),
-    "punct": ("Attention to punctuation", "mean weight"),
-    "self": ("Attention to the token itself", "mean weight"),
-    "prev": ("Attention to the previous token", "mean weight"),
-    "next": ("Attention to the next token", "mean weight"),
-    "distance": ("Mean attention distance |i - j|", "tokens"),
-    "entropy": ("Row entropy", "nats"),
-    "cls_entropy": ("Entropy of the [CLS] row", "nats"),
-    "max_weight": ("Max weight per row (confidence)", "mean weight"),
-    "own_segment": ("Attention within own segment (pairs)", "mean weight"),
-}
 
 
 def _read_grid(path: Path) -> tuple[list[int], list[int], dict[str, np.ndarray]]:

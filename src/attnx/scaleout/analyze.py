@@ -18,8 +18,8 @@ import numpy as np
 
 from attnx.analysis.driver import AnalysisPlan, stream_partial
 from attnx.analysis.partial import Partial
+from attnx.scaleout.dask_cluster import ClusterSpec
 from attnx.store import AttentionStore
-from attnx.store.layout import STORED_DTYPES
 
 _STORES: dict[tuple[str, str], AttentionStore] = {}
 _LOCK = threading.Lock()
@@ -48,9 +48,7 @@ def _analyze_part(
 
 def record_runs(store: AttentionStore, records: np.ndarray | None, task_bytes: int) -> list[np.ndarray]:
     """Input ids cut into runs that are contiguous in physical order, about ``task_bytes`` of payload each."""
-    itemsize = STORED_DTYPES[store.dtype].storage.itemsize
-    ids = store._physical["input_id"]
-    sizes = store.payload_kind.record_sizes(store._physical["length"], store.n_layers, store.n_heads) * itemsize
+    ids, sizes = store.physical_ids, store.physical_payload_nbytes
     if records is not None:
         keep = np.zeros(len(store.position), bool)
         keep[records] = True
@@ -108,14 +106,11 @@ def analyze_distributed(
     plan: AnalysisPlan,
     labels_path: str | Path | None,
     progress: Callable[[int, int], None] | None,
-    workers: int | str | None,
-    scheduler: str | None,
-    threads_per_worker: int = 0,
+    spec: ClusterSpec,
     announce: Callable[[str], None] | None = None,
 ) -> Partial:
-    """Start (or connect to) the cluster ``workers`` / ``scheduler`` name and run :func:`analyze_on_cluster`."""
-    from attnx.scaleout.dask_cluster import ClusterSpec, connect
+    """Start (or connect to) the cluster ``spec`` names and run :func:`analyze_on_cluster`."""
+    from attnx.scaleout.dask_cluster import connect
 
-    spec = ClusterSpec.from_options(workers, scheduler, threads_per_worker)
     with connect(spec, announce or (lambda line: None)) as client:
         return analyze_on_cluster(store, plan, client, labels_path, progress, threads=spec.torch_threads())

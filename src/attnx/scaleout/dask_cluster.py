@@ -40,6 +40,16 @@ class ClusterSpec:
         return self.threads_per_worker or max(1, (os.cpu_count() or 1) // int(self.workers or 1))
 
 
+def cluster_spec(
+    workers: int | str | None, scheduler: str | None, threads_per_worker: int = 0, retries: int = 3
+) -> ClusterSpec | None:
+    """Where a run goes, the one dispatch of ``--workers``/``--scheduler`` (CLI and Python API alike): a checked
+    :class:`ClusterSpec` when either is given, None when the run stays in this process."""
+    if workers is None and scheduler is None:
+        return None
+    return ClusterSpec.from_options(workers, scheduler, threads_per_worker, retries)
+
+
 def parse_workers(value: str | None) -> int | str | None:
     """``--workers``: a positive number or ``gpus``."""
     if value is None:

@@ -4,9 +4,11 @@ Layered like zarr-python: :mod:`~attnx.store.layout` (names, dtypes, codecs: the
 array paths), :mod:`~attnx.store.location` (where a store lives, the writer lock),
 :mod:`~attnx.store.append` (a batch as per-array values, append-only array streams),
 :mod:`~attnx.store.writer` (appending commits), :mod:`~attnx.store.region` (a distributed run's shard),
-:mod:`~attnx.store.reader` (validated snapshot reads),
+:mod:`~attnx.store.reader` (validated snapshot reads; it uses :mod:`~attnx.store.array_reads` for element ranges,
+:mod:`~attnx.store.block_plan` for streamed blocks and :mod:`~attnx.store.summary` for history and sizes),
 :mod:`~attnx.store.validate` and :mod:`~attnx.store.verify` (invariants, full checks),
 :mod:`~attnx.store.derived` (results written back), :mod:`~attnx.store.dataset` (the xarray view).
+Imports go one way, down this list's layers (tests/test_import_edges.py checks there is no cycle).
 """
 
 from attnx.store.append import StoredBatch

@@ -21,9 +21,8 @@ import numpy as np
 
 from attnx.errors import StoreError
 from attnx.store.block import AttentionBlock
+from attnx.store.check_codes import BAD_SUM, OUT_OF_RANGE
 from attnx.store.layout import STORED_DTYPES
-
-OUT_OF_RANGE, BAD_SUM = 1, 2  # what first_bad_map found wrong
 
 
 def row_sum_tolerance(dtype: str, length: np.ndarray | int) -> np.ndarray | float:

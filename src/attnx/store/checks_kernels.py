@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit
 
 from attnx.kernels.half import half_to_float
-from attnx.store.checks import BAD_SUM, OUT_OF_RANGE
+from attnx.store.check_codes import BAD_SUM, OUT_OF_RANGE
 
 
 @njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})

@@ -16,7 +16,6 @@ chunk write is never committed over.
 from __future__ import annotations
 
 import collections
-import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -25,20 +24,6 @@ import zarr
 from zarr.abc.codec import ArrayArrayCodec, ArrayBytesCodec, BytesBytesCodec
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
-def default_io_threads(cores: int | None = None) -> int:
-    """I/O threads the machine can spare: every core but two (the engine and the writer thread), 1..16."""
-    cores = usable_cores() if cores is None else cores
-    return max(1, min(16, cores - 2))
 
 
 class ChunkEncoder:

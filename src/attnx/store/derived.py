@@ -1,15 +1,17 @@
-"""Per-record results written back into a complete store (``derived/<name>``), as one Icechunk commit."""
+"""Per-record results written back into a complete store (``derived/<name>``), as one Icechunk commit, and read
+back (:meth:`attnx.store.AttentionStore.derived_writer` and :meth:`~attnx.store.AttentionStore.derived` call
+these; this module needs only the store's repository and group, so the dependency goes one way)."""
 
 from __future__ import annotations
 
+import icechunk
 import numpy as np
 import zarr
 
 from attnx.errors import StoreError
 from attnx.store.append import ArrayStream, empty_chunks_written
 from attnx.store.layout import BRANCH, codecs, dimension
-from attnx.store.location import WriterLock
-from attnx.store.reader import AttentionStore
+from attnx.store.location import StoreLocation, WriterLock, _first_line
 
 
 class DerivedWriter:
@@ -21,15 +23,23 @@ class DerivedWriter:
     Holds the store's writer lock from construction to ``finish``/``close``.
     """
 
-    def __init__(self, store: AttentionStore, name: str, dtype: str, shape: str, chunk_elems: int = 4 << 20) -> None:
-        if not store.complete:
-            raise StoreError(f"{store.path}: derive results only from a complete store (resume it first)")
+    def __init__(
+        self,
+        location: StoreLocation,
+        repo: icechunk.Repository,
+        records: int,
+        name: str,
+        dtype: str,
+        shape: str,
+        chunk_elems: int = 4 << 20,
+    ) -> None:
+        """``location``, ``repo``: the complete store's; ``records``: how many it holds."""
         if not name.isidentifier():
             raise StoreError(f"derived name {name!r}: use letters, digits and underscores")
-        self.store, self.name, self.shape = store, name, shape
-        self.lock = WriterLock(store.location).acquire()
+        self.records, self.name, self.shape = records, name, shape
+        self.lock = WriterLock(location).acquire()
         try:
-            self.session = store.repo.writable_session(BRANCH)
+            self.session = repo.writable_session(BRANCH)
             with empty_chunks_written():
                 group = zarr.open_group(store=self.session.store, mode="r+", zarr_format=3)
                 if f"derived/{name}" in group:
@@ -62,10 +72,8 @@ class DerivedWriter:
 
     def finish(self, attrs: dict | None = None) -> None:
         try:
-            if len(self.counts) != len(self.store):
-                raise StoreError(
-                    f"derived {self.name}: {len(self.counts)} records written, store has {len(self.store)}"
-                )
+            if len(self.counts) != self.records:
+                raise StoreError(f"derived {self.name}: {len(self.counts)} records written, store has {self.records}")
             self.values.flush(partial=True)
             offsets = np.concatenate([[0], np.cumsum(self.counts, dtype=np.int64)])
             key = f"derived/{self.name}/offsets"
@@ -78,11 +86,35 @@ class DerivedWriter:
                     **codecs("zstd", np.int64, 3),
                 )
             self.group[f"derived/{self.name}"].attrs.update({"shape": self.shape, "complete": True, **(attrs or {})})
-            self.session.commit(
-                f"attnx: derived/{self.name}", metadata={"records": len(self.store), "records_added": 0}
-            )
+            self.session.commit(f"attnx: derived/{self.name}", metadata={"records": self.records, "records_added": 0})
         finally:
             self.close()
 
     def close(self) -> None:
         self.lock.release()
+
+
+def check_derived(group: zarr.Group, name: str, path: str) -> None:
+    """Refuse a derived result ``name`` that is not in ``group`` (the store's root) or not complete."""
+    key = f"derived/{name}"
+    if not name.isidentifier() or key not in group or not group[key].attrs.get("complete"):
+        raise StoreError(f"{path}: no complete derived result {name!r}")
+
+
+def read_derived(group: zarr.Group, name: str, p: int, l: int, records: int, record: int, path: str) -> np.ndarray:
+    """Values of ``derived/<name>`` (checked by :func:`check_derived`) of the record at physical position ``p``
+    (input id ``record``, ``l`` tokens, of ``records``), viewed as ``(l, l)`` when stored with shape "l,l"."""
+    key = f"derived/{name}"
+    offsets = group[f"{key}/offsets"]
+    values = group[f"{key}/values"]
+    if offsets.shape != (records + 1,):
+        raise StoreError(f"{path}: {key}/offsets has {offsets.shape[0]} entries for {records} records")
+    start, stop = (int(x) for x in offsets[p : p + 2])
+    square = group[key].attrs.get("shape") == "l,l"
+    if not 0 <= start <= stop <= values.shape[0] or (square and stop - start != l * l):
+        raise StoreError(f"{path}: {key}/offsets of record {record} are inconsistent")
+    try:
+        out = np.asarray(values[start:stop])
+    except Exception as exc:  # noqa: BLE001
+        raise StoreError(f"{path}: cannot read {key}/values (record {record}): {_first_line(exc)}") from None
+    return out.reshape(l, l) if square else out

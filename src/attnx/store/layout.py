@@ -36,8 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from attnx.errors import StoreError
-from attnx.stored_dtypes import CODECS as _CODECS
-from attnx.stored_dtypes import DTYPES, StoredDtype, zarr_codecs
+from attnx.stored_dtypes import CODECS, DTYPES, StoredDtype, zarr_codecs
 
 FORMAT = "attnx-store/2"
 FORMAT_1 = "attnx-store/1"
@@ -189,7 +188,7 @@ class Commit:
         return commit
 
 
-CODECS = ("auto", *_CODECS)
+CODEC_CHOICES = ("auto", *CODECS)  # --codec: auto (the stored dtype's default) or one of the codec table
 
 
 def resolve_codec(codec: str, dtype: str, level: int | None = None) -> tuple[str, int]:
@@ -200,7 +199,7 @@ def resolve_codec(codec: str, dtype: str, level: int | None = None) -> tuple[str
     if codec == "auto":
         return d.codec, d.level
     if codec not in CODECS:
-        raise StoreError(f"unknown codec {codec!r} (choose from {', '.join(CODECS)})")
+        raise StoreError(f"unknown codec {codec!r} (choose from {', '.join(CODEC_CHOICES)})")
     return codec, level if level is not None else (5 if codec.startswith("blosc") else 1)
 
 

@@ -15,6 +15,7 @@ import icechunk
 import numpy as np
 import zarr
 
+from attnx.config import Config
 from attnx.errors import StoreError
 from attnx.store.append import StoredBatch, batch_arrays, empty_chunks_written
 from attnx.store.layout import Payload, small_arrays
@@ -106,7 +107,7 @@ class RegionWriter:
         start: dict[str, int],
         end: dict[str, int],
         deprels: dict[str, int] | None,
-        flush_chunks: int = 2,
+        flush_chunks: int = Config.writer_flush_chunks,
     ) -> None:
         self.fork = fork
         self.payload = Payload.from_attrs(attrs)

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from attnx.config import BLOCK_BYTES
 from attnx.errors import StoreError
 from attnx.store.block import AttentionBlock
 from attnx.store.location import StoreLocation, _first_line
@@ -52,7 +53,7 @@ def _max_row_sum_error(block: AttentionBlock) -> float:
 
 def verify_store(
     where: str | os.PathLike | StoreLocation,
-    block_bytes: int = 64 << 20,
+    block_bytes: int = BLOCK_BYTES,
     progress: Callable[[int], None] | None = None,
 ) -> VerifyReport:
     """Check a store's newest snapshot completely; raise :class:`StoreError` at the first failure.

@@ -18,6 +18,7 @@ import icechunk
 import numpy as np
 import zarr
 
+from attnx.config import Config, io_threads
 from attnx.errors import StoreError
 from attnx.store import validate
 from attnx.store.append import StoredBatch, array_stream, batch_arrays, empty_chunks_written
@@ -40,13 +41,22 @@ from attnx.store.layout import (
 from attnx.store.location import StoreLocation, WriterLock, _first_line
 from attnx.store.validate import vocab_digest
 
+_DEFAULTS = Config()
+
 
 @dataclass(frozen=True)
 class WriterConfig:
-    commit_bytes: int = 128 << 20  # stored payload bytes between commits
-    commit_seconds: float = 10.0  # and at most this long between commits
-    flush_chunks: int = 2  # whole payload chunks handed on together
+    """What a :class:`StoreWriter` needs of :class:`attnx.config.Config`, with its defaults."""
+
+    commit_bytes: int = _DEFAULTS.commit_bytes  # stored payload bytes between commits
+    commit_seconds: float = _DEFAULTS.commit_seconds  # and at most this long between commits
+    flush_chunks: int = _DEFAULTS.writer_flush_chunks  # whole payload chunks handed on together
     io_threads: int = 1  # threads that compress, checksum and store whole chunks (attnx.store.chunk_writer)
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> WriterConfig:
+        """The writer settings of ``cfg`` (``io_threads`` 0 there: what the machine can spare)."""
+        return cls(cfg.commit_bytes, cfg.commit_seconds, cfg.writer_flush_chunks, io_threads(cfg))
 
 
 def open_repository(location: StoreLocation) -> icechunk.Repository:

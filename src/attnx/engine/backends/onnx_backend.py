@@ -12,23 +12,15 @@ CUDA by default); the softmax is float32 in the graph either way.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from attnx.engine.backends.base import Done, PackedBatch, TokenBatch, packed_offsets
 from attnx.engine.model import LoadedModel
 from attnx.engine.onnx_export import INPUT_NAMES, OUTPUT_NAME, OnnxExportError, ensure_onnx
 from attnx.stored_dtypes import encode, stored_dtype
+from attnx.threads import usable_cores
 
 GRAPH_DTYPES = ("float32", "float16", "uint8")
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 def pack_padded(attn: np.ndarray, lengths: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
