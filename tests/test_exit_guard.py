@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE
+from helpers.paths import SAMPLE
 
 from attnx.store import exit_guard
 

@@ -21,7 +21,7 @@ SCRIPT = r"""
 import sys
 import numpy as np
 sys.path.insert(0, sys.argv[1])
-from attnx_synth import block_from_records, synth_records
+from helpers.synth import block_from_records, synth_records
 from attnx.kernels.common import kernel_input
 from attnx.kernels.compare import compare_maps
 from attnx.kernels.features import map_features

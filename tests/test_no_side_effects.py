@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import SAMPLE
+from helpers.paths import SAMPLE
 
 SCRIPT = r"""
 import json, logging, os, sys

@@ -19,7 +19,7 @@ pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip ins
 pytest.importorskip("onnx", reason="onnx is not installed (pip install 'attnx[onnx]')")
 
 from click.testing import CliRunner  # noqa: E402
-from conftest import SAMPLE  # noqa: E402
+from helpers.paths import SAMPLE  # noqa: E402
 
 from attnx.cli.main import main  # noqa: E402
 from attnx.engine.backends.base import collate, packed_offsets  # noqa: E402

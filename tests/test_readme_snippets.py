@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE
+from helpers.paths import SAMPLE
 
 ROOT = Path(__file__).resolve().parents[1]
 

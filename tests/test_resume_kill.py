@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from conftest import SAMPLE
+from helpers.paths import SAMPLE
 
 from attnx.errors import StoreError
 from attnx.store import open_store

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SAMPLE
+from helpers.paths import SAMPLE
 
 import attnx
 from attnx.config import load_config
