@@ -16,6 +16,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow  # two fresh processes compiling and loading every kernel
 
 SCRIPT = r"""
 import sys

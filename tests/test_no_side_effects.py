@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from helpers.paths import SAMPLE
 
 SCRIPT = r"""
@@ -49,6 +50,7 @@ print(json.dumps({"before": before, "after": after, "records": summary.records})
 """
 
 
+@pytest.mark.slow
 def test_library_calls_leave_the_process_as_it_was(tmp_path: Path) -> None:
     src = tmp_path / "in.txt"
     src.write_text("\n".join((SAMPLE / "sample.txt").read_text(encoding="utf-8").splitlines()[:12]) + "\n")

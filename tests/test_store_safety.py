@@ -101,6 +101,7 @@ def _inject(path: Path, fault: str) -> None:
         path.write_bytes(bytes(flipped))
 
 
+@pytest.mark.slow
 def test_no_fault_is_silent(real_store: Path, tmp_path: Path) -> None:
     reference = _snapshot(open_store(real_store))
     faults = _faults(real_store)
