@@ -54,12 +54,16 @@ print(json.dumps({"before": before, "after": after, "records": summary.records})
 def test_library_calls_leave_the_process_as_it_was(tmp_path: Path) -> None:
     src = tmp_path / "in.txt"
     src.write_text("\n".join((SAMPLE / "sample.txt").read_text(encoding="utf-8").splitlines()[:12]) + "\n")
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "ATTNX_CPU_THREADS": "2", "PYTHONPATH": ""}
+    import attnx  # the fresh process imports the attnx under test, not whichever one is installed
+
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "ATTNX_CPU_THREADS": "2",
+           "PYTHONPATH": str(Path(attnx.__file__).parents[1])}
     done = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(src), str(tmp_path / "s.zarr"), str(tmp_path)],
         capture_output=True, text=True, env=env, timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    assert len(done.stdout.strip().splitlines()) == 1, done.stdout[:3000]  # the library printed nothing itself
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["records"] == 12
     before, after = result["before"], result["after"]
