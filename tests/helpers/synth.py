@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from attnx.quantize import encode as store_encode
+from attnx.quantize import stored_dtype
 from attnx.store import AttentionBlock, StoredBatch, StoreWriter
 
 
@@ -18,8 +20,11 @@ def random_maps(rng: np.random.Generator, n_maps: int, l: int, sharp: float = 3.
 
 
 def encode(p: np.ndarray, dtype: str) -> np.ndarray:
+    """Probabilities -> stored values of ``dtype`` (any of :data:`attnx.quantize.DTYPES`)."""
     if dtype == "uint8":
         return np.round(p * 255).astype(np.uint8)
+    if stored_dtype(dtype).quantised:
+        return store_encode(p, dtype)
     return p.astype(dtype)
 
 
@@ -68,7 +73,7 @@ def block_from_records(recs, dtype="float16") -> AttentionBlock:  # noqa: ANN001
         len_a=np.array([r["len_a"] for r in recs], np.int32),
         attn=np.concatenate([r["attn"] for r in recs]) if recs else np.empty(0, dtype),
         attn_offsets=np.concatenate([[0], np.cumsum(sizes)]),
-        scale=1 / 255 if dtype == "uint8" else 1.0,
+        scale=stored_dtype(dtype).scale,
         token_ids=np.concatenate([r["ids"] for r in recs]),
         segment=np.concatenate([r["segment"] for r in recs]),
         special=np.concatenate([r["special"] for r in recs]),
