@@ -36,4 +36,3 @@ def test_cuda_store_equals_cpu_store(tmp_path: Path) -> None:
     for i in range(len(cpu)):
         assert cpu.tokens(i) == cuda.tokens(i)
         np.testing.assert_allclose(cuda.attention(i), cpu.attention(i), atol=1e-5)
-

@@ -49,8 +49,9 @@ def test_kernels_on_stored_blocks_match_the_float64_reference(name: str, tmp_pat
         n_stripe = np.add.reduceat((b.special | b.punct).astype(np.int64), b.tok_offsets[:-1])
         labels = classify_sums(sums, b.lengths, la, n_stripe, model)
         shp = (-1, 1, 1)
-        x_ref = design_matrix(per_map_means(ref, b.lengths), b.lengths.reshape(shp), la.reshape(shp),
-                              n_stripe.reshape(shp))
+        x_ref = design_matrix(
+            per_map_means(ref, b.lengths), b.lengths.reshape(shp), la.reshape(shp), n_stripe.reshape(shp)
+        )
         p_ref = pattern_proba_ref(x_ref, model.mean, model.scale, model.coef, model.intercept, model.lo, model.hi)
         np.testing.assert_allclose(labels.prob.reshape(-1), p_ref.max(axis=1), atol=1e-4)
         clear = np.sort(p_ref, axis=1)[:, -1] - np.sort(p_ref, axis=1)[:, -2] > 1e-3  # no near-tie to flip

@@ -45,8 +45,12 @@ def make_batches(seed: int, n_batches: int, per_batch: int, dtype: str, conllu: 
                     "special": rng.random(t) < 0.2,
                     "punct": rng.random(t) < 0.1,
                     # a word index is -1 (special) or below the record's words (CoNLL-U) or tokens
-                    "word": np.concatenate([rng.integers(-1, max(c, 0), l) for c, l in
-                                            zip(counts if conllu else lengths, lengths, strict=True)]).astype(np.int32),
+                    "word": np.concatenate(
+                        [
+                            rng.integers(-1, max(c, 0), l)
+                            for c, l in zip(counts if conllu else lengths, lengths, strict=True)
+                        ]
+                    ).astype(np.int32),
                 },
                 words=words,
                 word_count=counts,
