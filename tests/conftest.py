@@ -1,4 +1,5 @@
-"""Shared fixtures: the real packaged MiniLM, a tiny random BERT, corpora in tmp dirs, ../shared/data."""
+"""Shared fixtures: the packaged MiniLM (attnx and transformers' eager copy) and one ONNX export cache for
+the session. Paths and helpers that test modules import live in tests/helpers/."""
 
 from __future__ import annotations
 
