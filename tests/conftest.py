@@ -1,16 +1,12 @@
-"""Shared fixtures: the real packaged MiniLM, a tiny random BERT, corpora in tmp dirs, ../shared/data."""
+"""Shared fixtures: the packaged MiniLM (attnx and transformers' eager copy) and one ONNX export cache for
+the session. Paths and helpers that test modules import live in tests/helpers/."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import icechunk
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
-SAMPLE = ROOT / "src" / "attnx" / "data"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -30,14 +26,6 @@ def attnx_cache(tmp_path_factory):
         os.environ.pop("ATTNX_CACHE", None)
     else:
         os.environ["ATTNX_CACHE"] = old
-
-
-def shared_file(rel: str) -> Path:
-    """A file of ../shared/data, or a clear skip when the folder is absent (tests must pass without it)."""
-    path = SHARED_DATA / rel
-    if not path.is_file():
-        pytest.skip(f"../shared/data absent: {path} not found (real-corpus test skipped)")
-    return path
 
 
 @pytest.fixture(scope="session")

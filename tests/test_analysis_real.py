@@ -37,6 +37,7 @@ def real_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_real_maps_kernels_match_reference(real_store: Path) -> None:
     st = attnx.open_store(real_store)
     L, H = st.n_layers, st.n_heads

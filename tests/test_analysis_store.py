@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from attnx_synth import synth_records, write_store
 from click.testing import CliRunner
+from helpers.synth import synth_records, write_store
 
 import attnx
 from attnx.analysis import AnalyzeParams, Partial, analyze_store, compare_stores, feature_means, write_results

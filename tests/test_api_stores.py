@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import SAMPLE
+from helpers.paths import SAMPLE
 
 import attnx
 from attnx import analysis

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import SAMPLE
+from helpers.paths import SAMPLE
 
 from attnx.config import load_config
 from attnx.engine import backend_choice

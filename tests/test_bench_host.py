@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 from click.testing import CliRunner
-from conftest import SAMPLE
+from helpers.paths import SAMPLE
 
 from attnx import verify
 from attnx.bench_host import STAGES, projection

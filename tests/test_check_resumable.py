@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 
 import pytest
-from test_store import make_batches
+from helpers.stores import make_batches
 
 from attnx.engine.run import check_resumable
 from attnx.errors import StoreError

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from click.testing import CliRunner
-from conftest import SAMPLE
+from helpers.paths import SAMPLE
 
 from attnx.cli.main import main
 

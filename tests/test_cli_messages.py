@@ -7,7 +7,7 @@ import time
 
 import pytest
 from click.testing import CliRunner
-from conftest import SAMPLE
+from helpers.paths import SAMPLE
 
 from attnx.cli.main import main
 

@@ -1,4 +1,4 @@
-"""The CUDA path's host transfer on a CPU twin (tests/cuda_twin.py): order of calls, device placement, and stores
+"""The CUDA path's host transfer on a CPU twin (helpers/cuda_twin.py): order of calls, device placement, and stores
 written through it with many small batches equal to stores written without it (one process, shards, the
 precision check's consumer). Issue 21: a ring of 9 reused pinned buffers overwrote maps the writer still held."""
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from cuda_twin import CudaTwin
+from helpers.cuda_twin import CudaTwin
 
 import attnx
 from attnx.config import load_config

@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE
+from helpers.paths import SAMPLE
 
 from attnx.store import exit_guard
 
@@ -43,6 +43,7 @@ def test_guard_waits_while_a_foreign_thread_runs_python(monkeypatch: pytest.Monk
     t.join()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("ATTNX_SLOW_TESTS"), reason="minutes long: set ATTNX_SLOW_TESTS=1")
 def test_open_store_script_never_aborts_at_exit(tmp_path: Path) -> None:
     from click.testing import CliRunner

@@ -6,7 +6,7 @@ import errno
 
 import numpy as np
 import pytest
-from conftest import SAMPLE, shared_file
+from helpers.paths import SAMPLE, shared_file
 
 from attnx.config import load_config
 from attnx.engine.extract import ExtractOptions, extract

@@ -39,7 +39,7 @@ def test_a_reused_sample_store_must_come_from_the_pinned_backend(tmp_path: Path)
 
     import numpy as np
     import pytest
-    from attnx_synth import synth_records, write_store
+    from helpers.synth import synth_records, write_store
 
     sys.path.insert(0, str(ROOT / "pattern_classifier"))
     import render_label_maps as tool

@@ -16,12 +16,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow  # two fresh processes compiling and loading every kernel
 
 SCRIPT = r"""
 import sys
 import numpy as np
 sys.path.insert(0, sys.argv[1])
-from attnx_synth import block_from_records, synth_records
+from helpers.synth import block_from_records, synth_records
 from attnx.kernels.common import kernel_input
 from attnx.kernels.compare import compare_maps
 from attnx.kernels.features import map_features

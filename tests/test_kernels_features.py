@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from attnx_synth import block_from_records, encode, synth_records
+from helpers.synth import block_from_records, encode, synth_records
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

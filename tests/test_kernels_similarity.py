@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from attnx_synth import block_from_records, encode, synth_records
+from helpers.synth import block_from_records, encode, synth_records
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

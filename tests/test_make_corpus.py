@@ -6,7 +6,7 @@ import hashlib
 import sys
 
 import pytest
-from conftest import ROOT, SHARED_DATA
+from helpers.paths import ROOT, SHARED_DATA
 
 sys.path.insert(0, str(ROOT / "tools"))
 import make_corpus  # noqa: E402

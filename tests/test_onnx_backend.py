@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip ins
 pytest.importorskip("onnx", reason="onnx is not installed (pip install 'attnx[onnx]')")
 
 from click.testing import CliRunner  # noqa: E402
-from conftest import SAMPLE  # noqa: E402
+from helpers.paths import SAMPLE  # noqa: E402
 
 from attnx.cli.main import main  # noqa: E402
 from attnx.engine.backends.base import collate, packed_offsets  # noqa: E402
@@ -122,11 +123,21 @@ def test_pack_padded_layout():
         np.testing.assert_array_equal(packed[offsets[b]:offsets[b + 1]].reshape(2, 4, l, l), attn[:, b, :, :l, :l])
 
 
-def test_cache_location(tiny, tmp_path):
+def test_cache_location(tiny, tmp_path, monkeypatch):
+    """Exports go to the user's cache folder, never into the model's folder, even a writable one."""
     loaded, _ = tiny
     assert str(cache_dir(loaded)).startswith(os.environ["ATTNX_CACHE"])  # random model: no directory
-    mine = dataclasses.replace(loaded, path=str(tmp_path))
-    assert cache_dir(mine) == tmp_path / ".attnx-onnx"  # a writable model dir outside site-packages
+    model_dir = tmp_path / "my-model"
+    model_dir.mkdir()
+    mine = dataclasses.replace(loaded, path=str(model_dir))
+    assert cache_dir(mine) == Path(os.environ["ATTNX_CACHE"]) / "onnx"
+    assert not export_path(mine, [0], [0], "float32").is_relative_to(model_dir)
+    monkeypatch.delenv("ATTNX_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir(mine) == tmp_path / "xdg" / "attnx" / "onnx"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_dir(mine) == tmp_path / "home" / ".cache" / "attnx" / "onnx"
     a, b = export_path(loaded, [0], [0], "float32"), export_path(loaded, [0], [1], "float32")
     assert a != b and a.suffix == ".onnx"
 

@@ -11,7 +11,7 @@ import importlib.util
 import numpy as np
 import pytest
 import torch
-from conftest import SAMPLE, shared_file
+from helpers.paths import SAMPLE, shared_file
 
 from attnx.engine.backend_choice import COMPUTE_SLACK
 from attnx.engine.extract import ExtractOptions, extract

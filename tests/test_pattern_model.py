@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from attnx_synth import block_from_records, encode
+from helpers.synth import block_from_records, encode
 
 from attnx.errors import InputError
 from attnx.kernels.common import kernel_input
@@ -141,7 +141,7 @@ def test_hand_built_maps_of_each_type(dtype: str) -> None:
 
 def test_fused_numba_classifier_matches_numpy_path() -> None:
     """classify_sums (numba, from row sums) == design_matrix + PatternModel.proba on random ragged records."""
-    from attnx_synth import synth_records
+    from helpers.synth import synth_records
 
     rng = np.random.default_rng(3)
     recs = synth_records(rng, 25, 2, 3, dtype="float16", lmin=2, lmax=40, pair_frac=0.5)

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE
+from helpers.paths import SAMPLE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,6 +30,7 @@ def conllu(lines: list[str]) -> str:
     return "\n".join(out) + "\n"
 
 
+@pytest.mark.slow
 def test_readme_python_blocks_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     blocks = readme_python_blocks()
     assert len(blocks) >= 2

@@ -10,10 +10,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from conftest import SAMPLE
+import pytest
+from helpers.paths import SAMPLE
 
 from attnx.errors import StoreError
 from attnx.store import open_store
+
+pytestmark = pytest.mark.slow  # real extract processes killed and resumed
 
 ENV = {
     **os.environ,

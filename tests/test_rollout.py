@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from attnx_synth import encode, random_maps, synth_records, write_store
 from click.testing import CliRunner
+from helpers.synth import encode, random_maps, synth_records, write_store
 
 from attnx.analysis.rollout import load_rollout, store_rollout
 from attnx.cli.ablate import rollout_cmd

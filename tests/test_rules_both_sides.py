@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 from click.testing import CliRunner
-from conftest import SAMPLE
+from helpers.paths import SAMPLE
 
 import attnx
 from attnx.analysis import AnalyzeParams, analyze_store

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SAMPLE
+from helpers.paths import SAMPLE
 
 import attnx
 from attnx.config import load_config
@@ -28,6 +28,7 @@ from attnx.engine.sources import Source
 from attnx.scaleout.shards import cut_shards
 
 distributed = pytest.importorskip("distributed", reason="the dask extra (distributed) is not installed")
+pytestmark = pytest.mark.slow  # local Dask clusters: 4-75 s a test
 
 SMALL = {"window_records": 16, "attn_chunk_elems": 1 << 15, "record_chunk": 24, "token_chunk": 200,
          "cpu_threads": 1, "precision_check_records": 0}

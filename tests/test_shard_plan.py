@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE
+from helpers.paths import SAMPLE
 
 import attnx
 from attnx.config import load_config

@@ -35,6 +35,7 @@ def test_help_lists_every_command_and_each_resolves() -> None:
         assert sub.exit_code == 0 and f" {name} [OPTIONS]" in sub.output, (name, sub.output)
 
 
+@pytest.mark.slow
 def test_a_cached_onnx_export_is_chosen_without_importing_onnx(tmp_path) -> None:
     """The exporter needs onnx; a run whose export (and parity verdict) is cached does not import it."""
     pytest.importorskip("onnxruntime")

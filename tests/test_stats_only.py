@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import SAMPLE
+from helpers.paths import SAMPLE
 
 from attnx.engine.extract import ExtractOptions, extract
 from attnx.engine.stats import batch_features

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-from test_store import HEADS, LAYERS, META, expected, make_batches
+from helpers.stores import HEADS, LAYERS, META, expected, make_batches
 from zarr.core.sync import sync
 
 from attnx.errors import StoreError

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-from test_store import META, make_batches
+from helpers.stores import META, make_batches
 
 from attnx.config import io_threads, load_config
 from attnx.errors import AttnxError

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import zarr
 from click.testing import CliRunner
-from conftest import SAMPLE
+from helpers.paths import SAMPLE
 
 import attnx
 from attnx.cli.main import main
@@ -101,6 +101,7 @@ def _inject(path: Path, fault: str) -> None:
         path.write_bytes(bytes(flipped))
 
 
+@pytest.mark.slow
 def test_no_fault_is_silent(real_store: Path, tmp_path: Path) -> None:
     reference = _snapshot(open_store(real_store))
     faults = _faults(real_store)
@@ -350,7 +351,7 @@ def test_stale_lock_of_a_killed_process_is_taken_over(tmp_path: Path) -> None:
 
 
 def test_readers_see_the_last_commit_during_a_write(tmp_path: Path) -> None:
-    from tests_store_helpers import make_writer_batches
+    from helpers.stores import make_writer_batches
 
     writer, batches = make_writer_batches(tmp_path / "s.zarr")
     writer.append(batches[0])  # committed (commit_bytes=1)
@@ -543,7 +544,7 @@ def test_writer_commit_cost_does_not_grow_with_the_store(tmp_path: Path) -> None
     """A commit writes the new records' chunks and rewrites at most the last chunk of each array: chunk
     objects and chunk bytes written per commit stay flat as the store grows (the old format rewrote every
     partly filled 65,536-record chunk at each commit)."""
-    from tests_store_helpers import make_writer_batches
+    from helpers.stores import make_writer_batches
 
     writer, batches = make_writer_batches(tmp_path / "s.zarr", n_batches=40)
     chunks = tmp_path / "s.zarr" / "chunks"

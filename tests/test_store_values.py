@@ -12,8 +12,8 @@ import icechunk
 import numpy as np
 import pytest
 import zarr
-from attnx_synth import synth_records, write_store
 from click.testing import CliRunner
+from helpers.synth import synth_records, write_store
 
 from attnx.cli.main import main
 from attnx.errors import StoreError

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 import zarr
-from conftest import SAMPLE
+from helpers.paths import SAMPLE
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays

@@ -60,7 +60,7 @@ class _Progress:
 @click.command("analyze")
 @click.argument("store", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Output folder (default: STORE/analysis).")
+              help="Output folder (default: STORE.analysis beside the store).")
 @click.option("--only", default="features,patterns,similarity,relations", show_default=True,
               help="Comma-separated analyses: features, patterns, similarity, relations (CoNLL-U stores).")
 @click.option("--metric", default="cosine,js", show_default=True,
@@ -132,7 +132,7 @@ def analyze(store: Path, output: Path | None, only: str, metric: str, sample: in
 @click.argument("store_a", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("store_b", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Output folder for compare.csv (default: STORE_A/analysis).")
+              help="Output folder for compare.csv (default: STORE_A.analysis beside it).")
 @click.option("--block-mb", type=click.IntRange(min=1), default=BLOCK_BYTES >> 20, show_default=True)
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def compare(store_a: Path, store_b: Path, output: Path | None, block_mb: int, progress: bool) -> None:

@@ -57,6 +57,7 @@ class _Command(click.Group):
             if code:
                 sys.stdout.flush()
                 sys.stderr.flush()
+                _settle_pending_reads()  # the one exit step a failure needs; the rest is skipped on purpose
                 os._exit(code)
             # Success: join non-daemon threads and run the atexit handlers (the interpreter's own first steps at
             # exit), then leave without tearing the interpreter down. Finalising torch, onnxruntime, Icechunk's
@@ -95,9 +96,18 @@ def main() -> None:
     keep_freed_heap_pages()
 
 
+_store_noise_quieted = False
+
+
 def _quiet_store_noise() -> None:
     """The command prints one line per error: silence Icechunk's local-storage concurrency warning (attnx
-    holds a lock for every writer) and asyncio's reports of zarr read tasks left pending by a failed read."""
+    holds a lock for every writer) and asyncio's reports of zarr read tasks left pending by a failed read.
+    Installed once per process: a second invocation in the same process (tests, a caller of ``main``) adds
+    no second hook, handler or exit function."""
+    global _store_noise_quieted
+    if _store_noise_quieted:
+        return
+    _store_noise_quieted = True
     import icechunk
     from zarr.core.sync import _get_loop
 
@@ -111,12 +121,16 @@ def _quiet_store_noise() -> None:
             default_hook(unraisable)
 
     sys.unraisablehook = hook
-    atexit.register(_settle_pending_reads, _get_loop())
+    atexit.register(_settle_pending_reads)
 
 
-def _settle_pending_reads(loop: asyncio.AbstractEventLoop) -> None:
+def _settle_pending_reads() -> None:
     """Let reads still in flight after a failed read finish before the interpreter goes (Icechunk's I/O
-    threads would otherwise call into a finalised interpreter and abort the process with a panic)."""
+    threads would otherwise call into a finalised interpreter and abort the process with a panic). Runs at
+    exit, and from the failure path, which leaves with ``os._exit`` and so skips the exit functions."""
+    if not _store_noise_quieted:  # no store was touched through the command's hooks: nothing to settle
+        return
+    from zarr.core.sync import _get_loop
 
     async def settle() -> None:
         tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
@@ -124,10 +138,9 @@ def _settle_pending_reads(loop: asyncio.AbstractEventLoop) -> None:
             await asyncio.wait(tasks, timeout=10)
 
     try:
-        asyncio.run_coroutine_threadsafe(settle(), loop).result(timeout=15)
+        asyncio.run_coroutine_threadsafe(settle(), _get_loop()).result(timeout=15)
     except Exception:  # noqa: BLE001, S110 - exiting anyway
         pass
-
 
 
 if __name__ == "__main__":  # python -m attnx.cli.main

@@ -11,9 +11,9 @@ host (``attnx.engine.backends.onnx_backend``), which needs one copy per record. 
 kept one and the pooler are not in the graph (their outputs are unused, the exporter drops them).
 
 Exports are cached under a name that hashes everything that changes the graph: model weights sha256,
-kept layers and heads, opset, compute and store dtypes, torch / onnx / attnx versions. The cache sits next
-to the model (``<model>/.attnx-onnx/``) when that directory is writable and is not inside an installed
-package, else in ``$ATTNX_CACHE/onnx`` (default ``~/.cache/attnx/onnx``).
+kept layers and heads, opset, compute and store dtypes, torch / onnx / attnx versions. The cache is the
+user's: ``$ATTNX_CACHE/onnx``, else ``$XDG_CACHE_HOME/attnx/onnx``, else ``~/.cache/attnx/onnx``; never the
+model's folder, which belongs to the user even when it is writable.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sysconfig
 import warnings
 from pathlib import Path
 
@@ -106,20 +105,13 @@ def export_key(loaded: LoadedModel, layers: list[int], heads: list[int], store_d
     }
 
 
-def _installed_package(path: Path) -> bool:
-    roots = {sysconfig.get_paths()[k] for k in ("purelib", "platlib")}
-    resolved = path.resolve()
-    return any(resolved.is_relative_to(Path(r).resolve()) for r in roots) or "site-packages" in resolved.parts
-
-
 def cache_dir(loaded: LoadedModel) -> Path:
-    """Where exports of ``loaded`` go: next to the model if that is ours to write, else the user cache."""
-    if loaded.path:
-        model_dir = Path(loaded.path)
-        if os.access(model_dir, os.W_OK) and not _installed_package(model_dir):
-            return model_dir / ".attnx-onnx"
+    """Where exports of ``loaded`` go: the user's cache folder (``$ATTNX_CACHE``, else
+    ``$XDG_CACHE_HOME/attnx``, else ``~/.cache/attnx``), whatever model it is; the file name tells models apart."""
     root = os.environ.get("ATTNX_CACHE")
-    return (Path(root) if root else Path.home() / ".cache" / "attnx") / "onnx"
+    if not root:
+        root = str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "attnx")
+    return Path(root) / "onnx"
 
 
 def export_path(loaded: LoadedModel, layers: list[int], heads: list[int], store_dtype: str, opset: int = OPSET) -> Path:

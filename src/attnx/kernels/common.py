@@ -128,7 +128,7 @@ def _plogp_impl(raw, k, p, table):  # noqa: ANN001, ANN202
 
 
 # ------------------------------------------------------------------------------------------------------
-# Work splitting: contiguous record ranges of about equal sum of l^2 (STYLE.md #2)
+# Work splitting: contiguous record ranges of about equal sum of l^2 (a record of length l costs l^2, not 1)
 # ------------------------------------------------------------------------------------------------------
 def balanced_bounds(lengths: np.ndarray, parts: int | None = None, power: int = 2) -> np.ndarray:
     """Boundaries ``(n_parts + 1,)`` int64 splitting records into contiguous ranges of ~equal ``sum l^power``.

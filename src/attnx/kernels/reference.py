@@ -1,4 +1,4 @@
-"""Slow, obviously-correct numpy (float64) twins of every kernel, for tests and benchmarks (STYLE.md #3).
+"""Slow, obviously-correct numpy (float64) twins of every kernel, for tests and benchmarks.
 
 Each takes the same block arrays as its kernel and returns the same thing; they decode the stored
 attention with plain numpy and loop over records, maps and rows in Python.

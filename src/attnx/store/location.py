@@ -25,6 +25,15 @@ from attnx.errors import StoreError
 
 _SCHEMES = ("s3://", "gs://", "gcs://")
 
+# Icechunk prints a warning block on *stdout* each time a local storage is opened ("LocalFileSystem storage is
+# not safe for concurrent commits"): attnx holds the lock above for every local writer, and the block broke
+# anything reading a notebook's or a pipeline's stdout. Only the warnings of the module that emits it are
+# dropped (its errors and every other module's warnings stay); ICECHUNK_LOG, when set, is the user's choice and
+# is left alone, and so is any filter set with ``icechunk.set_logs_filter`` after attnx is imported.
+ICECHUNK_LOGS = "icechunk=warn,icechunk::storage::object_store=error"
+if "ICECHUNK_LOG" not in os.environ:
+    icechunk.set_logs_filter(ICECHUNK_LOGS)
+
 
 @dataclass(frozen=True)
 class StoreLocation:

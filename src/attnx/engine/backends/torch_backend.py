@@ -104,7 +104,7 @@ class _FeatureCollector:
 
 
 class CudaCalls:
-    """The CUDA calls the host transfer makes, in one place, so that a CPU twin (tests/cuda_twin.py) can stand
+    """The CUDA calls the host transfer makes, in one place, so that a CPU twin (tests/helpers/cuda_twin.py) can stand
     in for them and record their order and devices. Every call names its device: in a process that drives
     several GPUs the current device is not the output's."""
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from attnx.quantize import encode as store_encode
+from attnx.quantize import stored_dtype
 
 from attnx.store import AttentionBlock, StoredBatch, StoreWriter
 
@@ -18,8 +20,11 @@ def random_maps(rng: np.random.Generator, n_maps: int, l: int, sharp: float = 3.
 
 
 def encode(p: np.ndarray, dtype: str) -> np.ndarray:
+    """Probabilities -> stored values of ``dtype`` (any of :data:`attnx.quantize.DTYPES`)."""
     if dtype == "uint8":
         return np.round(p * 255).astype(np.uint8)
+    if stored_dtype(dtype).quantised:
+        return store_encode(p, dtype)
     return p.astype(dtype)
 
 
@@ -46,9 +51,19 @@ def synth_records(rng, n, layers, heads, dtype="float16", lmin=2, lmax=20, pair_
                 w += 1
             word[j] = w
         maps = maps_fn(l, la) if maps_fn else random_maps(rng, layers * heads, l)
-        recs.append(dict(attn=encode(maps.reshape(-1), dtype), length=l, len_a=la, special=special, punct=punct,
-                         segment=segment, word=word, ids=rng.integers(1000, 2000, l).astype(np.int32),
-                         n_words=w + 1))
+        recs.append(
+            dict(
+                attn=encode(maps.reshape(-1), dtype),
+                length=l,
+                len_a=la,
+                special=special,
+                punct=punct,
+                segment=segment,
+                word=word,
+                ids=rng.integers(1000, 2000, l).astype(np.int32),
+                n_words=w + 1,
+            )
+        )
     return recs
 
 
@@ -68,7 +83,7 @@ def block_from_records(recs, dtype="float16") -> AttentionBlock:  # noqa: ANN001
         len_a=np.array([r["len_a"] for r in recs], np.int32),
         attn=np.concatenate([r["attn"] for r in recs]) if recs else np.empty(0, dtype),
         attn_offsets=np.concatenate([[0], np.cumsum(sizes)]),
-        scale=1 / 255 if dtype == "uint8" else 1.0,
+        scale=stored_dtype(dtype).scale,
         token_ids=np.concatenate([r["ids"] for r in recs]),
         segment=np.concatenate([r["segment"] for r in recs]),
         special=np.concatenate([r["special"] for r in recs]),
@@ -81,17 +96,37 @@ def block_from_records(recs, dtype="float16") -> AttentionBlock:  # noqa: ANN001
     )
 
 
-def write_store(path: Path, recs, layers: int, heads: int, dtype: str = "float16", conllu: bool = False,  # noqa: ANN001
-                batch: int = 64, attn_chunk_elems: int = 1 << 16, seed: int = 0) -> Path:
+def write_store(
+    path: Path,
+    recs,
+    layers: int,
+    heads: int,
+    dtype: str = "float16",
+    conllu: bool = False,  # noqa: ANN001
+    batch: int = 64,
+    attn_chunk_elems: int = 1 << 16,
+    seed: int = 0,
+) -> Path:
     """Write ``recs`` (from :func:`synth_records`) as a store through the public writer API."""
     rng = np.random.default_rng(seed)
-    w = StoreWriter.create(path, meta={"layers": list(range(layers)), "heads": list(range(heads)),
-                                       "model": {"name": "synthetic", "layers": layers, "heads": heads}},
-                           vocab=[f"t{k}" for k in range(2000)], dtype=dtype, codec="zstd",
-                           attn_chunk_elems=attn_chunk_elems, record_chunk=1024, token_chunk=1 << 14, conllu=conllu)
+    w = StoreWriter.create(
+        path,
+        meta={
+            "layers": list(range(layers)),
+            "heads": list(range(heads)),
+            "model": {"name": "synthetic", "layers": layers, "heads": heads},
+        },
+        vocab=[f"t{k}" for k in range(2000)],
+        dtype=dtype,
+        codec="zstd",
+        attn_chunk_elems=attn_chunk_elems,
+        record_chunk=1024,
+        token_chunk=1 << 14,
+        conllu=conllu,
+    )
     deprels = np.array(["nsubj", "obj", "det", "amod"], dtype=object)
     for s in range(0, len(recs), batch):
-        part = recs[s:s + batch]
+        part = recs[s : s + batch]
         b = len(part)
         words = None
         counts = None
@@ -99,17 +134,27 @@ def write_store(path: Path, recs, layers: int, heads: int, dtype: str = "float16
             counts = np.array([r["n_words"] for r in part], np.int64)
             head = np.concatenate([rng.integers(-1, max(c, 1), c) for c in counts]).astype(np.int32)
             words = {"head": head, "deprel": deprels[rng.integers(0, len(deprels), int(counts.sum()))]}
-        w.append(StoredBatch(
-            attn=np.concatenate([r["attn"] for r in part]),
-            input_id=np.arange(s, s + b, dtype=np.int64),
-            length=np.array([r["length"] for r in part], np.int32),
-            len_a=np.array([r["len_a"] for r in part], np.int32),
-            line=np.arange(s, s + b, dtype=np.int64) + 1,
-            truncated=np.zeros(b, bool),
-            tokens={k: np.concatenate([r[k2] for r in part]) for k, k2 in
-                    (("ids", "ids"), ("segment", "segment"), ("special", "special"), ("punct", "punct"),
-                     ("word", "word"))},
-            words=words, word_count=counts,
-        ))
+        w.append(
+            StoredBatch(
+                attn=np.concatenate([r["attn"] for r in part]),
+                input_id=np.arange(s, s + b, dtype=np.int64),
+                length=np.array([r["length"] for r in part], np.int32),
+                len_a=np.array([r["len_a"] for r in part], np.int32),
+                line=np.arange(s, s + b, dtype=np.int64) + 1,
+                truncated=np.zeros(b, bool),
+                tokens={
+                    k: np.concatenate([r[k2] for r in part])
+                    for k, k2 in (
+                        ("ids", "ids"),
+                        ("segment", "segment"),
+                        ("special", "special"),
+                        ("punct", "punct"),
+                        ("word", "word"),
+                    )
+                },
+                words=words,
+                word_count=counts,
+            )
+        )
     w.finish()
     return path
