@@ -27,8 +27,7 @@ from attnx.benchkit import interleave, load_range, machine, run_in_tree, spread,
 SNIPPET = r"""
 import json, statistics, sys, time
 import attnx
-from attnx.analysis.dispatch import analyze_store
-from attnx.analysis.driver import AnalyzeParams
+from attnx.analysis import AnalyzeParams, analyze_store  # the public names: every tree compared has them
 
 path, passes, only = sys.argv[1], int(sys.argv[2]), tuple(sys.argv[3].split(","))
 store = attnx.open_store(path)

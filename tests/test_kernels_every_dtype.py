@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from attnx.quantize import DTYPES, stored_dtype
-from attnx.quantize import encode as store_encode
 from helpers.synth import synth_records, write_store
 
 from attnx.kernels.common import kernel_input
@@ -18,6 +16,8 @@ from attnx.kernels.pattern_model import PatternModel, classify_sums, design_matr
 from attnx.kernels.reference import decode_f64, map_features_ref, pattern_proba_ref, similarity_ref
 from attnx.kernels.similarity import head_similarity
 from attnx.store import open_store
+from attnx.stored_dtypes import DTYPES, stored_dtype
+from attnx.stored_dtypes import encode as store_encode
 
 L, H, N = 2, 3, 16
 

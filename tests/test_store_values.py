@@ -155,6 +155,49 @@ def test_map_check_kernel_matches_its_numpy_reference(stores: dict[str, Path], d
     assert {OUT_OF_RANGE, BAD_SUM} <= seen or dtype == "uint8"  # uint8 has no out-of-range code
 
 
+@pytest.mark.parametrize("dtype", ["float16", "float32", "uint8", "q10"])
+def test_feature_kernel_flags_what_the_map_check_refuses(stores: dict[str, Path], dtype: str) -> None:
+    """``analyze`` checks the maps inside its feature kernel (``check_maps=False`` blocks): on the same seeded
+    damage as above, the kernel's first flagged record and reason are the numpy reference's, its features are
+    those of the unchecked kernel, and a good block flags nothing."""
+    from attnx.analysis.blocks import block_input
+    from attnx.kernels.features import map_features, map_features_checked
+    from attnx.store.checks import map_limits
+
+    store = open_store(stores[dtype])
+    block = next(store.blocks(max_bytes=1 << 30))
+    n_maps = LAYERS * HEADS
+    limits = map_limits(dtype)
+
+    def kernel(attn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        b = block.__class__(**{**block.__dict__, "attn": attn})
+        args = (block_input(b), b.attn_offsets, b.lengths, b.len_a, b.tok_offsets, b.special, b.punct, LAYERS, HEADS)
+        sums, flags = map_features_checked(*args, *limits)
+        np.testing.assert_array_equal(sums, map_features(*args))
+        return sums, flags
+
+    assert not kernel(block.attn)[1][:, 0].any()
+    rng = np.random.default_rng(1)
+    bad_values = {
+        "float16": [np.nan, -0.0, -1e-4, 1.5, np.inf, 0.3, 0.0],
+        "float32": [np.nan, -0.0, -1e-7, 1.0 + 1e-6, -np.inf, 0.3, 0.0],
+        "uint8": [0, 255, 128, 3],
+        "q10": [1024, 65535, 0, 1023, 500],
+    }[dtype]
+    seen = set()
+    for _ in range(60):
+        attn = block.attn.copy()
+        attn[int(rng.integers(len(attn)))] = bad_values[int(rng.integers(len(bad_values)))]
+        want = first_bad_map_reference(attn, block.attn_offsets, block.lengths, n_maps, dtype)
+        with np.errstate(invalid="ignore", over="ignore"):
+            flags = kernel(attn)[1]
+        flagged = np.flatnonzero(flags[:, 0])
+        got = (int(flagged[0]), int(flags[flagged[0], 0])) if len(flagged) else (-1, 0)
+        assert got == want[:2]
+        seen.add(got[1])
+    assert {OUT_OF_RANGE, BAD_SUM} <= seen or dtype == "uint8"
+
+
 def test_relabelled_heads_are_refused(stores: dict[str, Path], tmp_path: Path) -> None:
     def edit(g: zarr.Group) -> None:
         a = dict(g.attrs["attnx"])

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from attnx.quantize import encode as store_encode
-from attnx.quantize import stored_dtype
 
 from attnx.store import AttentionBlock, StoredBatch, StoreWriter
+from attnx.stored_dtypes import encode as store_encode
+from attnx.stored_dtypes import stored_dtype
 
 
 def random_maps(rng: np.random.Generator, n_maps: int, l: int, sharp: float = 3.0) -> np.ndarray:
@@ -20,7 +20,7 @@ def random_maps(rng: np.random.Generator, n_maps: int, l: int, sharp: float = 3.
 
 
 def encode(p: np.ndarray, dtype: str) -> np.ndarray:
-    """Probabilities -> stored values of ``dtype`` (any of :data:`attnx.quantize.DTYPES`)."""
+    """Probabilities -> stored values of ``dtype`` (any of :data:`attnx.stored_dtypes.DTYPES`)."""
     if dtype == "uint8":
         return np.round(p * 255).astype(np.uint8)
     if stored_dtype(dtype).quantised:

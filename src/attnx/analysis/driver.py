@@ -24,7 +24,7 @@ from attnx.analysis.blocks import block_input
 from attnx.analysis.partial import Partial
 from attnx.config import BLOCK_BYTES
 from attnx.errors import AttnxError, AttnxWarning, StoreError
-from attnx.kernels.features import map_features
+from attnx.kernels.features import map_features, map_features_checked
 from attnx.kernels.names import MAP_FEATURES, F
 from attnx.kernels.pattern_model import Labels, PatternModel, classify_sums
 from attnx.kernels.patterns import pattern_counts
@@ -81,6 +81,27 @@ def block_maps(block: AttentionBlock, n_layers: int, n_heads: int) -> np.ndarray
         n_layers,
         n_heads,
     )
+
+
+def block_maps_checked(block: AttentionBlock, store: AttentionStore) -> np.ndarray:
+    """:func:`block_maps` of a block read with ``check_maps=False``, checking its maps' values on the way (the
+    feature kernel flags bad rows; :func:`attnx.store.checks.raise_flagged_map` raises the reader's error)."""
+    from attnx.store.checks import map_limits, raise_flagged_map
+
+    sums, flags = map_features_checked(
+        block_input(block),
+        block.attn_offsets,
+        block.lengths,
+        block.len_a,
+        block.tok_offsets,
+        block.special,
+        block.punct,
+        store.n_layers,
+        store.n_heads,
+        *map_limits(store.dtype),
+    )
+    raise_flagged_map(block, flags, store.path)
+    return sums
 
 
 def stored_sums(block: AttentionBlock, store: AttentionStore) -> np.ndarray:
@@ -261,13 +282,15 @@ def stream_partial(
     part = Partial(L, H)
     trim = heap_trimmer(every_bytes=TRIM_EVERY_BYTES)
     progress_bytes = 0
-    for block in store.blocks(params.max_bytes, records=plan.records, reuse=True):
+    # the feature kernel checks the maps' values as it decodes them: no separate check pass over every block
+    fused_check = plan.do_features and not plan.stats_only
+    for block in store.blocks(params.max_bytes, records=plan.records, reuse=True, check_maps=not fused_check):
         b = len(block)
         part.records += b
         part.rows += float(block.lengths.sum())
         part.attn_bytes += int(block.attn.nbytes)
         if plan.do_features:
-            sums = stored_sums(block, store) if plan.stats_only else block_maps(block, L, H)
+            sums = stored_sums(block, store) if plan.stats_only else block_maps_checked(block, store)
             pair = block.len_a < block.lengths
             own = sums[..., F["own_segment"]]
             totals = sums.sum(axis=0)

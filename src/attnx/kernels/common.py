@@ -19,7 +19,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from attnx.kernels.half import half_to_float
+from attnx.kernels.half import bits_to_float, half_to_float
 
 
 @cache
@@ -93,6 +93,65 @@ def plogp(raw, k, p, table):  # noqa: ANN001, ANN201 - numba overload stub
 
 def exact_value(raw, k, lut):  # noqa: ANN001, ANN201 - numba overload stub
     raise NotImplementedError
+
+
+def check_key(bits, k):  # noqa: ANN001, ANN201 - numba overload stub
+    raise NotImplementedError
+
+
+def bits_value(code, lut):  # noqa: ANN001, ANN201 - numba overload stub
+    raise NotImplementedError
+
+
+@overload(check_key, inline="always")
+def _check_key_impl(bits, k):  # noqa: ANN001, ANN202
+    """An unsigned key per stored value whose maximum over a row says whether the row's values are in range,
+    with integer operations only (so that fast-math cannot assume a NaN away): ``bits`` are the raw codes
+    (uint8), float16 bit patterns (uint16) or float32 bit patterns (uint32). A non-negative value keeps its bits
+    (they order like the values, and +inf and NaN above every finite value); -0.0 becomes 0; any other value
+    with the sign bit set becomes the largest key. A row is in range when its largest key is at most the key of
+    the largest allowed value. (The kernels take the plain maximum of the bits first, which equals the largest
+    key unless it has the sign bit set, and only then look at the keys.)"""
+    if bits.dtype == types.uint8:
+        return lambda bits, k: np.uint32(bits[k])
+    if bits.dtype == types.uint16:
+
+        def key16(bits, k):  # noqa: ANN001, ANN202
+            b = np.uint32(bits[k])
+            return b if b < 0x8000 else (np.uint32(0) if b == 0x8000 else np.uint32(0xFFFFFFFF))
+
+        return key16
+
+    def key32(bits, k):  # noqa: ANN001, ANN202
+        b = np.uint32(bits[k])
+        return b if b < 0x80000000 else (np.uint32(0) if b == 0x80000000 else np.uint32(0xFFFFFFFF))
+
+    return key32
+
+
+@overload(bits_value, inline="always")
+def _bits_value_impl(code, lut):  # noqa: ANN001, ANN202
+    """float32 value of one code as :func:`check_bits` holds it (the row maximum of the feature kernel)."""
+    if code == types.uint32:
+        return lambda code, lut: bits_to_float(code)
+    if code == types.uint16:
+        return lambda code, lut: half_to_float(code)
+    return lambda code, lut: lut[code]
+
+
+def check_bits(raw: np.ndarray) -> np.ndarray:
+    """The array :func:`check_key` reads for ``raw`` (a :class:`KernelInput`'s codes): float32 as uint32 bits."""
+    return raw.view(np.uint32) if raw.dtype == np.float32 else raw
+
+
+def hi_key(raw: np.ndarray, hi: float) -> int:
+    """The :func:`check_key` of the largest allowed value ``hi`` (probability units) for ``raw``'s codes;
+    ``inf``: no limit. uint8 codes are within their 255 levels by construction."""
+    if not np.isfinite(hi) or raw.dtype == np.uint8:
+        return 0xFFFFFFFF
+    if raw.dtype == np.uint16:  # float16 bits
+        return int(np.float16(min(hi, 65504.0)).view(np.uint16))
+    return int(np.float32(hi).view(np.uint32))
 
 
 @overload(exact_value, inline="always")

@@ -32,6 +32,13 @@ map_max        l * max_{i,j} P[i, j]                 the map's largest weight, o
 =============  ========================================================================================
 
 The last four exist for the learned pattern classifier (:mod:`attnx.kernels.patterns`).
+
+The row pass also checks every row's values, nearly for free (the values are read there anyway): a weight
+below 0, above ``hi`` or not a number (found with integer keys, :func:`attnx.kernels.common.check_key`, so
+that fast-math cannot assume a NaN away), or a row whose sum is off 1 by more than ``tol0 + l * tol1``, flags
+the record (:func:`map_features_checked`). ``attnx analyze`` relies on that instead of a separate check
+pass over every block (the reader's ``check_maps``); the limits come from the stored dtype
+(:func:`attnx.store.checks.map_limits`), the same rule as :func:`attnx.store.checks.first_bad_map`.
 """
 
 from __future__ import annotations
@@ -42,8 +49,11 @@ from numba import njit, prange
 from attnx.kernels.common import (
     KernelInput,
     balanced_bounds,
+    bits_value,
+    check_bits,
+    check_key,
     decode,
-    decode_value,
+    hi_key,
     plogp,
     punct_positions,
     sep_positions,
@@ -67,12 +77,20 @@ def record_weights(l, la, seps, w, same, blk):  # noqa: ANN001, ANN201
             blk[i * l + seps[s]] = 0.0
 
 
+OUT_OF_RANGE, BAD_SUM = 1.0, 2.0  # flag[0] of a record (the codes of attnx.store.check_codes)
+
+
 @njit(cache=True, nogil=True, fastmath=True)
-def record_features(raw, lut, table, a0, l, la, seps, puncts, n_maps, out, w, same, blk):  # noqa: ANN001, ANN201
+def record_features(raw, lut, table, a0, l, la, seps, puncts, n_maps, out, w, same, blk,  # noqa: ANN001, ANN201
+                    bits, hi, tol, flag):
     """Features of one record: ``n_maps`` maps of ``l x l`` starting at element ``a0`` of ``raw``.
 
     ``out``: (n_maps, NF) float64 row sums, written. ``w``, ``same``, ``blk``: the
-    record's weights from :func:`record_weights`. ``la``: tokens of segment A (= l for single sentences).
+    record's weights from :func:`record_weights`. ``bits``: ``raw`` as :func:`check_key` reads it; ``hi``: the
+    key of the largest allowed weight. ``flag``: (2,) float64, set to (why, row sum) at the first row
+    (map-major) with a weight below 0, above ``hi`` or not a number (why = 1; the sum is then NaN), or a sum
+    off 1 by more than ``tol`` (why = 2); left at 0 when every row is good. ``la``: tokens of segment A
+    (= l for single sentences).
     Two passes per map: a flat pass over the ``l^2`` weights (entropy through the ``p ln p`` table, distance,
     own segment: long, vectorizable loops) and a row pass (row max on raw codes, which order like the
     probabilities, and column sums), plus O(l) reads per row for the fixed positions.
@@ -81,9 +99,14 @@ def record_features(raw, lut, table, a0, l, la, seps, puncts, n_maps, out, w, sa
     nsep = len(seps)
     npun = len(puncts)
     col = np.empty(l, np.float32)  # local: provably unaliased
+    fwhy = 0.0  # the check's finding, kept in registers and written to ``flag`` once
+    fsum = 0.0
+    rsum = np.empty(l, np.float32)  # per row of the current map: its sum and its largest bit pattern
+    rmax = np.empty(l, bits.dtype)
     for m in range(n_maps):
         # slices index from 0: LLVM then drops numba's negative-index wraparound and vectorizes
         mp = raw[a0 + m * ll:a0 + (m + 1) * ll]
+        mb = bits[a0 + m * ll:a0 + (m + 1) * ll]
         h = np.float32(0.0)
         d = np.float32(0.0)
         own = np.float32(0.0)
@@ -111,11 +134,17 @@ def record_features(raw, lut, table, a0, l, la, seps, puncts, n_maps, out, w, sa
         f_gmax = 0.0
         for i in range(l):  # row pass
             row = mp[i * l:(i + 1) * l]
-            mx = row[0]
+            brow = mb[i * l:(i + 1) * l]
+            mx = brow[0]  # the largest bit pattern: the row's largest value while no sign bit is set
+            rs = np.float32(0.0)  # the check's row sum
             for j in range(l):
-                mx = max(mx, row[j])
-                col[j] += decode(row, j, lut)
-            vmx = decode_value(mx, lut)
+                mx = max(mx, brow[j])
+                v = decode(row, j, lut)
+                col[j] += v
+                rs += v
+            vmx = bits_value(mx, lut)
+            rsum[i] = rs
+            rmax[i] = mx
             f_max += vmx
             f_gmax = max(f_gmax, vmx)
             f_cls += decode(row, 0, lut)
@@ -136,6 +165,22 @@ def record_features(raw, lut, table, a0, l, la, seps, puncts, n_maps, out, w, sa
             f_sepmax += smx
             for s in range(npun):
                 f_pun += decode(row, puncts[s], lut)
+        if fwhy == 0.0:  # the check, after the row pass so that its loop stays a straight line
+            for i in range(l):
+                key = np.uint32(rmax[i])
+                if key > hi:  # NaN, inf, above the largest allowed value, or a sign bit: look at every key
+                    key = np.uint32(0)
+                    brow = mb[i * l:(i + 1) * l]
+                    for j in range(l):
+                        key = max(key, check_key(brow, j))
+                if key > hi:  # before the sum is looked at: only then is every weight finite
+                    fwhy = OUT_OF_RANGE
+                    fsum = np.nan
+                    break
+                if abs(np.float64(rsum[i]) - 1.0) > tol:
+                    fwhy = BAD_SUM
+                    fsum = np.float64(rsum[i])
+                    break
         c1 = np.float32(0.0)  # three largest column sums, c1 >= c2 >= c3
         c2 = np.float32(0.0)
         c3 = np.float32(0.0)
@@ -172,13 +217,16 @@ def record_features(raw, lut, table, a0, l, la, seps, puncts, n_maps, out, w, sa
         o[15] = csq / l
         o[16] = sb
         o[17] = f_gmax * l
+    flag[0] = fwhy
+    flag[1] = fsum
 
 
 @njit(parallel=True, nogil=True, cache=True)
 def _features_parallel(raw, lut, table, attn_offsets, lengths, len_a, tok_offsets, special, punct,  # noqa: ANN001, ANN202
-                       n_maps, bounds):
+                       n_maps, bounds, bits, hi, tol0, tol1):
     b = len(lengths)
     out = np.zeros((b, n_maps, NF), np.float64)
+    flags = np.zeros((b, 2), np.float64)
     maxl = 1
     for r in range(b):
         maxl = max(maxl, lengths[r])
@@ -193,8 +241,8 @@ def _features_parallel(raw, lut, table, attn_offsets, lengths, len_a, tok_offset
             puncts = punct_positions(special, punct, t0, l)
             record_weights(l, len_a[r], seps, w, same, blk)
             record_features(raw, lut, table, attn_offsets[r], l, len_a[r], seps, puncts, n_maps, out[r], w, same,
-                            blk)
-    return out
+                            blk, bits, hi, tol0 + l * tol1, flags[r])
+    return out, flags
 
 
 def map_features(
@@ -210,19 +258,43 @@ def map_features(
 ) -> np.ndarray:
     """Row-sum features of every map of a block: ``(b, layers, heads, NF)`` float64 (see module docstring).
 
-    ``inp``: the block's attention from :func:`attnx.kernels.common.kernel_input`; the other arrays as in
+    ``inp``: the block's attention from :func:`attnx.analysis.blocks.block_input`; the other arrays as in
     :class:`attnx.store.AttentionBlock` (``lengths`` (b,), ``len_a`` (b,), offsets (b+1,), masks (T,)).
     Divide by ``lengths`` (or 1 for ``cls_entropy``) for per-map means.
     """
+    sums, _ = map_features_checked(
+        inp, attn_offsets, lengths, len_a, tok_offsets, special, punct, n_layers, n_heads, np.inf, np.inf, 0.0
+    )
+    return sums
+
+
+def map_features_checked(
+    inp: KernelInput,
+    attn_offsets: np.ndarray,
+    lengths: np.ndarray,
+    len_a: np.ndarray,
+    tok_offsets: np.ndarray,
+    special: np.ndarray,
+    punct: np.ndarray,
+    n_layers: int,
+    n_heads: int,
+    hi: float,
+    tol0: float,
+    tol1: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`map_features` and, per record, its first bad row: ``(sums (b, L, H, NF), flags (b, 2))`` with
+    ``flags[k] = (why, row sum)``, why 0 (good), 1 (a weight below 0, above ``hi`` or NaN) or 2 (a row sum off
+    1 by more than ``tol0 + l * tol1``; its sum is then NaN)."""
     lengths = np.ascontiguousarray(lengths, np.int64)
     bounds = balanced_bounds(lengths)
     n_maps = n_layers * n_heads
-    out = _features_parallel(
+    out, flags = _features_parallel(
         inp.raw, inp.lut, inp.plogp, np.ascontiguousarray(attn_offsets, np.int64), lengths,
         np.ascontiguousarray(np.minimum(len_a, lengths), np.int64), np.ascontiguousarray(tok_offsets, np.int64),
         np.ascontiguousarray(special, np.bool_), np.ascontiguousarray(punct, np.bool_), n_maps, bounds,
+        check_bits(inp.raw), np.uint32(hi_key(inp.raw, hi)), float(tol0), float(tol1),
     )
-    return out.reshape(len(lengths), n_layers, n_heads, NF)
+    return out.reshape(len(lengths), n_layers, n_heads, NF), flags
 
 
 def per_map_means(sums: np.ndarray, lengths: np.ndarray) -> np.ndarray:

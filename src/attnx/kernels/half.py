@@ -22,3 +22,14 @@ def half_to_float(typingctx, x):  # noqa: ANN001, ANN201
         return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
 
     return sig, codegen
+
+
+@intrinsic
+def bits_to_float(typingctx, x):  # noqa: ANN001, ANN201
+    """float32 bit pattern (uint32) -> float32, a reinterpretation in registers."""
+    sig = types.float32(types.uint32)
+
+    def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return sig, codegen

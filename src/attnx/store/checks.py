@@ -33,6 +33,36 @@ def row_sum_tolerance(dtype: str, length: np.ndarray | int) -> np.ndarray | floa
     return np.zeros(np.shape(length)) + (2 * bound.max_abs_error + 1e-5)
 
 
+def map_limits(dtype: str) -> tuple[float, float, float]:
+    """``(hi, tol0, tol1)`` of the feature kernel's value check (:func:`attnx.kernels.features.map_features_checked`)
+    for maps stored as ``dtype``, the rule of :func:`first_bad_map` on decoded float32 values: a weight above
+    ``hi`` (1, or for quantised dtypes the code ``levels``, with half a step for float32 decoding) or a row sum
+    off 1 by more than ``tol0 + l * tol1`` (:func:`row_sum_tolerance`)."""
+    spec = STORED_DTYPES[dtype]
+    if spec.quantised:
+        return 1.0 + 0.5 * spec.scale, 1e-5, spec.max_abs_error
+    return 1.0, float(row_sum_tolerance(dtype, 1)), 0.0
+
+
+def bad_map_problem(why: int, row_sum: float) -> str:
+    """The words of a map check failure (the same from every check)."""
+    if why == OUT_OF_RANGE:
+        return "an attention weight is negative, above 1 or not a number"
+    return f"an attention row sums to {row_sum:.6g}, not 1"
+
+
+def raise_flagged_map(block: AttentionBlock, flags: np.ndarray, where: str) -> None:
+    """Raise the check's one-line error for the first record of ``block`` the feature kernel flagged
+    (``flags``: ``(b, 2)`` why, row sum); nothing when none is."""
+    bad = np.flatnonzero(flags[:, 0])
+    if len(bad):
+        k = int(bad[0])
+        raise StoreError(
+            f"{where}: record {int(block.record_ids[k])}: {bad_map_problem(int(flags[k, 0]), float(flags[k, 1]))} "
+            "(the store is damaged; `attnx verify` checks all of it)"
+        )
+
+
 def first_bad_map(
     attn: np.ndarray, attn_offsets: np.ndarray, lengths: np.ndarray, n_maps: int, dtype: str
 ) -> tuple[int, int, float]:
@@ -76,9 +106,12 @@ def first_bad_map_reference(
     return -1, 0, 1.0
 
 
-def check_block(block: AttentionBlock, dtype: str, payload: str, vocab_size: int, n_deprels: int, where: str) -> None:
+def check_block(
+    block: AttentionBlock, dtype: str, payload: str, vocab_size: int, n_deprels: int, where: str, maps: bool = True
+) -> None:
     """Raise a one-line :class:`StoreError` naming the input record at fault unless every value of the block
-    is what the kernels rely on (see the module docstring)."""
+    is what the kernels rely on (see the module docstring). ``maps=False`` leaves the maps' values to the
+    caller (``analyze`` checks them inside its feature kernel: :func:`raise_flagged_map`)."""
 
     def fail(k: int, what: str) -> None:
         raise StoreError(
@@ -86,16 +119,11 @@ def check_block(block: AttentionBlock, dtype: str, payload: str, vocab_size: int
             f"`attnx verify` checks all of it)"
         )
 
-    if payload == "maps":
+    if payload == "maps" and maps:
         k, why, s = first_bad_map(block.attn, block.attn_offsets, block.lengths, block.n_layers * block.n_heads, dtype)
         if k >= 0:
-            fail(
-                k,
-                "an attention weight is negative, above 1 or not a number"
-                if why == OUT_OF_RANGE
-                else f"an attention row sums to {s:.6g}, not 1",
-            )
-    elif not np.isfinite(block.attn).all():
+            fail(k, bad_map_problem(why, s))
+    elif payload != "maps" and not np.isfinite(block.attn).all():
         sizes = np.diff(block.attn_offsets)
         fail(
             int(np.searchsorted(np.cumsum(sizes), np.flatnonzero(~np.isfinite(block.attn))[0], "right")),
@@ -136,12 +164,10 @@ def check_record_maps(flat: np.ndarray, l: int, n_maps: int, dtype: str, record:
     """One record's stored maps (``AttentionStore.attention``): the block check on a block of one record."""
     k, why, s = first_bad_map(flat, np.zeros(1, np.int64), np.array([l]), n_maps, dtype)
     if k >= 0:
-        what = (
-            "an attention weight is negative, above 1 or not a number"
-            if why == OUT_OF_RANGE
-            else f"an attention row sums to {s:.6g}, not 1"
+        raise StoreError(
+            f"{where}: record {record}: {bad_map_problem(why, s)} "
+            "(the store is damaged; `attnx verify` checks all of it)"
         )
-        raise StoreError(f"{where}: record {record}: {what} (the store is damaged; `attnx verify` checks all of it)")
 
 
 def check_record_words(head: np.ndarray, deprel: np.ndarray, n_deprels: int, record: int, where: str) -> None:

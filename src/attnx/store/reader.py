@@ -253,9 +253,13 @@ class AttentionStore:
         ends = starts + self.payload_kind.record_sizes(self._physical["length"], self.n_layers, self.n_heads)
         return plan_blocks(starts, ends, np.arange(len(self)) if records is None else np.asarray(records), max_elems)
 
-    def read_block(self, p0: int, p1: int, out: np.ndarray | None = None) -> AttentionBlock:
+    def read_block(
+        self, p0: int, p1: int, out: np.ndarray | None = None, check_maps: bool = True
+    ) -> AttentionBlock:
         """Records at physical positions [p0, p1) as one :class:`AttentionBlock`; ``out``: a 1-D buffer of the
-        payload's dtype, at least the block's payload long, that the block's ``attn`` is decoded into (a view)."""
+        payload's dtype, at least the block's payload long, that the block's ``attn`` is decoded into (a view).
+        ``check_maps=False``: the maps' values are not checked here (the caller checks them; every other array
+        still is)."""
         ph = self._physical
         ids = ph["input_id"]
 
@@ -302,7 +306,9 @@ class AttentionStore:
             n_heads=self.n_heads,
             **extra,
         )
-        checks.check_block(block, self.dtype, self.payload, len(self.vocab), len(self.deprels), self.path)
+        checks.check_block(
+            block, self.dtype, self.payload, len(self.vocab), len(self.deprels), self.path, maps=check_maps
+        )
         return block
 
     def blocks(
@@ -312,6 +318,7 @@ class AttentionStore:
         read_ahead: int = 2,
         threads: int | None = None,
         reuse: bool = False,
+        check_maps: bool = True,
     ) -> Iterator[AttentionBlock]:
         """Stream the store as contiguous blocks of about ``max_bytes`` of stored attention each, in order.
 
@@ -321,7 +328,9 @@ class AttentionStore:
         ``max_bytes`` whatever the store's size. ``records``: optional input-order ids to restrict to.
 
         ``reuse``: decode into a few buffers that are used again, so a block's ``attn`` is valid only until the
-        next block is requested (for consumers that reduce each block, like ``analyze``). A fresh 64 MB array
+        next block is requested (for consumers that reduce each block, like ``analyze``). ``check_maps=False``:
+        the maps' values are left to the consumer, which must check them (``analyze`` does so inside its feature
+        kernel, where the values are decoded anyway: :func:`attnx.store.checks.raise_flagged_map`). A fresh 64 MB array
         per block costs its page faults and zeroing every time: reading EWT's 1.1 GB float16 store took 1.31
         core-seconds per GB fresh and 1.15 reused (1.07 vs 1.35 GB/s, one reader).
         """
@@ -341,7 +350,7 @@ class AttentionStore:
 
         def read(span: tuple[int, int]) -> tuple[AttentionBlock, np.ndarray | None]:
             buf = pool.take() if pool else None
-            return self.read_block(*span, out=buf), buf
+            return self.read_block(*span, out=buf, check_maps=check_maps), buf
 
         if threads <= 1:
             source = _read_ahead(lambda: map(read, plan), read_ahead, "attnx-block-reader")
