@@ -215,3 +215,24 @@ def test_derived_results_round_trip(tmp_path):
         np.testing.assert_allclose(store.derived("mean_map", i), store.attention(i).mean(axis=(0, 1)), rtol=1e-6)
     with pytest.raises(StoreError, match="no complete derived result"):
         store.derived("other", 0)
+
+
+def test_writer_does_not_depend_on_the_process_wide_zarr_config(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every chunk is written (fill-valued ones too: here the all-zero chunks of ``tok/segment``) whatever zarr's
+    process-wide config says: another thread's ``zarr.config.set`` context (an in-process Dask worker's writer)
+    may reset it at any moment, which made the writer refuse its own arrays ("codecs changed between
+    sessions") in a full test run. Emulated: the global setting is off and ``zarr.config.set`` does nothing."""
+    import contextlib
+
+    from click.testing import CliRunner
+
+    from attnx.cli.main import main
+
+    with zarr.config.set({"array.write_empty_chunks": False}):
+        monkeypatch.setattr(zarr.config, "set", lambda *a, **k: contextlib.nullcontext())
+        batches = make_batches(3, 3, 10, "float16")
+        store = written(tmp_path / "s.zarr", batches, "float16")
+        monkeypatch.undo()
+    assert len(store) == 30
+    r = CliRunner().invoke(main, ["verify", str(tmp_path / "s.zarr")])
+    assert r.exit_code == 0, r.output

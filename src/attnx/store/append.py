@@ -8,8 +8,7 @@ process, or a distributed run's coordinator) and :class:`attnx.store.region.Regi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,12 +74,16 @@ def batch_arrays(
     return out
 
 
-@contextmanager
-def empty_chunks_written() -> Iterator[None]:
-    # Arrays opened here write chunks equal to the fill value too, so every chunk of every array exists and
-    # a missing chunk object is an error on read, never a silent fill value (checked by verify).
-    with zarr.config.set({"array.write_empty_chunks": True}):
-        yield
+# Arrays written by attnx write chunks equal to the fill value too, so every chunk of every array exists and a
+# missing chunk object is an error on read, never a silent fill value (checked by verify). Set on each array,
+# not with ``zarr.config.set``: that is one process-wide setting, and a context that another thread leaves
+# resets it under the feet of a writer opening its arrays (seen with in-process Dask workers).
+EVERY_CHUNK = {"write_empty_chunks": True}
+
+
+def every_chunk(array: zarr.Array) -> zarr.Array:
+    """``array`` opened to write every chunk, fill-valued ones included."""
+    return array.with_config(EVERY_CHUNK)
 
 
 class ArrayStream:

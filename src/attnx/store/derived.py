@@ -9,7 +9,7 @@ import numpy as np
 import zarr
 
 from attnx.errors import StoreError
-from attnx.store.append import ArrayStream, empty_chunks_written
+from attnx.store.append import EVERY_CHUNK, ArrayStream
 from attnx.store.layout import BRANCH, codecs, dimension
 from attnx.store.location import StoreLocation, WriterLock, _first_line
 
@@ -40,21 +40,21 @@ class DerivedWriter:
         self.lock = WriterLock(location).acquire()
         try:
             self.session = repo.writable_session(BRANCH)
-            with empty_chunks_written():
-                group = zarr.open_group(store=self.session.store, mode="r+", zarr_format=3)
-                if f"derived/{name}" in group:
-                    del group[f"derived/{name}"]
-                np_dtype = np.dtype(dtype)
-                key = f"derived/{name}/values"
-                values = group.create_array(
-                    key,
-                    shape=(0,),
-                    chunks=(chunk_elems,),
-                    dtype=np_dtype,
-                    fill_value=0,
-                    dimension_names=[dimension(key)],
-                    **codecs("blosc-lz4", np_dtype, 1),
-                )
+            group = zarr.open_group(store=self.session.store, mode="r+", zarr_format=3)
+            if f"derived/{name}" in group:
+                del group[f"derived/{name}"]
+            np_dtype = np.dtype(dtype)
+            key = f"derived/{name}/values"
+            values = group.create_array(
+                key,
+                shape=(0,),
+                chunks=(chunk_elems,),
+                dtype=np_dtype,
+                fill_value=0,
+                dimension_names=[dimension(key)],
+                config=EVERY_CHUNK,
+                **codecs("blosc-lz4", np_dtype, 1),
+            )
         except BaseException:
             self.lock.release()
             raise
@@ -77,14 +77,14 @@ class DerivedWriter:
             self.values.flush(partial=True)
             offsets = np.concatenate([[0], np.cumsum(self.counts, dtype=np.int64)])
             key = f"derived/{self.name}/offsets"
-            with empty_chunks_written():
-                self.group.create_array(
-                    key,
-                    data=offsets,
-                    chunks=(max(1, min(len(offsets), 1 << 20)),),
-                    dimension_names=[dimension(key)],
-                    **codecs("zstd", np.int64, 3),
-                )
+            self.group.create_array(
+                key,
+                data=offsets,
+                chunks=(max(1, min(len(offsets), 1 << 20)),),
+                dimension_names=[dimension(key)],
+                config=EVERY_CHUNK,
+                **codecs("zstd", np.int64, 3),
+            )
             self.group[f"derived/{self.name}"].attrs.update({"shape": self.shape, "complete": True, **(attrs or {})})
             self.session.commit(f"attnx: derived/{self.name}", metadata={"records": self.records, "records_added": 0})
         finally:

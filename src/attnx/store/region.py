@@ -17,7 +17,7 @@ import zarr
 
 from attnx.config import Config
 from attnx.errors import StoreError
-from attnx.store.append import StoredBatch, batch_arrays, empty_chunks_written
+from attnx.store.append import StoredBatch, batch_arrays, every_chunk
 from attnx.store.layout import Payload, small_arrays
 
 
@@ -114,9 +114,8 @@ class RegionWriter:
         self.layers, self.heads = len(attrs["layers"]), len(attrs["heads"])
         self.deprels = deprels
         names = [self.payload.array, *small_arrays(bool(attrs.get("conllu")))]
-        with empty_chunks_written():  # decided when an array is opened: every chunk written, zeros too
-            group = zarr.open_group(store=fork.store, mode="r+", zarr_format=3)
-            self.streams = {n: _RegionStream(group[n], start[n], end[n], flush_chunks) for n in names}
+        group = zarr.open_group(store=fork.store, mode="r+", zarr_format=3)
+        self.streams = {n: _RegionStream(every_chunk(group[n]), start[n], end[n], flush_chunks) for n in names}
 
     def _deprel_ids(self, names: np.ndarray) -> np.ndarray:
         try:

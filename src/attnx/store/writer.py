@@ -21,7 +21,7 @@ import zarr
 from attnx.config import Config, io_threads
 from attnx.errors import StoreError
 from attnx.store import validate
-from attnx.store.append import StoredBatch, array_stream, batch_arrays, empty_chunks_written
+from attnx.store.append import EVERY_CHUNK, StoredBatch, array_stream, batch_arrays, every_chunk
 from attnx.store.chunk_writer import ChunkPool
 from attnx.store.layout import (
     BRANCH,
@@ -121,9 +121,8 @@ class StoreWriter:
 
     def _open_session(self) -> None:
         self.session = self.repo.writable_session(BRANCH)
-        with empty_chunks_written():
-            self.group = zarr.open_group(store=self.session.store, mode="r+", zarr_format=3)
-            self._arrays = {name: self.group[name] for name in self._array_names()}
+        self.group = zarr.open_group(store=self.session.store, mode="r+", zarr_format=3)
+        self._arrays = {name: every_chunk(self.group[name]) for name in self._array_names()}
         for name, stream in getattr(self, "streams", {}).items():
             stream.array = self._arrays[name]
 
@@ -355,14 +354,14 @@ class StoreWriter:
             position[input_id] = np.arange(len(input_id))
         if INDEX_ARRAY in self.group:
             del self.group[INDEX_ARRAY]
-        with empty_chunks_written():
-            self.group.create_array(
-                INDEX_ARRAY,
-                data=position,
-                chunks=(max(1, min(len(position), 1 << 20)),),
-                dimension_names=[dimension(INDEX_ARRAY)],
-                **codecs("zstd", np.int64, 3),
-            )
+        self.group.create_array(
+            INDEX_ARRAY,
+            data=position,
+            chunks=(max(1, min(len(position), 1 << 20)),),
+            dimension_names=[dimension(INDEX_ARRAY)],
+            config=EVERY_CHUNK,
+            **codecs("zstd", np.int64, 3),
+        )
         self.commit_now(
             {"complete": True, **(extra_attrs or {})}, message=f"attnx: complete, {self.records} records", trim=True
         )
