@@ -146,3 +146,13 @@ def test_ablation_without_grid_or_head_sets(tmp_path):
     assert r.exit_code == 2 and "Error: --no-grid needs at least one --heads set" in r.output
     python = library_error(check_grid, False, [])
     assert python == "--no-grid needs at least one --heads set"
+
+
+def test_train_frac_out_of_range(tmp_path):
+    from attnx.ablation.data import split_indices
+
+    data = tmp_path / "d.tsv"
+    data.write_text("sentence\tlabel\n" + "".join(f"example {k} .\t{k % 2}\n" for k in range(20)))
+    r = cli("ablate", *TINY_CLI, "--data", data, "--probe", "logistic", "--train-frac", "1.5", "-o", tmp_path / "o")
+    assert r.exit_code == 2 and "Error: --train-frac 1.5: must be between 0 and 1" in r.output
+    assert library_error(split_indices, 20, 1.5, 0) == "--train-frac 1.5: must be between 0 and 1"

@@ -13,7 +13,7 @@ from helpers.stores import META, make_batches
 from attnx.config import io_threads, load_config
 from attnx.errors import AttnxError
 from attnx.store import StoreWriter, WriterConfig, open_store
-from attnx.store.append import PooledArrayStream, array_stream, empty_chunks_written
+from attnx.store.append import PooledArrayStream, array_stream, every_chunk
 from attnx.store.chunk_writer import ChunkEncoder, ChunkPool
 from attnx.store.location import StoreLocation
 from attnx.store.writer import open_repository
@@ -132,9 +132,8 @@ def test_failed_chunk_write_is_never_committed_over(tmp_path: Path, monkeypatch:
 def test_stream_copies_views_it_hands_to_the_pool(tmp_path: Path):
     """A caller may reuse its batch buffer once append returns: the pool must not read it later."""
     group = zarr.group(store=zarr.storage.LocalStore(tmp_path / "z"), zarr_format=3)
-    with empty_chunks_written():
-        group.create_array("a", shape=(0,), chunks=(100,), dtype="float32", fill_value=0)
-        array = zarr.open_array(store=zarr.storage.LocalStore(tmp_path / "z"), path="a", mode="r+")
+    group.create_array("a", shape=(0,), chunks=(100,), dtype="float32", fill_value=0)
+    array = every_chunk(zarr.open_array(store=zarr.storage.LocalStore(tmp_path / "z"), path="a", mode="r+"))
     pool = ChunkPool(1)
     stream = array_stream(array, 0, pool)
     assert isinstance(stream, PooledArrayStream)

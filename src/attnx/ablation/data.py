@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from attnx.errors import InputError
+from attnx.errors import AttnxError, InputError
 
 # column names GLUE / HF files use, first match wins
 TEXT_A_NAMES = ("sentence1", "question1", "question", "premise", "#1 String", "text_a", "sentence", "text")
@@ -311,8 +311,15 @@ def parse_labels(
     return Targets(np.asarray([index[s] for s in labels], np.int64), "classification", distinct)
 
 
+def check_train_frac(train_frac: float) -> None:
+    """``--train-frac``: the share of examples that trains the probe or the pooling, strictly between 0 and 1."""
+    if not 0.0 < train_frac < 1.0:
+        raise AttnxError(f"--train-frac {train_frac}: must be between 0 and 1")
+
+
 def split_indices(n: int, train_frac: float, seed: int, path: str = "") -> tuple[np.ndarray, np.ndarray]:
     """Seeded random split of ``range(n)`` into sorted (train, eval) index arrays, int64."""
+    check_train_frac(train_frac)
     n_train = int(round(n * train_frac))
     if n_train < 2 or n - n_train < 2:
         raise InputError(

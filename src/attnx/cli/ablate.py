@@ -118,12 +118,15 @@ def _prepare(
     max_length,
     limit,
 ):  # noqa: ANN001, ANN202
-    from attnx.ablation.data import read_labelled
+    from attnx.ablation.data import check_train_frac, read_labelled
     from attnx.ablation.prepare import prepare
     from attnx.ablation.task_model import load_task_model, resolve_device
+    from attnx.errors import AttnxError
 
-    if not 0.0 < train_frac < 1.0:
-        raise click.BadParameter("must be between 0 and 1", param_hint="--train-frac")
+    try:
+        check_train_frac(train_frac)  # before the model loads
+    except AttnxError as e:
+        raise click.UsageError(str(e)) from None
     dev, dtype = resolve_device(device)
     data = read_labelled(data_path, tuple(text_cols) or None, label_col, header=not no_header)
     with Stage(True, f"loading {model}"):
