@@ -129,6 +129,15 @@ def test_valid_stores_of_every_dtype_pass_the_value_checks(stores: dict[str, Pat
         store.dependencies(i)
 
 
+# one element of a good block set to one of these (bad, or merely different) stored values
+BAD_VALUES = {
+    "float16": [np.nan, -0.0, -1e-4, 1.5, np.inf, 0.3, 0.0],
+    "float32": [np.nan, -0.0, -1e-7, 1.0 + 1e-6, -np.inf, 0.3, 0.0],
+    "uint8": [0, 255, 128, 3],
+    "q10": [1024, 65535, 0, 1023, 500],
+}
+
+
 @pytest.mark.parametrize("dtype", ["float16", "float32", "uint8", "q10"])
 def test_map_check_kernel_matches_its_numpy_reference(stores: dict[str, Path], dtype: str) -> None:
     """Seeded random damage (one element set to a bad or merely different value) anywhere in a block: the numba
@@ -137,12 +146,7 @@ def test_map_check_kernel_matches_its_numpy_reference(stores: dict[str, Path], d
     n_maps = LAYERS * HEADS
     assert first_bad_map(block.attn, block.attn_offsets, block.lengths, n_maps, dtype)[0] == -1
     rng = np.random.default_rng(1)
-    bad_values = {
-        "float16": [np.nan, -0.0, -1e-4, 1.5, np.inf, 0.3, 0.0],
-        "float32": [np.nan, -0.0, -1e-7, 1.0 + 1e-6, -np.inf, 0.3, 0.0],
-        "uint8": [0, 255, 128, 3],
-        "q10": [1024, 65535, 0, 1023, 500],
-    }[dtype]
+    bad_values = BAD_VALUES[dtype]
     seen = set()
     for _ in range(60):
         attn = block.attn.copy()
@@ -178,12 +182,7 @@ def test_feature_kernel_flags_what_the_map_check_refuses(stores: dict[str, Path]
 
     assert not kernel(block.attn)[1][:, 0].any()
     rng = np.random.default_rng(1)
-    bad_values = {
-        "float16": [np.nan, -0.0, -1e-4, 1.5, np.inf, 0.3, 0.0],
-        "float32": [np.nan, -0.0, -1e-7, 1.0 + 1e-6, -np.inf, 0.3, 0.0],
-        "uint8": [0, 255, 128, 3],
-        "q10": [1024, 65535, 0, 1023, 500],
-    }[dtype]
+    bad_values = BAD_VALUES[dtype]
     seen = set()
     for _ in range(60):
         attn = block.attn.copy()

@@ -68,9 +68,9 @@ def record_shape_info(block: AttentionBlock) -> tuple[np.ndarray, np.ndarray]:
     return la, n_stripe
 
 
-def block_maps(block: AttentionBlock, n_layers: int, n_heads: int) -> np.ndarray:
-    """Row-sum features ``(b, L, H, NF)`` of a block (the numba kernel)."""
-    return map_features(
+def _kernel_args(block: AttentionBlock, n_layers: int, n_heads: int) -> tuple:
+    """The feature kernel's arguments for ``block``."""
+    return (
         block_input(block),
         block.attn_offsets,
         block.lengths,
@@ -83,23 +83,18 @@ def block_maps(block: AttentionBlock, n_layers: int, n_heads: int) -> np.ndarray
     )
 
 
+def block_maps(block: AttentionBlock, n_layers: int, n_heads: int) -> np.ndarray:
+    """Row-sum features ``(b, L, H, NF)`` of a block (the numba kernel)."""
+    return map_features(*_kernel_args(block, n_layers, n_heads))
+
+
 def block_maps_checked(block: AttentionBlock, store: AttentionStore) -> np.ndarray:
     """:func:`block_maps` of a block read with ``check_maps=False``, checking its maps' values on the way (the
     feature kernel flags bad rows; :func:`attnx.store.checks.raise_flagged_map` raises the reader's error)."""
     from attnx.store.checks import map_limits, raise_flagged_map
 
-    sums, flags = map_features_checked(
-        block_input(block),
-        block.attn_offsets,
-        block.lengths,
-        block.len_a,
-        block.tok_offsets,
-        block.special,
-        block.punct,
-        store.n_layers,
-        store.n_heads,
-        *map_limits(store.dtype),
-    )
+    args = _kernel_args(block, store.n_layers, store.n_heads)
+    sums, flags = map_features_checked(*args, *map_limits(store.dtype))
     raise_flagged_map(block, flags, store.path)
     return sums
 
