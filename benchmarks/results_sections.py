@@ -509,9 +509,67 @@ def million_table(results: Path, name: str = "million.json") -> str:
         return "-" if t["value"] is None else f"{t['value']:.3g} {t['unit']}"
 
     met = {True: "yes", False: "**no**", None: "not measured"}
-    trows = [f"| {t['target']} | {value(t)} | {t['limit']:.3g} | {met[t['met']]} |" for t in out["targets"]]
+    trows = [f"| {t['target']} | {value(t)} | {t['limit']:.3g} | {met[t['met']]} |" for t in out.get("targets", [])]
     goals = _md("target | value | limit | met", "---|---:|---:|---", trows)
     return f"{steps}\n\n{goals}"
 
 
 TABLES["million"] = million_table
+
+
+def million_soak_table(results: Path, name: str = "million.json") -> str:
+    """The soak, whole or partial (``bench_million.py --write-partial``): its extraction decile by decile (rate,
+    peak RSS, metadata bytes, load), the resume, and the commands on the finished store where they have run."""
+    out = _load(results, name)
+    ext = out["extract"]
+    n = out["n"]
+    commits = [(run["phase"], c) for run in ext["runs"] for c in run["commits"] if c["records"]]
+    rows = []
+    for d in range(10):
+        lo, hi = d * n // 10, (d + 1) * n // 10
+        # the commits of one process whose records fall in this decile (a span never crosses the kill)
+        span = [(p, c) for p, c in commits if lo <= c["records"] <= hi]
+        rate = "-"
+        for phase in dict.fromkeys(p for p, _ in span):
+            cs = [c for p, c in span if p == phase]
+            if len(cs) >= 2 and cs[-1]["t"] > cs[0]["t"]:
+                r = (cs[-1]["records"] - cs[0]["records"]) / (cs[-1]["t"] - cs[0]["t"])
+                rate = f"{r:.1f}" if rate == "-" else f"{rate}, {r:.1f}"
+        cs = [c for _, c in span]
+        if not cs:
+            rows.append(f"| {d * 10}-{d * 10 + 10}% | - | - | - | - | - |")
+            continue
+        loads = [c["load_1min"] for c in cs if c.get("load_1min") is not None]
+        rows.append(
+            f"| {d * 10}-{d * 10 + 10}% | {len(cs)} | {rate} | {max(c['rss_bytes'] for c in cs) / 1e6:,.0f} | "
+            f"{cs[-1]['metadata_bytes'] / 1e6:,.1f} | "
+            + (f"{min(loads):.1f}-{max(loads):.1f}" if loads else "-")
+            + " |"
+        )
+    deciles = _md(
+        "records | commits | sentences/s between its commits (per process) | peak RSS MB (sampled) | "
+        "metadata MB after | 1-min load",
+        "---|---:|---:|---:|---:|---",
+        rows,
+    )
+    runs = _md(
+        "process | seconds | commits | peak RSS MB (wait4) | first chunk after s | first commit after s | "
+        "killed at records",
+        "---|---:|---:|---:|---:|---:|---:",
+        [
+            f"| {r['phase']} | {r['seconds']:.0f} | {len(r['commits'])} | {r['peak_rss_bytes'] / 1e6:,.0f} | "
+            f"{r['first_chunk_s'] or 0:.1f} | {r['first_commit_s'] or 0:.1f} | "
+            f"{r['killed_at_records'] if r['killed_at_records'] is not None else '-'} |"
+            for r in ext["runs"]
+        ],
+    )
+    parts = [deciles, runs]
+    if out.get("full") and out.get("prefix"):
+        parts.append(million_table(results, name))
+    missing = out.get("missing_steps") or []
+    if missing:
+        parts.append("Not run yet: " + ", ".join(missing) + " (`bench_million.py --work DIR --continue`).")
+    return "\n\n".join(parts)
+
+
+TABLES["million_soak"] = million_soak_table
