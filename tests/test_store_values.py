@@ -138,6 +138,16 @@ BAD_VALUES = {
 }
 
 
+def damaged(attn: np.ndarray, dtype: str, n: int = 60):  # noqa: ANN201 - Iterator[np.ndarray]
+    """``n`` seeded copies of ``attn``, each with one element set to one of ``BAD_VALUES[dtype]``."""
+    rng = np.random.default_rng(1)
+    bad_values = BAD_VALUES[dtype]
+    for _ in range(n):
+        out = attn.copy()
+        out[int(rng.integers(len(out)))] = bad_values[int(rng.integers(len(bad_values)))]
+        yield out
+
+
 @pytest.mark.parametrize("dtype", ["float16", "float32", "uint8", "q10"])
 def test_map_check_kernel_matches_its_numpy_reference(stores: dict[str, Path], dtype: str) -> None:
     """Seeded random damage (one element set to a bad or merely different value) anywhere in a block: the numba
@@ -145,12 +155,8 @@ def test_map_check_kernel_matches_its_numpy_reference(stores: dict[str, Path], d
     block = next(open_store(stores[dtype]).blocks(max_bytes=1 << 30))
     n_maps = LAYERS * HEADS
     assert first_bad_map(block.attn, block.attn_offsets, block.lengths, n_maps, dtype)[0] == -1
-    rng = np.random.default_rng(1)
-    bad_values = BAD_VALUES[dtype]
     seen = set()
-    for _ in range(60):
-        attn = block.attn.copy()
-        attn[int(rng.integers(len(attn)))] = bad_values[int(rng.integers(len(bad_values)))]
+    for attn in damaged(block.attn, dtype):
         got = first_bad_map(attn, block.attn_offsets, block.lengths, n_maps, dtype)
         want = first_bad_map_reference(attn, block.attn_offsets, block.lengths, n_maps, dtype)
         assert got[:2] == want[:2]
@@ -181,12 +187,8 @@ def test_feature_kernel_flags_what_the_map_check_refuses(stores: dict[str, Path]
         return sums, flags
 
     assert not kernel(block.attn)[1][:, 0].any()
-    rng = np.random.default_rng(1)
-    bad_values = BAD_VALUES[dtype]
     seen = set()
-    for _ in range(60):
-        attn = block.attn.copy()
-        attn[int(rng.integers(len(attn)))] = bad_values[int(rng.integers(len(bad_values)))]
+    for attn in damaged(block.attn, dtype):
         want = first_bad_map_reference(attn, block.attn_offsets, block.lengths, n_maps, dtype)
         with np.errstate(invalid="ignore", over="ignore"):
             flags = kernel(attn)[1]
