@@ -4,6 +4,7 @@ out of range; a damaged older snapshot)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -136,9 +137,31 @@ def test_deleted_parent_snapshot_is_a_one_line_error(corpus: Path, tmp_path: Pat
     snaps[1].unlink()  # an older one: the newest still opens
     with pytest.raises(StoreError, match="cannot read the commit history"):
         open_store(store).history()
-    _one_line_error(CliRunner().invoke(main, ["info", str(store)]), "commit history")
+    _one_line_error(CliRunner().invoke(main, ["info", str(store), "--history", "0"]), "commit history")
     _one_line_error(CliRunner().invoke(main, ["verify", str(store)]), "commit history")  # verify passed it
     shutil.rmtree(store)
+
+
+def test_info_reads_only_the_newest_commits(corpus: Path, tmp_path: Path) -> None:
+    """``attnx info`` read every snapshot back to the first: 3.1 s on the 10^6-record soak store with 637 commits
+    against 1.2 s on its 8-commit prefix. Now it reads the newest ``--history`` (+1, to know whether there are
+    more): with the oldest commit's snapshot deleted it still answers, and ``--history 0`` reaches the damage."""
+    store = tmp_path / "s.zarr"
+    assert CliRunner().invoke(main, ["extract", str(corpus), "-o", str(store), "-m", MODEL, "-q"],
+                              env={"ATTNX_WINDOW_RECORDS": "2", "ATTNX_COMMIT_BYTES": "1"}).exit_code == 0
+    snaps = sorted((store / "snapshots").iterdir(), key=lambda p: p.stat().st_mtime)
+    assert len(snaps) >= 6
+    full = CliRunner().invoke(main, ["info", str(store), "--history", "0", "--json"])
+    assert full.exit_code == 0 and not json.loads(full.output)["history_truncated"]
+    assert len(json.loads(full.output)["history"]) == len(snaps)
+    snaps[1].unlink()  # the store's first commit
+    two = CliRunner().invoke(main, ["info", str(store), "--history", "2"])
+    assert two.exit_code == 0, two.output
+    assert "newest 2 commits" in two.output and "attnx info --history 0" in two.output
+    as_json = json.loads(CliRunner().invoke(main, ["info", str(store), "--history", "2", "--json"]).output)
+    assert len(as_json["history"]) == 2 and as_json["history_truncated"]
+    assert as_json["history"][0]["records"] == as_json["records"]
+    _one_line_error(CliRunner().invoke(main, ["info", str(store), "--history", "0"]), "commit history")
 
 
 def test_extract_help_is_honest_and_unescaped() -> None:

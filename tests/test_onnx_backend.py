@@ -176,3 +176,19 @@ def test_cli_onnx_store_equals_torch_store(tmp_path):
     worst = max(float(np.abs(a.attention(i) - b.attention(i)).max()) for i in range(len(a)))
     assert worst <= TOL, f"onnx store vs torch store: max abs error {worst:.3g}"
     assert b.attrs["options"]["backend"] == "onnx"
+
+
+def test_session_keeps_no_memory_pattern_per_shape(tiny):
+    """Length-sorted batches bring a new (batch, length) shape all run long; with onnxruntime's memory patterns
+    (planned and kept per shape) the 10^6-sentence soak's RSS grew with every rare shape it met (1.44 -> 1.84 GB,
+    benchmarks/RESULTS.md). A growth test would need minutes of MiniLM batches and a quiet machine, so this pins
+    the setting that removes it; the runs below meet several shapes and stay right."""
+    loaded, eager = tiny
+    backend = OnnxBackend(loaded, [0, 1], [0, 1, 2, 3], "float32")
+    assert backend.session.get_session_options().enable_mem_pattern is False
+    recs = records()
+    for k in (3, 5, 8):  # three batch shapes through one session
+        batch = token_batch(loaded.tokenizer, recs[:k])
+        worst = check_packed(backend.submit(batch).result(), batch, recs[:k], eager, loaded.tokenizer, [0, 1],
+                             [0, 1, 2, 3])
+        assert worst <= TOL

@@ -249,9 +249,17 @@ def extract_cmd(
 @click.command("info")
 @click.argument("store_path", metavar="STORE")
 @click.option("--json", "as_json", is_flag=True, help="Print everything as JSON.")
+@click.option(
+    "--history",
+    "n_history",
+    type=click.IntRange(min=0),
+    default=5,
+    show_default=True,
+    help="List the newest N commits (0: every commit; each is a snapshot read, and a long run makes hundreds).",
+)
 @one_line_errors
-def info_cmd(store_path: str, as_json: bool) -> None:
-    """Summarise a store: records, tokens, bytes, model, dtype, codec, compression ratio.
+def info_cmd(store_path: str, as_json: bool, n_history: int) -> None:
+    """Summarise a store: records, tokens, bytes, model, dtype, codec, compression ratio, newest commits.
 
     Example: attnx info corpus.zarr
     """
@@ -259,9 +267,12 @@ def info_cmd(store_path: str, as_json: bool) -> None:
 
     store = open_store(store_path)
     info = store.info()
-    history = store.history()
+    # one more than shown tells whether older commits exist, without reading them
+    history = store.history(limit=n_history + 1 if n_history else None)
+    more = bool(n_history) and len(history) > n_history
+    history = history[:n_history] if n_history else history
     if as_json:
-        click.echo(json.dumps({**info, "history": history}, indent=2, default=str))
+        click.echo(json.dumps({**info, "history": history, "history_truncated": more}, indent=2, default=str))
         return
     model = info["model"]
     ratio = info["compression_ratio"]
@@ -291,13 +302,12 @@ def info_cmd(store_path: str, as_json: bool) -> None:
     for key, value in rows:
         click.echo(f"{key:>11}  {value}")
     commits = [h for h in history if h["records"] is not None]
-    click.echo(f"{'snapshots':>11}  {len(commits)} commits on branch main, newest {info['snapshot']}")
-    shown = commits if len(commits) <= 8 else commits[:4] + [None] + commits[-3:]
-    for h in shown:
-        if h is None:
-            click.echo(f"{'':>11}  ... {len(commits) - 7} more")
-            continue
+    what = f"newest {len(commits)} commits" if more else f"{len(commits)} commits"
+    click.echo(f"{'snapshots':>11}  {what} on branch main, newest {info['snapshot']}")
+    for h in commits:
         click.echo(f"{'':>11}  {h['time']}  {h['records']:>10,} records (+{h['records_added']:,})  {h['snapshot']}")
+    if more:
+        click.echo(f"{'':>11}  ... and older ones (attnx info --history 0 lists every commit)")
     from attnx.analysis.quantisation_warnings import quantisation_warnings
 
     for line in quantisation_warnings(store):

@@ -384,9 +384,10 @@ class AttentionStore:
         return read_derived(self.group, name, p, int(self._physical["length"][p]), len(self), i, self.path)
 
     # -- summary -----------------------------------------------------------------------------------------------
-    def history(self) -> list[dict]:
-        """The store's commits, newest first: snapshot id, time (UTC), message, records after it and added."""
-        return commit_history(self.repo, self.snapshot_id, self.path)
+    def history(self, limit: int | None = None) -> list[dict]:
+        """The store's commits, newest first: snapshot id, time (UTC), message, records after it and added;
+        ``limit``: only the newest that many (a long run's hundreds of snapshots each cost a read)."""
+        return commit_history(self.repo, self.snapshot_id, self.path, limit)
 
     def nbytes_stored(self) -> int:
         """Bytes on disk under a local store's folder (every snapshot kept); object stores: the chunks."""
