@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import hashlib
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from attnx.engine.capture import ATTN_IMPLEMENTATION
 from attnx.errors import ModelError
+
+# the name attnx.engine.capture registers its attention function under (that module imports transformers'
+# modeling code, about 2 s of start-up: it is imported only when a torch model is built)
+ATTN_IMPLEMENTATION = "attnx_capture"
 
 DEFAULT_MODEL = "minilm"
 RANDOM_PREFIX = "random-"  # random-<family>-<size>, e.g. random-bert-base, random-roberta-tiny; seeded
@@ -41,7 +45,10 @@ REFUSED = {
 
 @dataclass(frozen=True)
 class LoadedModel:
-    model: torch.nn.Module  # a BERT-family encoder (BertModel, RobertaModel, ...) in eval mode
+    """An encoder ready for attention capture. Its torch module (``model``) is built on first use: a run whose
+    ONNX export and parity verdict are cached never needs it, and building it (transformers' modeling code and
+    the weights) was most of ``attnx extract``'s start-up. Everything else is known from the checkpoint's files."""
+
     tokenizer: object  # a transformers fast tokenizer
     name: str  # what the user asked for ("minilm", a path, "random-bert-base")
     path: str  # the directory weights came from ("" for random models)
@@ -52,16 +59,28 @@ class LoadedModel:
     dtype: torch.dtype
     family: str = "bert"  # config.model_type: a key of FAMILIES
     token_types: bool = True  # the model is given token_type_ids (segment A = 0, B = 1)
+    config: object = field(default=None, repr=False, compare=False)  # the checkpoint's transformers config
+    max_layer: int | None = None  # layers above it are dropped when the module is built
+    build: Callable[[], torch.nn.Module] | None = field(default=None, repr=False, compare=False)
+
+    @functools.cached_property
+    def model(self) -> torch.nn.Module:
+        """The BERT-family encoder (BertModel, RobertaModel, ...) on ``device`` in ``dtype``, eval mode."""
+        if self.build is None:
+            raise ModelError(f"{self.name}: this LoadedModel has no torch module")
+        return self.build()
 
     @property
     def layers_run(self) -> int:
-        """Transformer layers a forward pass runs (after ``max_layer`` truncation)."""
-        layers = encoder_layers(self.model)
-        return len(layers) if layers is not None else self.model.config.num_hidden_layers
+        """Transformer layers a forward pass runs (after ``max_layer`` truncation; ALBERT runs in full)."""
+        if self.max_layer is not None and self.max_layer < self.num_layers - 1 and self.family != "albert":
+            return self.max_layer + 1
+        return self.num_layers
 
     @property
     def config_dict(self) -> dict:
-        return json.loads(self.model.config.to_json_string(use_diff=False))
+        """The checkpoint's config as transformers reads it (not the built module's, which records its dtype)."""
+        return json.loads(self.config.to_json_string(use_diff=False))
 
 
 def minilm_path() -> Path:
@@ -218,13 +237,11 @@ def load_model(
     DistilBERT, ELECTRA or ALBERT checkpoint with safetensors weights (loaded with transformers' Auto
     classes, never remote code), or ``random-<family>-<size>`` (randomly initialised with ``seed``,
     MiniLM's uncased tokenizer; for speed tests). ``max_layer``: drop the layers above it, which no
-    capture needs.
+    capture needs. A checkpoint's torch module is built when ``LoadedModel.model`` is first used; a random
+    model's at once (its weights digest is computed from them).
     """
-    from transformers.utils import logging as hf_logging
-
     _loads[name] += 1
-    with _quiet_transformers(hf_logging):
-        return _load_model(name, device, dtype, seed, max_layer, attn_implementation)
+    return _load_model(name, torch.device(device), dtype, seed, max_layer, attn_implementation)
 
 
 _loads: collections.Counter[str] = collections.Counter()
@@ -252,61 +269,93 @@ def _quiet_transformers(hf_logging: object) -> Iterator[None]:
 
 
 def _load_model(
-    name: str, device: str | torch.device, dtype: torch.dtype, seed: int, max_layer: int | None,
-    attn_implementation: str,
+    name: str, device: torch.device, dtype: torch.dtype, seed: int, max_layer: int | None, attn_implementation: str
 ) -> LoadedModel:
-    from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
 
-    device = torch.device(device)
     if is_random_name(name):
         config = random_config(name)
-        config._attn_implementation = attn_implementation
-        torch.manual_seed(seed)
-        model = AutoModel.from_config(config, attn_implementation=attn_implementation)
-        tokenizer = _load_tokenizer(minilm_path())
-        path, sha = "", None
         family = check_family(config, name)
-        token_types = FAMILIES[family][1]
+        with _quiet_transformers(hf_logging):
+            tokenizer = _load_tokenizer(minilm_path())
+        # a random model's weights exist only once built: build it now, for their digest (taken as initialised,
+        # before truncation and the dtype change, so that it names the weights whatever is kept)
+        digest: list[str] = []
+        module = _build_module(config, None, device, dtype, seed, max_layer, attn_implementation,
+                               lambda m: digest.append(_sha256_state(m)))
+        path, sha, token_types = "", digest[0], FAMILIES[family][1]
+
+        def build() -> torch.nn.Module:
+            return module
     else:
         model_dir = resolve_model_dir(name)
         config = _read_config(model_dir)
         family = check_family(config, str(model_dir))
-        try:
-            model = AutoModel.from_pretrained(
-                str(model_dir),
-                config=config,
-                local_files_only=True,
-                trust_remote_code=False,
-                use_safetensors=True,
-                attn_implementation=attn_implementation,
-            )
-        except Exception as exc:
-            raise ModelError(f"{model_dir}: cannot load model ({type(exc).__name__}: {exc})") from exc
-        tokenizer = _load_tokenizer(model_dir)
+        with _quiet_transformers(hf_logging):
+            tokenizer = _load_tokenizer(model_dir)
         path = str(model_dir.resolve())
         sha = _sha256_files(list(model_dir.glob("*.safetensors")))
         # segment ids where the family was trained with them (BERT, ELECTRA, ALBERT: A = 0, B = 1), even
         # where transformers 5's tokenizer leaves them out by default (ALBERT)
         token_types = FAMILIES[family][1] and getattr(config, "type_vocab_size", 0) > 1
-    if sha is None:
-        sha = _sha256_state(model)
-    num_layers = model.config.num_hidden_layers
-    if max_layer is not None and max_layer < num_layers - 1:
-        _truncate_layers(model, max_layer)
-    model = model.to(device=device, dtype=dtype).eval()
+
+        def build() -> torch.nn.Module:
+            return _build_module(config, model_dir, device, dtype, seed, max_layer, attn_implementation)
+
     return LoadedModel(
-        model=model,
         tokenizer=tokenizer,
         name=name,
         path=path,
         weights_sha256=sha,
-        num_layers=num_layers,
-        num_heads=model.config.num_attention_heads,
+        num_layers=config.num_hidden_layers,
+        num_heads=config.num_attention_heads,
         device=device,
         dtype=dtype,
         family=family,
         token_types=bool(token_types),
+        config=config,
+        max_layer=max_layer,
+        build=build,
     )
+
+
+def _build_module(
+    config: object, model_dir: Path | None, device: torch.device, dtype: torch.dtype, seed: int,
+    max_layer: int | None, attn_implementation: str, built: Callable[[torch.nn.Module], object] | None = None,
+) -> torch.nn.Module:
+    """The torch encoder of ``config``: from ``model_dir``'s safetensors, or randomly initialised with ``seed``
+    (``model_dir`` None); layers above ``max_layer`` dropped, on ``device`` in ``dtype``, eval mode. ``built``:
+    called with the module as loaded, before that."""
+    import copy
+
+    from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    import attnx.engine.capture  # noqa: F401 - registers ATTN_IMPLEMENTATION with transformers
+
+    config = copy.deepcopy(config)  # transformers records the dtype and attention choice in the config it builds
+    with _quiet_transformers(hf_logging):
+        if model_dir is None:
+            config._attn_implementation = attn_implementation
+            torch.manual_seed(seed)
+            model = AutoModel.from_config(config, attn_implementation=attn_implementation)
+        else:
+            try:
+                model = AutoModel.from_pretrained(
+                    str(model_dir),
+                    config=config,
+                    local_files_only=True,
+                    trust_remote_code=False,
+                    use_safetensors=True,
+                    attn_implementation=attn_implementation,
+                )
+            except Exception as exc:
+                raise ModelError(f"{model_dir}: cannot load model ({type(exc).__name__}: {exc})") from exc
+    if built is not None:
+        built(model)
+    if max_layer is not None and max_layer < config.num_hidden_layers - 1:
+        _truncate_layers(model, max_layer)
+    return model.to(device=device, dtype=dtype).eval()
 
 
 __all__ = [

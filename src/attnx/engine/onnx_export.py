@@ -27,7 +27,6 @@ from pathlib import Path
 import torch
 
 from attnx._version import __version__
-from attnx.engine.capture import capturing
 from attnx.engine.model import LoadedModel
 from attnx.errors import AttnxError
 
@@ -73,6 +72,8 @@ class AttentionOutputs(torch.nn.Module):
         def collect(layer_idx: int, probs: torch.Tensor) -> None:  # probs (batch, heads, T, T) fp32
             if layer_idx in self.layers:
                 got[layer_idx] = probs
+
+        from attnx.engine.capture import capturing  # transformers' modeling code: only when exporting
 
         extra = {"token_type_ids": token_type_ids} if self.token_types else {}
         with capturing(collect):
