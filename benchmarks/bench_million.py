@@ -336,6 +336,69 @@ def read_steps(store: Path, work: Path, env: dict, tag: str, full: bool) -> dict
     return {"bytes": nbytes, "steps": steps}
 
 
+def recheck(work: Path, env: dict, rounds: int, out: Path) -> int:
+    """After the soak: the commands a fix changed, again, on the soak's finished (compacted) store and its prefix,
+    ``rounds`` times each in fresh processes (median, min, max): ``open_store``, ``info``, ``show`` of the last
+    record; and ``analyze`` with and without the similarity sample on the prefix and on a 100-record store, so
+    that the analyses' fixed cost (start-up, similarity's sample) is measured apart from their GB/s."""
+    from attnx.benchkit import spread
+
+    stores = {"full": work / "million.zarr", "prefix": work / "prefix.zarr"}
+    tiny = work / "tiny.zarr"
+    if not tiny.exists():
+        tiny_in = work / "tiny-100.txt"
+        with open(work / "prefix-10000.txt", encoding="utf-8") as src, open(tiny_in, "w", encoding="utf-8") as dst:
+            for _, line in zip(range(100), src, strict=False):
+                dst.write(line)
+        run_step("tiny extract", attnx_cmd("extract", str(tiny_in), "-o", str(tiny), "--dtype", "q10", "-q"), env)
+    stores["tiny"] = tiny
+    res: dict = {"part": "million_recheck", "machine": machine(), "load_1min": [load1()], "rounds": rounds,
+                 "stores": {k: store_bytes(v) for k, v in stores.items()}, "steps": {}}
+    for r in range(rounds):
+        for tag, store in stores.items():
+            last = str(res["stores"][tag]["records"] - 1)
+            cmds = {
+                "open_store+len": [sys.executable, "-c", _OPEN, str(store)],
+                "info": attnx_cmd("info", str(store)),
+                "show last": attnx_cmd("show", str(store), last, "-o", str(work / f"recheck-{tag}.png")),
+            }
+            if tag != "full":
+                for only in ("features,patterns", "features,patterns,similarity"):
+                    a_out = work / f"recheck-{tag}-analysis"
+                    shutil.rmtree(a_out, ignore_errors=True)
+                    cmds[f"analyze {only}"] = attnx_cmd("analyze", str(store), "-o", str(a_out), "--only", only,
+                                                        "--no-progress")
+            for name, cmd in cmds.items():
+                step = run_step(f"recheck {tag} {name} (round {r + 1})", cmd, env)
+                res["steps"].setdefault(tag, {}).setdefault(name, []).append(
+                    {"seconds": step["seconds"], "peak_rss_bytes": step["peak_rss_bytes"]}
+                )
+    res["load_1min"].append(load1())
+    res["summary"] = {
+        tag: {name: {"seconds": spread([x["seconds"] for x in xs]),
+                     "peak_rss_mb": max(x["peak_rss_bytes"] for x in xs) / 1e6} for name, xs in by.items()}
+        for tag, by in res["steps"].items()
+    }
+    raw = {tag: res["stores"][tag]["attention_bytes_raw"] for tag in stores}
+    # the prefix's features+patterns GB/s once the 100-record store's time (start-up) is taken off; similarity is
+    # left out: its JS part reads a seeded subset of at most 5,000 records, a cost that stops growing there
+    only = "features,patterns"
+    res["prefix_gb_per_s_after_fixed"] = {
+        only: (raw["prefix"] - raw["tiny"])
+        / max(1e-9, res["summary"]["prefix"][f"analyze {only}"]["seconds"]["median"]
+              - res["summary"]["tiny"][f"analyze {only}"]["seconds"]["median"]) / 1e9
+    }
+    write_result(out, res)
+    for tag, by in res["summary"].items():
+        for name, v in by.items():
+            sec = v["seconds"]
+            log(f"{tag:6s} {name:34s} {sec['median']:7.2f} s [{sec['min']:.2f}..{sec['max']:.2f}]  "
+                f"peak {v['peak_rss_mb']:,.0f} MB")
+    log(f"prefix analyze GB/s after the fixed cost: {res['prefix_gb_per_s_after_fixed']}")
+    log(f"wrote {out}")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------------------------
 # the targets
 # ------------------------------------------------------------------------------------------------------------
@@ -542,6 +605,14 @@ def main(argv: list[str] | None = None) -> int:
         help="keep the steps already finished in WORK/partial.json (same n, seed, model, dtype) and run the rest: "
         "the soak takes hours, and a step that ended is not redone after an interruption",
     )
+    ap.add_argument(
+        "--recheck",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="run nothing of the soak: time open_store, info and show on its finished store and prefix, and analyze "
+        "on the prefix and a 100-record store, ROUNDS times each (results/million_recheck.json)",
+    )
     args = ap.parse_args(argv)
     import icechunk
 
@@ -558,6 +629,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.commit_seconds is not None:
         env["ATTNX_COMMIT_SECONDS"] = str(args.commit_seconds)
+    if args.recheck:
+        return recheck(work, env, args.recheck, Path(args.out) if args.out else RESULTS / "million_recheck.json")
     t_all = time.perf_counter()
     load_start = load1()
     partial_path = work / "partial.json"

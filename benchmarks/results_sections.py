@@ -573,3 +573,28 @@ def million_soak_table(results: Path, name: str = "million.json") -> str:
 
 
 TABLES["million_soak"] = million_soak_table
+
+
+def workers_table(results: Path) -> str:
+    """bench_workers.py: one process against ``--workers 2`` with the defaults, per input size."""
+    out = _load(results, "workers.json")
+    rows = []
+    for n, s in out["results"].items():
+        for k in ("1 process", "2 workers"):
+            shards = f"{s['shard_records']:,}" if k == "2 workers" and s["shard_records"] else "-"
+            rows.append(
+                f"| {int(n):,} | {k} | {s['rounds']} | {fmt(s['wall_s'][k], 1)} | {fmt(s['sentences_per_s'][k], 1)} | "
+                f"{shards} |"
+            )
+        rows.append(
+            f"| {int(n):,} | **2 workers / 1 process** | | **{fmt(s['speedup_whole'], 2)}x** | "
+            f"**{fmt(s['speedup_run'], 2)}x** | |"
+        )
+    return _md(
+        "sentences | run | rounds | whole process s | sentences/s in the run (model load excluded) | shard records",
+        "---:|---|---:|---:|---:|---:",
+        rows,
+    )
+
+
+TABLES["workers"] = workers_table

@@ -6,6 +6,7 @@ A window is ``n`` consecutive input records. Its tokens are kept flat (``T`` wor
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -49,7 +50,13 @@ _PIECE_MARKERS = ("##", "\u0120", "\u2581")
 
 def punctuation_vocab(vocab: list[str]) -> np.ndarray:
     """(V,) bool: pieces made only of Unicode punctuation or symbols (a leading ``##``, ``Ġ`` or ``▁``
-    word marker ignored)."""
+    word marker ignored). A fresh array each call; the scan itself runs once per vocabulary and process (a
+    run makes two tokenizers of one vocabulary: the store's and the loop's)."""
+    return _punctuation_vocab(tuple(vocab)).copy()
+
+
+@functools.lru_cache(maxsize=4)
+def _punctuation_vocab(vocab: tuple[str, ...]) -> np.ndarray:
     out = np.zeros(len(vocab), bool)
     for i, piece in enumerate(vocab):
         core = piece
