@@ -6,6 +6,8 @@ Modes, interleaved in every round (after one warm-up pass that compiles the kern
   (no fetch, no checksum), into one reused buffer per thread, on T = 1 and 2 threads;
 * ``attnx_T``: what ``analyze`` reads: ``AttentionStore.blocks(threads=T, reuse=True)`` (Icechunk fetch, crc32c,
   decode of the payload and the five token arrays, the block hand-off), T = 1 and 2;
+* ``attnx_T_unchecked``: the same without the reader's check of the maps' values (``check_maps=False``: what
+  ``analyze`` reads, checking the values inside its feature kernel); the decode targets are read on these rows;
 * ``zarr_path_1``: the same with every array read through zarr's codec pipeline instead of
   :mod:`attnx.store.chunk_reader` (the reader before issue 19), one thread: the A/B of the change in the same run;
 * ``analyze``: ``analyze_store(only=features,patterns)`` end to end, as ``attnx analyze --only
@@ -82,17 +84,19 @@ def main() -> None:
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(work, parts))
 
-    def blocks(threads: int, zarr_path: bool = False) -> None:
+    def blocks(threads: int, zarr_path: bool = False, check_maps: bool = True) -> None:
         st = attnx.open_store(args.store)
         if zarr_path:
             st._reads.chunk_readers = dict.fromkeys(st._reads.chunk_readers)
-        for _ in st.blocks(threads=threads, reuse=True):
+        for _ in st.blocks(threads=threads, reuse=True, check_maps=check_maps):
             pass
 
     params = AnalyzeParams(only=("features", "patterns"))
     modes: dict[str, Callable[[], object]] = {
         "numcodecs_1": lambda: numcodecs(1), "numcodecs_2": lambda: numcodecs(2),
         "attnx_1": lambda: blocks(1), "attnx_2": lambda: blocks(2),
+        "attnx_1_unchecked": lambda: blocks(1, check_maps=False),
+        "attnx_2_unchecked": lambda: blocks(2, check_maps=False),
         "zarr_path_1": lambda: blocks(1, zarr_path=True),
         "analyze": lambda: analyze_store(attnx.open_store(args.store), params),
     }
@@ -110,13 +114,19 @@ def main() -> None:
     share = {t: spread([a["gb_per_s"] / c["gb_per_s"] for a, c in zip(runs[f"attnx_{t}"], runs[f"numcodecs_{t}"],
                                                                      strict=True)]) for t in (1, 2)}
     best_attnx_cpu = min(summary["attnx_1"]["core_s_per_gb"]["median"], summary["attnx_2"]["core_s_per_gb"]["median"])
+    # decoding proper: the reader without its map-value check (analyze checks the values in its feature kernel)
+    best_decode_cpu = min(summary[f"attnx_{t}_unchecked"]["core_s_per_gb"]["median"] for t in (1, 2))
+    share_unchecked = {t: spread([a["gb_per_s"] / c["gb_per_s"] for a, c in zip(
+        runs[f"attnx_{t}_unchecked"], runs[f"numcodecs_{t}"], strict=True)]) for t in (1, 2)}
     result = {
         "store": args.store, "records": len(store), "dtype": store.dtype, "codec": store.attrs.get("codec"),
         "gb": gb, "stored_gb": stored_gb, "chunks": len(raws), "chunk_mb": reader.chunk_nbytes / 1e6,
         "rounds": args.rounds, "runs": runs, "summary": summary, "attnx_share_of_ceiling": share,
+        "attnx_unchecked_share_of_ceiling": share_unchecked,
         "targets": {
-            "decode_core_s_per_gb_le_0.5": best_attnx_cpu <= 0.5,
-            "decode_share_ge_0.8": max(share[1]["median"], share[2]["median"]) >= 0.8,
+            "decode_core_s_per_gb_le_0.5": best_decode_cpu <= 0.5,
+            "decode_share_ge_0.8": max(share_unchecked[1]["median"], share_unchecked[2]["median"]) >= 0.8,
+            "read_with_value_check_core_s_per_gb_le_0.5": best_attnx_cpu <= 0.5,
             "analyze_gb_per_s_ge_1.0": summary["analyze"]["gb_per_s"]["median"] >= 1.0,
         },
         "load_1min": load, "machine": machine(), "when": time.strftime("%Y-%m-%d %H:%M:%S"),

@@ -221,13 +221,20 @@ def read_path_table(results: Path) -> str:
     d = _load(results, "read_path.json")
     names = {"numcodecs_1": "ceiling: numcodecs blosc decode of the chunks in memory, 1 thread",
              "numcodecs_2": "ceiling: the same, 2 threads",
-             "attnx_1": "attnx `blocks(reuse=True)`, 1 reader thread", "attnx_2": "attnx, 2 reader threads",
-             "zarr_path_1": "the same through zarr's codec pipeline (issue 19's freed-page setting on), 1 thread",
+             "attnx_1": "attnx `blocks(reuse=True)` (maps' values checked), 1 reader thread",
+             "attnx_2": "attnx, 2 reader threads",
+             "attnx_1_unchecked": "attnx `blocks(reuse=True, check_maps=False)` (what analyze reads), 1 thread",
+             "attnx_2_unchecked": "the same, 2 reader threads",
+             "zarr_path_1": "attnx_1 (values checked) through zarr's codec pipeline (issue 19's freed-page setting on)",
              "analyze": "`analyze --only features,patterns` end to end"}
     rows = []
     for key, label in names.items():
+        if key not in d["summary"]:
+            continue  # a result file from before the unchecked rows
         s = d["summary"][key]
-        share = d["attnx_share_of_ceiling"].get(key[-1]) if key.startswith("attnx_") else None
+        shares = d.get("attnx_unchecked_share_of_ceiling" if key.endswith("_unchecked") else "attnx_share_of_ceiling")
+        t = key.split("_")[1] if key.startswith("attnx_") else None
+        share = shares.get(t) if (t and shares) else None
         rows.append(f"| {label} | {fmt(s['gb_per_s'], 2)} | {fmt(s['core_s_per_gb'], 2)} | "
                     f"{fmt(share, 2) if share else '-'} |")
     return _md("run | GB/s of stored float16 | core-seconds per GB | attnx / ceiling, same threads, per round",
@@ -598,3 +605,19 @@ def workers_table(results: Path) -> str:
 
 
 TABLES["workers"] = workers_table
+
+
+def million_recheck_table(results: Path) -> str:
+    """bench_million.py --recheck: the commands a fix changed, on the soak's stores, median [min..max]."""
+    out = _load(results, "million_recheck.json")
+    names = list(dict.fromkeys(n for by in out["summary"].values() for n in by))
+    head = "store | records | commits | " + " | ".join(f"{n}: s" for n in names)
+    rows = []
+    for tag, by in out["summary"].items():
+        b = out["stores"][tag]
+        cells = [fmt(by[n]["seconds"], 2) if n in by else "-" for n in names]
+        rows.append(f"| {tag} | {b['records']:,} | {b['commits']} | " + " | ".join(cells) + " |")
+    return _md(head, "---|---:|---:|" + "|".join("---:" for _ in names), rows)
+
+
+TABLES["million_recheck"] = million_recheck_table
