@@ -104,3 +104,37 @@ def test_a_successful_command_runs_atexit_handlers_and_skips_interpreter_teardow
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[:3] == ["attnx, version 0.1.0", "thread done", "atexit"], out.stdout
     assert "teardown" not in out.stdout
+
+
+def test_torch_backend_builds_the_model_before_the_store_and_the_timer(tmp_path) -> None:
+    """With the module built on first use, a torch run built it inside its first submit: after the store was
+    created (weights that cannot load left an empty store behind), inside the timed loop and under inference
+    mode. The torch backend builds it when it is made, and extract before it creates the store."""
+    import torch
+    from transformers import AutoModel, BertConfig
+
+    from attnx.engine.backends.torch_backend import TorchBackend
+    from attnx.engine.extract import extract
+    from attnx.engine.model import load_model, minilm_path
+    from attnx.engine.run import ExtractOptions
+    from attnx.errors import AttnxError
+
+    ckpt = tmp_path / "tiny"
+    torch.manual_seed(0)
+    AutoModel.from_config(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                     intermediate_size=64)).save_pretrained(ckpt, safe_serialization=True)
+    for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        if (minilm_path() / f).is_file():
+            (ckpt / f).write_bytes((minilm_path() / f).read_bytes())
+    loaded = load_model(str(ckpt))
+    assert "model" not in loaded.__dict__  # not built by loading
+    TorchBackend(loaded, [0, 1], [0, 1, 2, 3], "float16")
+    assert "model" in loaded.__dict__  # built by making the backend
+    (weights,) = ckpt.glob("*.safetensors")
+    weights.write_bytes(weights.read_bytes()[:1000])  # the config and tokenizer still read; the weights do not
+    src = tmp_path / "in.txt"
+    src.write_text("One sentence here.\n", encoding="utf-8")
+    out = tmp_path / "s.zarr"
+    with pytest.raises(AttnxError, match="cannot load model"):
+        extract(ExtractOptions(input=str(src), output=str(out), model=str(ckpt), backend="torch", device="cpu"))
+    assert not out.exists()

@@ -180,6 +180,8 @@ def _extract_locked(
     loaded, layers, heads = load_checked(opts, device, compute, preloaded)
     choice = run_backend(opts, loaded, layers, heads, run.existing, cfg, given=backend_factory is not None)
     opts = replace(opts, backend=choice.backend)  # what the store records and the resume check sees
+    if choice.backend == "torch" and backend_factory is None:
+        loaded.model  # noqa: B018 - built now: weights that cannot load fail before the store is created
     opened = begin_store(opts, cfg, run, loaded, layers, heads, compute)
     if isinstance(opened, Summary):
         return opened

@@ -240,8 +240,11 @@ def load_model(
     capture needs. A checkpoint's torch module is built when ``LoadedModel.model`` is first used; a random
     model's at once (its weights digest is computed from them).
     """
+    from transformers.utils import logging as hf_logging
+
     _loads[name] += 1
-    return _load_model(name, torch.device(device), dtype, seed, max_layer, attn_implementation)
+    with _quiet_transformers(hf_logging):  # the config and tokenizer reads; a later build quiets its own
+        return _load_model(name, torch.device(device), dtype, seed, max_layer, attn_implementation)
 
 
 _loads: collections.Counter[str] = collections.Counter()
@@ -271,13 +274,10 @@ def _quiet_transformers(hf_logging: object) -> Iterator[None]:
 def _load_model(
     name: str, device: torch.device, dtype: torch.dtype, seed: int, max_layer: int | None, attn_implementation: str
 ) -> LoadedModel:
-    from transformers.utils import logging as hf_logging
-
     if is_random_name(name):
         config = random_config(name)
         family = check_family(config, name)
-        with _quiet_transformers(hf_logging):
-            tokenizer = _load_tokenizer(minilm_path())
+        tokenizer = _load_tokenizer(minilm_path())
         # a random model's weights exist only once built: build it now, for their digest (taken as initialised,
         # before truncation and the dtype change, so that it names the weights whatever is kept)
         digest: list[str] = []
@@ -291,8 +291,7 @@ def _load_model(
         model_dir = resolve_model_dir(name)
         config = _read_config(model_dir)
         family = check_family(config, str(model_dir))
-        with _quiet_transformers(hf_logging):
-            tokenizer = _load_tokenizer(model_dir)
+        tokenizer = _load_tokenizer(model_dir)
         path = str(model_dir.resolve())
         sha = _sha256_files(list(model_dir.glob("*.safetensors")))
         # segment ids where the family was trained with them (BERT, ELECTRA, ALBERT: A = 0, B = 1), even

@@ -200,6 +200,9 @@ class TorchBackend:
         stats_only: bool = False,
     ) -> None:
         self.loaded = loaded
+        # the torch module is built on first use (LoadedModel.model): build it here, outside submit's inference
+        # mode and before any timer or CUDA memory budget the caller starts after making its backend
+        loaded.model  # noqa: B018
         self.device = loaded.device
         self.layer_pos = {layer: k for k, layer in enumerate(layers)}
         self.n_layers_kept = len(layers)
