@@ -28,22 +28,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from bench_startup import EWT, make_inputs  # noqa: E402 - the same EWT inputs (dev, then train)
+
 from attnx.benchkit import fmt, load1, machine, spread, write_result  # noqa: E402
 
-EWT = ROOT.parent / "shared" / "data" / "ud_english_ewt"
 EWT_MAX = 2001 + 12544  # dev + train lines: above this a size is built by the corpus generator
 
 
 def make_input(work: Path, n: int) -> tuple[Path, str]:
     """A text file of ``n`` sentences and what it holds."""
-    path = work / f"input-{n}.txt"
     if n <= EWT_MAX:
         if not EWT.is_dir():
             raise SystemExit(f"{EWT}: not found (the real-data folder beside the repository)")
-        lines = (EWT / "dev" / "sentences.txt").read_text(encoding="utf-8").splitlines()
-        lines += (EWT / "train" / "sentences.txt").read_text(encoding="utf-8").splitlines()
-        path.write_text("\n".join(lines[:n]) + "\n", encoding="utf-8")
-        return path, f"UD EWT dev, then train: first {n:,} lines"
+        return make_inputs(work, [n])[n], f"UD EWT dev, then train: first {n:,} lines"
+    path = work / f"input-{n}.txt"
     if not path.is_file():
         cmd = [
             sys.executable,

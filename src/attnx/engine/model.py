@@ -191,17 +191,6 @@ def check_family(config: object, where: str) -> str:
     return kind
 
 
-def encoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList | None:
-    """The encoder's per-layer modules in order, or None where layers share one module (ALBERT)."""
-    for path in ("encoder.layer", "transformer.layer"):
-        obj = model
-        for part in path.split("."):
-            obj = getattr(obj, part, None)
-        if isinstance(obj, torch.nn.ModuleList):
-            return obj
-    return None
-
-
 def _truncate_layers(model: torch.nn.Module, max_layer: int) -> None:
     """Drop layers above ``max_layer`` (BERT, RoBERTa, XLM-R, ELECTRA, DistilBERT; ALBERT shares its layer
     weights across depth and runs in full, the capture stops it after the last kept layer)."""
@@ -358,7 +347,7 @@ def _build_module(
 
 
 __all__ = [
-    "DEFAULT_MODEL", "FAMILIES", "LoadedModel", "check_family", "encoder_layers", "is_random_name", "load_counts",
+    "DEFAULT_MODEL", "FAMILIES", "LoadedModel", "check_family", "is_random_name", "load_counts",
     "load_model", "model_shape",
     "minilm_path", "random_config",
 ]
