@@ -404,6 +404,52 @@ def test_onnx_backend_on_workers_equals_onnx_in_one_process(client, corpus, tmp_
     assert "OnnxBackend" in ran, ran  # the workers really ran onnxruntime, not torch under an onnx label
 
 
+def test_auto_resolved_once_for_a_local_cpu_cluster(client, corpus, tmp_path: Path):
+    """A local cluster of CPU workers (``--workers N``: ScaleOptions.resolve_auto) resolves ``auto`` on the
+    coordinator as one process would, and every worker runs that backend on its share of the cores."""
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (the onnx extra)")
+    from attnx.scaleout.coordinator import ScaleOptions, extract_on_cluster
+
+    extract(ExtractOptions(input=str(corpus), output=str(tmp_path / "s.zarr")), config=load_config(**SMALL))
+    single = attnx.open_store(tmp_path / "s.zarr")
+    summary = extract_on_cluster(ExtractOptions(input=str(corpus), output=str(tmp_path / "d.zarr")), client,
+                                 ScaleOptions(shard_records=32, torch_threads=1, resolve_auto=True),
+                                 config=load_config(**SMALL))
+    made = attnx.open_store(tmp_path / "d.zarr")
+    assert summary.backend == made.attrs["options"]["backend"] == single.attrs["options"]["backend"] == "onnx"
+    assert_same_store(single, made, bound=2.5e-4)
+
+    def onnx_threads_in_worker() -> list[int]:
+        import attnx.scaleout.worker as worker
+
+        return [engine[4].threads for engine in worker._ENGINES.values() if type(engine[4]).__name__ == "OnnxBackend"]
+
+    ran = [n for threads in client.run(onnx_threads_in_worker).values() for n in threads]
+    assert ran and set(ran) == {1}, ran  # onnxruntime with the worker's one thread, not every core per worker
+
+
+def test_only_a_local_cpu_cluster_resolves_auto(monkeypatch):
+    """``extract_distributed`` asks the coordinator to resolve ``auto`` for ``--workers N`` only: not for an
+    existing cluster (``--scheduler``: other machines) or ``--workers gpus``."""
+    from contextlib import contextmanager
+
+    import attnx.scaleout.coordinator as coordinator
+    from attnx.scaleout.dask_cluster import ClusterSpec
+
+    seen = []
+
+    @contextmanager
+    def fake_connect(spec, announce):  # noqa: ANN001, ANN202
+        yield None
+
+    monkeypatch.setattr(coordinator, "connect", fake_connect)
+    monkeypatch.setattr(coordinator, "extract_on_cluster", lambda opts, client, scale, *a: seen.append(scale))
+    opts = ExtractOptions(input="x.txt", output="x.zarr")
+    for spec in (ClusterSpec(workers=2), ClusterSpec(scheduler="tcp://h:1"), ClusterSpec(workers="gpus")):
+        coordinator.extract_distributed(opts, spec)
+    assert [s.resolve_auto for s in seen] == [True, False, False]
+
+
 def test_existing_cluster_by_scheduler_address(client, corpus, single_store, tmp_path: Path):
     """--scheduler ADDRESS: the same run on a cluster started elsewhere (here: the module's local cluster)."""
     from attnx.scaleout.coordinator import extract_distributed

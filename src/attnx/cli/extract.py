@@ -123,7 +123,12 @@ def _count_lines(path: str) -> int | None:
     "extra). Records, tokens and offsets are the same as without; a map value may differ by one step of the "
     "stored dtype (e.g. float16), because shards smaller than a window batch (pad) records differently.",
 )
-@click.option("--threads-per-worker", type=int, default=0, help="Torch threads per local worker [default: cores/N].")
+@click.option(
+    "--threads-per-worker",
+    type=int,
+    default=0,
+    help="Torch (or ONNX Runtime) threads per local worker [default: cores/N].",
+)
 @click.option("--scheduler", default=None, help="Run on an existing Dask cluster: its scheduler's address.")
 @click.option(
     "--shard-records",

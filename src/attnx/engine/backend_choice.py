@@ -47,8 +47,9 @@ from attnx.stored_dtypes import decode, stored_dtype
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "torch", "onnx")
-# what auto runs where a caller does not resolve it per run: the Dask scale-out's workers, which may sit on
-# different machines and must all run one backend so that one store never mixes two
+# what auto runs where a caller does not resolve it per run: the Dask scale-out's workers on an existing cluster
+# or on GPUs, which may sit on different machines and must all run one backend so that one store never mixes two
+# (a local cluster of CPU workers has its coordinator resolve auto instead: ScaleOptions.resolve_auto)
 UNRESOLVED_AUTO = "torch"
 PARITY_FORMAT = 1  # bump when the check (sample, batches, comparison) changes
 COMPUTE_SLACK = {"float32": 1e-5, "float16": 2e-3}

@@ -113,9 +113,12 @@ def loop_settings(
     )
 
 
-def make_backend(opts: ExtractOptions, loaded: LoadedModel, layers: list[int], heads: list[int], cfg: Config):
+def make_backend(
+    opts: ExtractOptions, loaded: LoadedModel, layers: list[int], heads: list[int], cfg: Config, threads: int = 0
+):
     # ``extract`` resolves auto before this (choose_backend); a caller that does not (the scale-out's workers,
-    # which must all run one backend) gets UNRESOLVED_AUTO, the backend its store records (run.store_meta)
+    # which must all run one backend) gets UNRESOLVED_AUTO, the backend its store records (run.store_meta).
+    # ``threads``: onnxruntime's intra-op threads on the CPU (0: the usable cores; torch's are set by the caller)
     backend = UNRESOLVED_AUTO if opts.backend == "auto" else opts.backend
     if backend == "torch":
         from attnx.engine.backends.torch_backend import TorchBackend
@@ -126,7 +129,7 @@ def make_backend(opts: ExtractOptions, loaded: LoadedModel, layers: list[int], h
             raise AttnxError("--stats-only runs on the torch backend only (the features are computed on the device)")
         from attnx.engine.backends.onnx_backend import OnnxBackend
 
-        return OnnxBackend(loaded, layers, heads, opts.dtype)
+        return OnnxBackend(loaded, layers, heads, opts.dtype, threads=threads or None)
     raise AttnxError(f"--backend {opts.backend!r}: choose auto, torch or onnx")
 
 

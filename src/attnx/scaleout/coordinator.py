@@ -59,7 +59,10 @@ class ScaleOptions:
 
     shard_records: int | None = None  # input records per shard, rounded up to whole windows (None: planned)
     lookahead: int = 0  # shards held at once (0: 3 per worker)
-    torch_threads: int = 0  # torch threads in each CPU worker process (0: leave as the worker has it)
+    torch_threads: int = 0  # torch (or onnxruntime) threads in each CPU worker process (0: leave as the worker has it)
+    # resolve ``--backend auto`` here, as one process would: only for a cluster of CPU workers on this machine,
+    # which share its onnxruntime and its ONNX export cache (elsewhere every worker runs UNRESOLVED_AUTO)
+    resolve_auto: bool = False
 
 
 @dataclass
@@ -103,7 +106,8 @@ def extract_on_cluster(
         # the coordinator needs the model's identity and vocabulary only: loaded on its CPU in float32
         meta_opts = dataclasses.replace(opts, device="cpu")
         loaded, layers, heads = load_checked(meta_opts, torch.device("cpu"), "float32")
-        choice = run_backend(opts, loaded, layers, heads, run.existing, cfg, resolve_auto=False)
+        local_cpu = scale.resolve_auto and device == "cpu"
+        choice = run_backend(opts, loaded, layers, heads, run.existing, cfg, resolve_auto=local_cpu)
         opts = dataclasses.replace(opts, backend=choice.backend)  # what every worker runs and the store records
         requested = scale.shard_records or _planned_shard_records(opts, run.source.format, nworkers, cfg)
         window = min(cfg.window_records, requested)
@@ -375,7 +379,8 @@ def extract_distributed(
     """Start (or connect to) the cluster ``cluster`` describes and run :func:`extract_on_cluster` on it."""
     if shard_records is not None and shard_records < 1:
         raise AttnxError(f"--shard-records {shard_records}: needs at least 1")
-    scale = ScaleOptions(shard_records=shard_records, torch_threads=cluster.torch_threads())
+    local = cluster.scheduler is None and cluster.workers != "gpus"
+    scale = ScaleOptions(shard_records=shard_records, torch_threads=cluster.torch_threads(), resolve_auto=local)
     with connect(cluster, announce) as client:
         return extract_on_cluster(opts, client, scale, progress, config)
 

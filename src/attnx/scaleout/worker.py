@@ -75,7 +75,8 @@ _RUN_LOCK = threading.Lock()  # one shard at a time per process, whatever the wo
 def _engine(job: ShardJob) -> tuple:
     """(loaded model, layers, heads, tokenizer, backend, loop settings), built once per worker process."""
     # what the model, backend and batching depend on (not the input or output: one load serves every run)
-    key = (dataclasses.replace(job.opts, input="", output="", overwrite=False), job.device, job.compute, job.config)
+    key = (dataclasses.replace(job.opts, input="", output="", overwrite=False), job.device, job.compute, job.config,
+           job.threads)
     with _LOCK:
         if key not in _ENGINES:
             if job.threads and job.device == "cpu":
@@ -85,7 +86,8 @@ def _engine(job: ShardJob) -> tuple:
             tokenizer = WindowTokenizer(
                 loaded.tokenizer, job.opts.max_length, job.opts.truncate, source_name=job.opts.input
             )
-            backend = make_backend(job.opts, loaded, layers, heads, job.config)
+            cpu_threads = job.threads if job.device == "cpu" else 0
+            backend = make_backend(job.opts, loaded, layers, heads, job.config, threads=cpu_threads)
             settings = loop_settings(job.opts, loaded, layers, heads, device, job.config)
             _ENGINES.clear()  # one run at a time per process: drop another run's model
             _ENGINES[key] = (loaded, layers, heads, tokenizer, backend, settings)

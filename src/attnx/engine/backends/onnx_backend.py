@@ -78,7 +78,8 @@ class OnnxBackend:
 
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = threads or usable_cores()
+        self.threads = threads or usable_cores()
+        opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         # memory patterns are planned and kept per input shape; length-sorted batches bring new (batch, length)
