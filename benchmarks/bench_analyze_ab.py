@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from attnx.benchkit import interleave, load_range, machine, run_in_tree, spread, write_result  # noqa: E402
+from attnx.benchkit import fmt, interleave, load_range, machine, run_in_tree, spread, write_result  # noqa: E402
 
 SNIPPET = r"""
 import json, statistics, sys, time
@@ -33,13 +33,15 @@ path, passes, only = sys.argv[1], int(sys.argv[2]), tuple(sys.argv[3].split(",")
 store = attnx.open_store(path)
 params = AnalyzeParams(only=only)
 analyze_store(store, params)  # compile or load kernels from the numba cache; warm the page cache
-times = []
+times, cpu = [], []
 for _ in range(passes):
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     part = analyze_store(store, params)
     times.append(time.perf_counter() - t)
+    cpu.append(time.process_time() - c)
 print(json.dumps({"source": attnx.__file__, "records": part.records, "mb": part.attn_bytes / 1e6,
-                  "mb_s": part.attn_bytes / statistics.median(times) / 1e6}))
+                  "mb_s": part.attn_bytes / statistics.median(times) / 1e6,
+                  "core_s_per_gb": statistics.median(cpu) / (part.attn_bytes / 1e9)}))
 """
 
 
@@ -63,14 +65,24 @@ def main(argv: list[str] | None = None) -> None:
     a = [r["mb_s"] for r in reps["A"]]
     b = [r["mb_s"] for r in reps["B"]]
     ratio = statistics.median(b) / statistics.median(a)
+    paired = [y / x for x, y in zip(a, b, strict=True)]  # the two processes of one round ran back to back
+    cpu_a = [r["core_s_per_gb"] for r in reps["A"] if "core_s_per_gb" in r]
+    cpu_b = [r["core_s_per_gb"] for r in reps["B"] if "core_s_per_gb" in r]
+    cpu = None
+    if cpu_a and cpu_b:  # CPU time of every thread of the process per GB: the cost, less sensitive to load
+        ratio_cpu = statistics.median(cpu_b) / statistics.median(cpu_a)
+        cpu = {"A": spread(cpu_a), "B": spread(cpu_b), "ratio_b_over_a": ratio_cpu}
     command = " ".join(["python", f"benchmarks/{Path(__file__).name}", *(sys.argv[1:] if argv is None else argv)])
     result = {"command": command, "machine": machine(), "load": load_range(reps), "a": args.a, "b": args.b,
               "store": args.store, "only": args.only, "passes": args.passes, "rounds": args.rounds,
               "records": reps["A"][0]["records"], "mb": reps["A"][0]["mb"], "A": spread(a), "B": spread(b),
-              "ratio": ratio}
+              "ratio": ratio, "ratio_per_round": spread(paired), "core_s_per_gb": cpu}
     print("| store MB | A MB/s | B MB/s | B / A |\n|---:|---:|---:|---:|")
     print(f"| {result['mb']:.0f} | {statistics.median(a):.1f} [{min(a):.1f}..{max(a):.1f}] | "
           f"{statistics.median(b):.1f} [{min(b):.1f}..{max(b):.1f}] | {ratio:.3f} |")
+    print(f"B / A per round: {fmt(result['ratio_per_round'], 3)}")
+    if cpu:
+        print(f"core-s per GB: A {fmt(cpu['A'], 3)}, B {fmt(cpu['B'], 3)}, B / A {cpu['ratio_b_over_a']:.3f}")
     print(f"-> {write_result(args.out, result)}")
 
 
