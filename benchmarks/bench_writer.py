@@ -13,6 +13,10 @@ with a [CLS] sink), so the codec sees realistic bytes. Per setting:
   ``finish`` (steady state; creating the store is start-up, reported apart), raw GB/s, and the process's CPU
   time per GB (core-seconds per GB).
 
+Every child process sets glibc's heap the way the ``attnx`` command does (``--heap kept``: freed pages kept for
+reuse, :func:`attnx.memory.keep_freed_heap_pages`); ``--heap default`` measures glibc's own settings, which a
+library caller has unless it asks (with them every freshly allocated 8 MB chunk buffer faults its pages in again).
+
 Targets (issue 19): on one I/O thread >= 80% of the lower of the two ceilings; two I/O threads >= 1.7x one.
 
     python benchmarks/bench_writer.py                 # ~256 MB per setting, 3 rounds, writes results/writer_io.json
@@ -211,6 +215,8 @@ def run_child(mode: str, args: argparse.Namespace, shape: str, threads: int) -> 
         str(threads),
         "--commit-mb",
         str(args.commit_mb),
+        "--heap",
+        args.heap,
     ]
     try:
         out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
@@ -241,12 +247,25 @@ def main() -> None:
     ap.add_argument("--commit-mb", type=int, default=128)
     ap.add_argument("--tmp", default=None, help="folder for the stores (default: the system temp folder)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "writer_io.json"))
+    ap.add_argument(
+        "--heap",
+        choices=("kept", "default"),
+        default="kept",
+        help="kept: glibc keeps freed pages for reuse, as every attnx command sets it (attnx.memory."
+        "keep_freed_heap_pages); default: glibc's own settings, as a library caller has them [default: kept]",
+    )
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--workdir", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--shape", default="minilm", help=argparse.SUPPRESS)
     ap.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
+        if args.heap == "kept":
+            sys.path.insert(0, str(ROOT / "src"))
+            from attnx.memory import keep_freed_heap_pages
+
+            if not keep_freed_heap_pages():
+                raise SystemExit("--heap kept: glibc's mallopt is not available here")
         result = child_writer(args) if args.child == "writer" else child_ceilings(args)
         print(json.dumps(result))
         return
@@ -300,6 +319,7 @@ def main() -> None:
         "mb_per_run": args.mb,
         "repeat": args.repeat,
         "commit_mb": args.commit_mb,
+        "heap": args.heap,
         "machine": machine(),
         "load_1min": load,
         "seconds": time.perf_counter() - t_start,
@@ -310,7 +330,7 @@ def main() -> None:
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(
         f"writer, {args.mb:.0f} MB of synthetic float16 maps per run, {args.repeat} interleaved rounds, "
-        f"median [min..max]; load {min(load):.1f}-{max(load):.1f}; {result['seconds']:.0f} s"
+        f"median [min..max]; heap {args.heap}; load {min(load):.1f}-{max(load):.1f}; {result['seconds']:.0f} s"
     )
     print(table(result))
     print(f"result: {args.out}")

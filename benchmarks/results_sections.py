@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from attnx.bench import ceilings_table, markdown_table
 from attnx.benchkit import fmt
 
@@ -605,6 +607,58 @@ def workers_table(results: Path) -> str:
 
 
 TABLES["workers"] = workers_table
+
+
+def heap_growth_shapes_table(results: Path) -> str:
+    """bench_heap_growth.py shapes: live heap over distinct batch shapes, per oneDNN primitive-cache setting."""
+    out = _load(results, "heap_growth_shapes.json")
+    rows = []
+    for name, run in out["runs"].items():
+        new = [r for r in run["rows"] if r["phase"] == "new"]
+        again = [r for r in run["rows"] if r["phase"] == "repeat"]
+        at_half = min(new, key=lambda r: abs(r["passes"] - run["shapes"] // 2))
+        rows.append(
+            f"| {name} | {run['env'] or 'unset'} | {new[0]['live_mb']:.0f} | {at_half['live_mb']:.0f} | "
+            f"{new[-1]['live_mb']:.0f} | {again[-1]['live_mb']:.0f} | {run['seconds_new']:.1f} | "
+            f"{run['seconds_repeat']:.1f} |"
+        )
+    head = out["runs"][next(iter(out["runs"]))]
+    return _md(
+        f"oneDNN primitive cache | ONEDNN_PRIMITIVE_CACHE_CAPACITY | live MB after 100 new shapes | after "
+        f"{head['shapes'] // 2:,} | after {head['shapes']:,} | after {head['repeats']} repeats | "
+        f"s, {head['shapes']:,} new | s, {head['repeats']} repeats",
+        "---|---:|---:|---:|---:|---:|---:|---:",
+        rows,
+    )
+
+
+TABLES["heap_growth_shapes"] = heap_growth_shapes_table
+
+
+def heap_growth_extract_table(results: Path, names: str) -> str:
+    """bench_heap_growth.py extract: live heap and RSS over a run, one row per (file, setting)."""
+    rows = []
+    for name in names.split(","):
+        out = _load(results, f"{name}.json")
+        for setting, run in out["runs"].items():
+            r = run["rows"]
+            fit = r[2:-1]  # after the first windows, before the last batch (the run's end)
+            slope = np.polyfit([x["records"] for x in fit], [x["live_mb"] for x in fit], 1)[0] * 1e5
+            rows.append(
+                f"| {run.get('payload', 'stats')} | {run['heap']} | {setting} | {r[-1]['records']:,} | "
+                f"{fit[0]['live_mb']:.0f} -> {fit[-1]['live_mb']:.0f} | {slope:+.1f} | "
+                f"{fit[0]['rssanon_mb']:.0f} -> {fit[-1]['rssanon_mb']:.0f} | "
+                f"{fit[0]['arena_mb']:.0f} -> {fit[-1]['arena_mb']:.0f} |"
+            )
+    return _md(
+        "payload (backend) | glibc heap | oneDNN cache | records | live MB, 12,288 -> next to last | "
+        "MB per 10^5 records (fit) | anonymous RSS MB | glibc arena MB (address space)",
+        "---|---|---|---:|---:|---:|---:|---:",
+        rows,
+    )
+
+
+TABLES["heap_growth_extract"] = heap_growth_extract_table
 
 
 def million_recheck_table(results: Path) -> str:
