@@ -203,8 +203,9 @@ def test_worker_killed_mid_shard_still_gives_the_same_store(client, corpus, sing
 
 def test_killed_job_resumes_without_redoing_merged_shards(corpus, single_store, tmp_path: Path):
     out = tmp_path / "d.zarr"
+    # torch, as the single-process store it is compared with (--workers N resolves auto as one process would)
     cmd = [sys.executable, "-m", "attnx.cli.main", "extract", str(corpus), "-o", str(out), "--workers", "2",
-           "--threads-per-worker", "1", "--shard-records", "32", "-q"]
+           "--threads-per-worker", "1", "--shard-records", "32", "--backend", "torch", "-q"]
     env = {**os.environ, **ENV_SMALL, "ATTNX_COMMIT_BYTES": "1"}  # a commit per merged shard
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
