@@ -164,6 +164,31 @@ def test_info_reads_only_the_newest_commits(corpus: Path, tmp_path: Path) -> Non
     _one_line_error(CliRunner().invoke(main, ["info", str(store), "--history", "0"]), "commit history")
 
 
+def test_info_lists_a_commit_another_program_made(corpus: Path, tmp_path: Path) -> None:
+    """A commit made on top of attnx's by another program (here: an array of the user's own) is the snapshot every
+    reader opens, so ``info`` lists it with its message instead of hiding it; Icechunk's first, empty commit is left
+    out, and "... and more" appears only when attnx commits were left out."""
+    import icechunk
+    import zarr
+
+    store = tmp_path / "s.zarr"
+    assert CliRunner().invoke(main, ["extract", str(corpus), "-o", str(store), "-m", MODEL, "-q"]).exit_code == 0
+    repo = icechunk.Repository.open(icechunk.local_filesystem_storage(str(store)))
+    session = repo.writable_session("main")
+    zarr.open_group(session.store).create_array("user_notes", shape=(3,), dtype="int32")[:] = 1
+    newest = session.commit("added my own notes")
+    out = CliRunner().invoke(main, ["info", str(store)])
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    at = next(i for i, ln in enumerate(lines) if ln.strip().startswith("snapshots"))
+    assert lines[at].endswith(f"newest {newest}") and "newest 3 commits" not in lines[at]
+    assert "not an attnx commit: 'added my own notes'" in lines[at + 1] and lines[at + 1].endswith(newest)
+    assert all("records (+" in ln for ln in lines[at + 2:]), lines[at:]
+    assert not any("... and more" in ln for ln in lines)
+    two = CliRunner().invoke(main, ["info", str(store), "--history", "2"]).output
+    assert "newest 2 commits" in two and "... and more before these" in two
+
+
 def test_extract_help_is_honest_and_unescaped() -> None:
     """--help printed '39%%' and promised a distributed store 'the same as without' (it differs by float16 steps)."""
     out = CliRunner().invoke(main, ["extract", "--help"], terminal_width=200).output

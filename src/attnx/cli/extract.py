@@ -272,13 +272,18 @@ def info_cmd(store_path: str, as_json: bool, n_history: int) -> None:
 
     store = open_store(store_path)
     info = store.info()
-    # one more than shown tells whether older commits exist, without reading them
-    history = store.history(limit=n_history + 1 if n_history else None)
-    more = bool(n_history) and len(history) > n_history
-    history = history[:n_history] if n_history else history
+    # two more than shown tell whether older commits exist besides Icechunk's first (an empty repository, the
+    # oldest of every store), without reading them
+    history = store.history(limit=n_history + 2 if n_history else None)
     if as_json:
+        more = bool(n_history) and len(history) > n_history
+        history = history[:n_history] if n_history else history
         click.echo(json.dumps({**info, "history": history, "history_truncated": more}, indent=2, default=str))
         return
+    more = bool(n_history) and len(history) > n_history + 1
+    if not more and history and history[-1]["records"] is None:
+        history = history[:-1]  # the first commit, when every other one is listed
+    history = history[:n_history] if n_history else history
     model = info["model"]
     ratio = info["compression_ratio"]
     rows = [
@@ -306,13 +311,18 @@ def info_cmd(store_path: str, as_json: bool, n_history: int) -> None:
     ]
     for key, value in rows:
         click.echo(f"{key:>11}  {value}")
-    commits = [h for h in history if h["records"] is not None]
+    # commits that another program made on top of attnx's are listed with their message: readers open the newest
+    commits = history
     what = f"newest {len(commits)} commits" if more else f"{len(commits)} commits"
     click.echo(f"{'snapshots':>11}  {what} on branch main, newest {info['snapshot']}")
     for h in commits:
-        click.echo(f"{'':>11}  {h['time']}  {h['records']:>10,} records (+{h['records_added']:,})  {h['snapshot']}")
+        if h["records"] is None:
+            change = f"not an attnx commit: {str(h['message'])[:60]!r}"
+        else:
+            change = f"{h['records']:>10,} records (+{h['records_added']:,})"
+        click.echo(f"{'':>11}  {h['time']}  {change}  {h['snapshot']}")
     if more:
-        click.echo(f"{'':>11}  ... and older ones (attnx info --history 0 lists every commit)")
+        click.echo(f"{'':>11}  ... and more before these (attnx info --history 0 lists every commit)")
     from attnx.analysis.quantisation_warnings import quantisation_warnings
 
     for line in quantisation_warnings(store):
