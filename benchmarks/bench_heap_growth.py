@@ -11,15 +11,19 @@ mmapped blocks, after ``malloc_trim(0)`` where it says so) beside ``/proc`` RSS:
   over the first N records of an input, with the ``attnx`` command's heap setting (freed pages kept) or glibc's
   own, per oneDNN setting; live heap and RSS at every 4,096 records.
 
+* ``commits``: the same over few records, with a commit after every small batch (hundreds of commits), under
+  attnx's bounded Icechunk caches and under Icechunk's own defaults: the live heap per commit.
+
     python benchmarks/bench_heap_growth.py shapes --out benchmarks/results/heap_growth_shapes.json
     python benchmarks/bench_heap_growth.py extract --input corpus.txt --records 65536 --work /tmp/hg \\
         --out benchmarks/results/heap_growth_extract.json
+    python benchmarks/bench_heap_growth.py commits --input corpus.txt --records 4096 --work /tmp/hg \\
+        --out benchmarks/results/heap_growth_commits.json
 """
 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import subprocess
@@ -34,37 +38,23 @@ from attnx.benchkit import machine, write_result  # noqa: E402
 
 ENV = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
 SETTINGS = {"torch default 1024": None, "capacity 128": "128", "capacity 0": "0"}
-
-
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [
-        (k, ctypes.c_size_t)
-        for k in (
-            "arena",
-            "ordblks",
-            "smblks",
-            "hblks",
-            "hblkhd",
-            "usmblks",
-            "fsmblks",
-            "uordblks",
-            "fordblks",
-            "keepcost",
-        )
-    ]
+# commits: Icechunk's snapshot and chunk-reference caches as attnx bounds them, or Icechunk's own defaults
+CACHES = {"attnx bounded caches": None, "Icechunk default caches": "default"}
 
 
 def heap(trim: bool = False) -> dict:
     """Live heap bytes (glibc) and RSS of this process, in MB."""
-    libc = ctypes.CDLL("libc.so.6")
-    libc.mallinfo2.restype = _MallInfo2
+    from attnx.memory import heap_in_use, heap_trimmer
+
     if trim:
-        libc.malloc_trim(0)
-    info = libc.mallinfo2()
+        heap_trimmer()()
+    info = heap_in_use()
+    if info is None:
+        raise SystemExit("bench_heap_growth needs glibc 2.33 or later (mallinfo2)")
     out = {
-        "live_mb": (info.uordblks + info.hblkhd) / 2**20,
-        "arena_mb": info.arena / 2**20,
-        "free_in_arena_mb": info.fordblks / 2**20,
+        "live_mb": info["live"] / 2**20,
+        "arena_mb": info["arena"] / 2**20,
+        "free_in_arena_mb": info["free_in_arena"] / 2**20,
     }
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(("VmRSS", "RssAnon")):
@@ -160,6 +150,39 @@ def child_extract(args: argparse.Namespace) -> dict:
     }
 
 
+def child_commits(args: argparse.Namespace) -> dict:
+    _apply(None, args.heap)
+    import dataclasses
+    import shutil
+
+    import attnx.store.writer as writer
+    from attnx.config import load_config
+    from attnx.engine.extract import ExtractOptions, extract
+    from attnx.store import open_store
+
+    if args.setting == "default":
+        writer.SNAPSHOT_NODES_CACHED = writer.CHUNK_REFS_CACHED = None
+    src = Path(args.work) / f"input-{args.records}.txt"
+    if not src.is_file():
+        with open(args.input, encoding="utf-8") as f, open(src, "w", encoding="utf-8") as g:
+            for _, line in zip(range(args.records), f, strict=False):
+                g.write(line)
+    # small batches (256 padded tokens) and a commit after every one of them
+    cfg = dataclasses.replace(load_config(), cpu_max_batch_tokens=256, commit_bytes=1, commit_seconds=1e-6)
+    rows: list[dict] = []
+    t0 = time.perf_counter()
+
+    def progress(records: int, tokens: int, nbytes: int) -> None:
+        rows.append({"batches": len(rows) + 1, "records": records, "seconds": time.perf_counter() - t0, **heap()})
+
+    out = Path(args.work) / "store.zarr"
+    shutil.rmtree(out, ignore_errors=True)
+    extract(ExtractOptions(input=str(src), output=str(out), stats_only=True, backend="torch"), progress, cfg)
+    commits = len(open_store(str(out)).history())
+    shutil.rmtree(out, ignore_errors=True)
+    return {"caches": args.setting or "attnx", "records": args.records, "commits": commits, "rows": rows}
+
+
 def slope(rows: list[dict], x: str, skip: int, per: float) -> float:
     """Least-squares slope of live heap MB per ``per`` of ``x`` over rows after the first ``skip``."""
     import numpy as np
@@ -172,13 +195,13 @@ def slope(rows: list[dict], x: str, skip: int, per: float) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("mode", choices=("shapes", "extract"))
+    ap.add_argument("mode", choices=("shapes", "extract", "commits"))
     ap.add_argument("--shapes", type=int, default=600, help="shapes: distinct (batch, length) shapes")
     ap.add_argument("--repeats", type=int, default=300, help="shapes: passes on shapes seen before")
     ap.add_argument("--input", help="extract: a text corpus (one sentence per line)")
     ap.add_argument("--records", type=int, default=65536, help="extract: records to run")
     ap.add_argument("--work", default="/tmp/attnx-heap-growth", help="extract: folder for the input and the store")
-    ap.add_argument("--settings", default=",".join(SETTINGS), help="which oneDNN settings, comma-separated")
+    ap.add_argument("--settings", default=None, help="which oneDNN (or commits: cache) settings, comma-separated")
     ap.add_argument(
         "--heap",
         choices=("kept", "default"),
@@ -197,14 +220,16 @@ def main() -> None:
     ap.add_argument("--setting", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(child_shapes(args) if args.mode == "shapes" else child_extract(args)))
+        child = {"shapes": child_shapes, "extract": child_extract, "commits": child_commits}[args.mode]
+        print(json.dumps(child(args)))
         return
-    if args.mode == "extract":
+    if args.mode in ("extract", "commits"):
         if not args.input:
-            ap.error("extract needs --input")
+            ap.error(f"{args.mode} needs --input")
         Path(args.work).mkdir(parents=True, exist_ok=True)
+    settings = CACHES if args.mode == "commits" else SETTINGS
     runs = {}
-    for name in args.settings.split(","):
+    for name in (args.settings or ",".join(settings)).split(","):
         cmd = [
             sys.executable,
             __file__,
@@ -229,8 +254,8 @@ def main() -> None:
         ]
         if args.input:
             cmd += ["--input", args.input]
-        if SETTINGS[name] is not None:
-            cmd += ["--setting", SETTINGS[name]]
+        if settings[name] is not None:
+            cmd += ["--setting", settings[name]]
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1"}
         env.pop(ENV, None)
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
@@ -238,10 +263,12 @@ def main() -> None:
             raise SystemExit(f"{name}: child failed ({done.returncode}): {done.stderr[-2000:]}")
         run = json.loads(done.stdout.strip().splitlines()[-1])
         # the slope leaves out the first rows (start-up, the first windows in flight)
-        x, skip, per, unit = (
-            ("passes", 1, 100, "100 new shapes") if args.mode == "shapes" else ("records", 2, 1e5, "100,000 records")
-        )
-        # extract: up to the next to last row (the last batch is the run's end)
+        x, skip, per, unit = {
+            "shapes": ("passes", 1, 100, "100 new shapes"),
+            "extract": ("records", 2, 1e5, "100,000 records"),
+            "commits": ("batches", 20, 100, "100 commits"),
+        }[args.mode]
+        # extract, commits: up to the next to last row (the last batch is the run's end)
         rows = [r for r in run["rows"] if r["phase"] == "new"] if args.mode == "shapes" else run["rows"][:-1]
         run["live_mb_slope"] = slope(rows, x, skip, per)
         run["slope_per"] = unit

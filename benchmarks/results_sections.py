@@ -207,28 +207,39 @@ def ablation_table(results: Path) -> str:
 
 def analyze_ceilings_table(results: Path) -> str:
     d = _load(results, "analyze_ceilings.json")
-    names = {"decode_1_thread": "decode, 1 reader thread", "decode_2_threads": "decode, 2 reader threads",
-             "kernels": "kernels (blocks in memory)", "end_to_end": "`analyze --only features,patterns` end to end"}
+    names = {
+        "decode_1_thread": "decode, 1 reader thread",
+        "decode_2_threads": "decode, 2 reader threads",
+        "kernels": "kernels (blocks in memory)",
+        "end_to_end": "`analyze --only features,patterns` end to end",
+    }
     rows = []
     for key, label in names.items():
         s = d["summary"][key]
-        rows.append(f"| {label} | {fmt(s['gb_per_s'], 2)} | {fmt(s['steady_gb_per_s'], 2)} | "
-                    f"{s['core_s_per_gb']['median']:.2f} | {s['startup_s']['median']:.3f} |")
-    return _md("run | GB/s, whole run | GB/s, steady state | core-seconds per GB | start-up s",
-               "--- | ---: | ---: | ---: | ---:", rows)
+        rows.append(
+            f"| {label} | {fmt(s['gb_per_s'], 2)} | {fmt(s['steady_gb_per_s'], 2)} | "
+            f"{s['core_s_per_gb']['median']:.2f} | {s['startup_s']['median']:.3f} |"
+        )
+    return _md(
+        "run | GB/s, whole run | GB/s, steady state | core-seconds per GB | start-up s",
+        "--- | ---: | ---: | ---: | ---:",
+        rows,
+    )
 
 
 def read_path_table(results: Path) -> str:
     """bench_read_path.py: the numcodecs ceiling, attnx's reader (and zarr's path) and analyze, same run."""
     d = _load(results, "read_path.json")
-    names = {"numcodecs_1": "ceiling: numcodecs blosc decode of the chunks in memory, 1 thread",
-             "numcodecs_2": "ceiling: the same, 2 threads",
-             "attnx_1": "attnx `blocks(reuse=True)` (maps' values checked), 1 reader thread",
-             "attnx_2": "attnx, 2 reader threads",
-             "attnx_1_unchecked": "attnx `blocks(reuse=True, check_maps=False)` (what analyze reads), 1 thread",
-             "attnx_2_unchecked": "the same, 2 reader threads",
-             "zarr_path_1": "attnx_1 (values checked) through zarr's codec pipeline (issue 19's freed-page setting on)",
-             "analyze": "`analyze --only features,patterns` end to end"}
+    names = {
+        "numcodecs_1": "ceiling: numcodecs blosc decode of the chunks in memory, 1 thread",
+        "numcodecs_2": "ceiling: the same, 2 threads",
+        "attnx_1": "attnx `blocks(reuse=True)` (maps' values checked), 1 reader thread",
+        "attnx_2": "attnx, 2 reader threads",
+        "attnx_1_unchecked": "attnx `blocks(reuse=True, check_maps=False)` (what analyze reads), 1 thread",
+        "attnx_2_unchecked": "the same, 2 reader threads",
+        "zarr_path_1": "attnx_1 (values checked) through zarr's codec pipeline (issue 19's freed-page setting on)",
+        "analyze": "`analyze --only features,patterns` end to end",
+    }
     rows = []
     for key, label in names.items():
         if key not in d["summary"]:
@@ -237,10 +248,14 @@ def read_path_table(results: Path) -> str:
         shares = d.get("attnx_unchecked_share_of_ceiling" if key.endswith("_unchecked") else "attnx_share_of_ceiling")
         t = key.split("_")[1] if key.startswith("attnx_") else None
         share = shares.get(t) if (t and shares) else None
-        rows.append(f"| {label} | {fmt(s['gb_per_s'], 2)} | {fmt(s['core_s_per_gb'], 2)} | "
-                    f"{fmt(share, 2) if share else '-'} |")
-    return _md("run | GB/s of stored float16 | core-seconds per GB | attnx / ceiling, same threads, per round",
-               "--- | ---: | ---: | ---:", rows)
+        rows.append(
+            f"| {label} | {fmt(s['gb_per_s'], 2)} | {fmt(s['core_s_per_gb'], 2)} | {fmt(share, 2) if share else '-'} |"
+        )
+    return _md(
+        "run | GB/s of stored float16 | core-seconds per GB | attnx / ceiling, same threads, per round",
+        "--- | ---: | ---: | ---:",
+        rows,
+    )
 
 
 def startup_table(results: Path) -> str:
@@ -250,12 +265,17 @@ def startup_table(results: Path) -> str:
     for n, s in d["summary"].items():
         for tool, label in (("attnx", "`attnx extract`"), ("careful", "careful transformers script")):
             t = s[tool]
-            rows.append(f"| {int(n):,} | {label} | {fmt(t['wall'], 1)} | {fmt(t['startup'], 1)} | "
-                        f"{fmt(t['first_record'], 1)} | {fmt(t['loop'], 1)} | {fmt(t['finish'], 1)} |")
+            rows.append(
+                f"| {int(n):,} | {label} | {fmt(t['wall'], 1)} | {fmt(t['startup'], 1)} | "
+                f"{fmt(t['first_record'], 1)} | {fmt(t['loop'], 1)} | {fmt(t['finish'], 1)} |"
+            )
         ratio = fmt(s["careful_over_attnx_wall"], 2, "x")
         rows.append(f"| {int(n):,} | careful / attnx, whole process, per round | {ratio} | | | | |")
-    return _md("sentences | run | whole process s | start-up s | first record s | loop s | finish s",
-               "---: | --- | ---: | ---: | ---: | ---: | ---:", rows)
+    return _md(
+        "sentences | run | whole process s | start-up s | first record s | loop s | finish s",
+        "---: | --- | ---: | ---: | ---: | ---: | ---:",
+        rows,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -659,6 +679,32 @@ def heap_growth_extract_table(results: Path, names: str) -> str:
 
 
 TABLES["heap_growth_extract"] = heap_growth_extract_table
+
+
+def heap_growth_commits_table(results: Path) -> str:
+    """bench_heap_growth.py commits: live heap over hundreds of commits, per Icechunk cache setting."""
+    out = _load(results, "heap_growth_commits.json")
+    rows = []
+    for setting, run in out["runs"].items():
+        r = run["rows"]
+        at = [r[min(k, len(r) - 2)] for k in (20, len(r) // 2, len(r) - 2)]
+        rows.append(
+            f"| {setting} | {run['records']:,} | {run['commits']} | "
+            + " | ".join(f"{x['live_mb']:.0f}" for x in at)
+            + f" | {run['live_mb_slope']:+.1f} | {at[-1]['rssanon_mb']:.0f} | {r[-1]['seconds']:.1f} |"
+        )
+    r0 = out["runs"][next(iter(out["runs"]))]["rows"]
+    marks = [r0[min(k, len(r0) - 2)]["batches"] for k in (20, len(r0) // 2, len(r0) - 2)]
+    return _md(
+        "Icechunk caches | records | commits | "
+        + " | ".join(f"live MB after {m} commits" for m in marks)
+        + " | MB per 100 commits (fit) | anonymous RSS MB at the end | s",
+        "---|---:|---:|---:|---:|---:|---:|---:|---:",
+        rows,
+    )
+
+
+TABLES["heap_growth_commits"] = heap_growth_commits_table
 
 
 def million_recheck_table(results: Path) -> str:

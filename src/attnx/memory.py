@@ -63,3 +63,35 @@ def keep_freed_heap_pages() -> bool:
     m_trim_threshold, m_mmap_threshold = -1, -3
     _KEPT[0] = bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 1 << 30))
     return _KEPT[0]
+
+
+def heap_in_use() -> dict[str, int] | None:
+    """glibc's heap counters (``mallinfo2``), in bytes: ``live`` (in-use arena bytes plus mmapped blocks: what
+    the process holds, whatever glibc does with freed pages), ``arena`` and ``free_in_arena``; None elsewhere."""
+    import ctypes
+    import ctypes.util
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [
+            (k, ctypes.c_size_t)
+            for k in (
+                "arena",
+                "ordblks",
+                "smblks",
+                "hblks",
+                "hblkhd",
+                "usmblks",
+                "fsmblks",
+                "uordblks",
+                "fordblks",
+                "keepcost",
+            )
+        ]
+
+    try:
+        mallinfo2 = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallinfo2
+    except (OSError, AttributeError):  # not glibc, or glibc before 2.33
+        return None
+    mallinfo2.restype = MallInfo2
+    info = mallinfo2()
+    return {"live": info.uordblks + info.hblkhd, "arena": info.arena, "free_in_arena": info.fordblks}
