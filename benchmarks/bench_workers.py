@@ -12,6 +12,14 @@ sentences/s from ``--json`` (model loading excluded), the shard size the run pla
 attributes), and the speed-up per round (one process / two workers). The stores are deleted after each run.
 
     python benchmarks/bench_workers.py --work /tmp/attnx-workers --sizes 3541,100000 --rounds 3
+
+``--split N`` splits the two workers' extra time at N sentences instead, each configuration a fresh process,
+interleaved per round: both runs on the first 8 sentences (the cluster's fixed cost: its start, every worker's
+imports, model and session), two workers with two shards of N / 2 (the per-shard costs, against the planned
+shards) and one process.
+
+    python benchmarks/bench_workers.py --work /tmp/attnx-workers --split 3541 --rounds 3 \\
+        --out benchmarks/results/workers_split.json
 """
 
 from __future__ import annotations
@@ -57,13 +65,15 @@ def make_input(work: Path, n: int) -> tuple[Path, str]:
     return path, f"tools/make_corpus.py --n {n} --seed 1"
 
 
-def run(src: Path, store: Path, workers: int) -> dict:
+def run(src: Path, store: Path, workers: int, shard_records: int | None = None) -> dict:
     """One whole ``attnx extract`` process; its wall time, its ``--json`` summary and the planned shard size."""
     shutil.rmtree(store, ignore_errors=True)
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1"}
     cmd = [sys.executable, "-m", "attnx.cli.main", "extract", str(src), "-o", str(store), "--json", "-q"]
     if workers > 1:
         cmd += ["--workers", str(workers)]
+    if shard_records:
+        cmd += ["--shard-records", str(shard_records)]
     load_before = load1()
     t0 = time.perf_counter()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
@@ -93,12 +103,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default="3541,100000")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--rounds-large", type=int, default=None, help="rounds for sizes above 10^4 (default --rounds)")
+    ap.add_argument("--split", type=int, default=None, help="split the two workers' extra time at N sentences")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "workers.json"))
     args = ap.parse_args(argv)
     work = Path(args.work).resolve()
     if work.is_relative_to(ROOT):
         ap.error(f"--work {work}: inside the repository")
     work.mkdir(parents=True, exist_ok=True)
+    if args.split:
+        return split(work, args.split, args.rounds, args.out, argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     results = {}
     for n in sizes:
@@ -141,6 +154,59 @@ def main(argv: list[str] | None = None) -> int:
         for k in ("1 process", "2 workers"):
             print(f"  {k:10s} whole {fmt(s['wall_s'][k])} s, run {fmt(s['sentences_per_s'][k])} sent/s")
         print(f"  speed-up whole process {fmt(s['speedup_whole'], 2)}x, in the run {fmt(s['speedup_run'], 2)}x")
+    return 0
+
+
+def split(work: Path, n: int, rounds: int, out: str, argv: list[str] | None) -> int:
+    """Where two workers' extra whole-process time goes at ``n`` sentences (see the module's docstring)."""
+    src, what = make_input(work, n)
+    tiny, _ = make_input(work, 8)
+    configs = {
+        "1 process, 8 sentences": (tiny, 1, None),
+        "2 workers, 8 sentences": (tiny, 2, None),
+        f"1 process, {n:,}": (src, 1, None),
+        f"2 workers, {n:,}, planned shards": (src, 2, None),
+        f"2 workers, {n:,}, 2 shards": (src, 2, -(-n // 2)),
+    }
+    runs: dict[str, list[dict]] = {k: [] for k in configs}
+    for r in range(rounds):
+        for key in list(configs)[:: 1 if r % 2 == 0 else -1]:
+            path, workers, shards = configs[key]
+            runs[key].append(run(path, work / "store.zarr", workers, shards))
+            x = runs[key][-1]
+            print(
+                f"[{time.strftime('%H:%M:%S')}] round {r + 1} {key}: {x['wall_s']:.1f} s whole, "
+                f"shards {x['shard_records']}",
+                flush=True,
+            )
+    wall = {k: spread([x["wall_s"] for x in v]) for k, v in runs.items()}
+    keys = list(configs)
+
+    def per_round(a: str, b: str) -> dict:
+        return spread([x["wall_s"] - y["wall_s"] for x, y in zip(runs[a], runs[b], strict=True)])
+
+    result = {
+        "part": "workers_split",
+        "n": n,
+        "input": what,
+        "rounds": rounds,
+        "runs": runs,
+        "wall_s": wall,
+        "planned_shard_records": runs[keys[3]][0]["shard_records"],
+        # per round: 2 workers minus 1 process on 8 sentences; planned shards minus two shards; and the whole gap
+        "fixed_s": per_round(keys[1], keys[0]),
+        "shards_s": per_round(keys[3], keys[4]),
+        "gap_s": per_round(keys[3], keys[2]),
+        "machine": machine(),
+        "command": "python benchmarks/bench_workers.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    }
+    write_result(out, result)
+    for k in keys:
+        print(f"  {k:34s} whole {fmt(wall[k])} s")
+    print(
+        f"  gap {fmt(result['gap_s'])} s: cluster fixed {fmt(result['fixed_s'])} s, planned shards vs two "
+        f"{fmt(result['shards_s'])} s"
+    )
     return 0
 
 

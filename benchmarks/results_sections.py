@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from attnx.bench import ceilings_table, markdown_table
-from attnx.benchkit import fmt
+from attnx.benchkit import fmt, spread
 
 
 def _load(results: Path, name: str) -> dict:
@@ -627,6 +627,26 @@ def workers_table(results: Path) -> str:
 
 
 TABLES["workers"] = workers_table
+
+
+def workers_split_table(results: Path) -> str:
+    """bench_workers.py --split N: the configurations that split two workers' extra time, median [min..max]."""
+    out = _load(results, "workers_split.json")
+    one8, two8, one, _, two_shards = ([x["wall_s"] for x in v] for v in out["runs"].values())
+    rest = [c - b - (t - a) for a, t, b, c in zip(one8, two8, one, two_shards, strict=True)]
+    rows = [f"| {k} | {fmt(v, 1)} |" for k, v in out["wall_s"].items()]
+    rows += [
+        f"| two workers' extra time at {out['n']:,} (planned shards - 1 process), per round | "
+        f"**{fmt(out['gap_s'], 1)}** |",
+        f"| of which the cluster's fixed cost (2 workers - 1 process, 8 sentences) | {fmt(out['fixed_s'], 1)} |",
+        f"| of which the planned {out['planned_shard_records']:,}-record shards against two shards | "
+        f"{fmt(out['shards_s'], 1)} |",
+        f"| the rest (2 workers with two shards - 1 process - the fixed cost) | {fmt(spread(rest), 1)} |",
+    ]
+    return _md("run | whole process s", "---|---:", rows)
+
+
+TABLES["workers_split"] = workers_split_table
 
 
 def heap_growth_shapes_table(results: Path) -> str:
