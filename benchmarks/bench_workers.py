@@ -65,11 +65,19 @@ def make_input(work: Path, n: int) -> tuple[Path, str]:
     return path, f"tools/make_corpus.py --n {n} --seed 1"
 
 
-def run(src: Path, store: Path, workers: int, shard_records: int | None = None) -> dict:
-    """One whole ``attnx extract`` process; its wall time, its ``--json`` summary and the planned shard size."""
+def run(
+    src: Path,
+    store: Path,
+    workers: int,
+    shard_records: int | None = None,
+    extra: tuple[str, ...] = (),
+    env_extra: dict[str, str] | None = None,
+) -> dict:
+    """One whole ``attnx extract`` process (``extra``: more options; ``env_extra``: more environment); its wall
+    time, its ``--json`` summary and the planned shard size."""
     shutil.rmtree(store, ignore_errors=True)
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "attnx.cli.main", "extract", str(src), "-o", str(store), "--json", "-q"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1", **(env_extra or {})}
+    cmd = [sys.executable, "-m", "attnx.cli.main", "extract", str(src), "-o", str(store), "--json", "-q", *extra]
     if workers > 1:
         cmd += ["--workers", str(workers)]
     if shard_records:
@@ -91,6 +99,7 @@ def run(src: Path, store: Path, workers: int, shard_records: int | None = None) 
         "sentences_per_s": summary["sentences_per_s"],
         "records": summary["records"],
         "backend": summary["backend"],
+        "batches": summary["batches"],
         "shard_records": dist.get("shard_records"),
         "load_before": load_before,
         "load_after": load1(),

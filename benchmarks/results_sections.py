@@ -649,6 +649,28 @@ def workers_split_table(results: Path) -> str:
 TABLES["workers_split"] = workers_split_table
 
 
+def batch_tokens_table(results: Path, names: str) -> str:
+    """bench_batch_tokens.py: extraction speed per CPU cap on padded tokens per batch, one block per file."""
+    rows = []
+    for name in names.split(","):
+        out = _load(results, f"{name}.json")
+        for v in out["values"]:
+            s = out["per_value"][str(v)]
+            rows.append(
+                f"| {out['model']}, {out['sentences']:,} sentences, {out['rounds']} rounds | {v:,} | {s['batches']} | "
+                f"{fmt(s['sentences_per_s'], 1)} | {fmt(s['wall_s'], 1)} | {fmt(s['speed_vs_largest'], 2)}x |"
+            )
+    return _md(
+        "run | padded tokens per batch (cap) | batches | sentences/s in the run | whole process s | "
+        "speed / the largest cap's, per round",
+        "---|---:|---:|---:|---:|---:",
+        rows,
+    )
+
+
+TABLES["batch_tokens"] = batch_tokens_table
+
+
 def heap_growth_shapes_table(results: Path) -> str:
     """bench_heap_growth.py shapes: live heap over distinct batch shapes, per oneDNN primitive-cache setting."""
     out = _load(results, "heap_growth_shapes.json")

@@ -23,8 +23,11 @@ class Config:
     window_records: int = 4096
     # budget on the fp32 attention a batch produces: batch x layers x heads x L_pad^2 x 4
     cpu_attn_budget_bytes: int = 96 << 20
-    # extra CPU cap on padded tokens per batch (activations, not attention, bound the CPU there)
-    cpu_max_batch_tokens: int = 8192
+    # extra CPU cap on padded tokens per batch (activations, not attention, bound the CPU there). 1,024 ran
+    # 1.10-1.31x the former 8,192 (MiniLM on 4,541 and 20,000 sentences, BERT-base on 1,000; 2-core EPYC, backend
+    # auto: benchmarks/results/batch_tokens*.json): smaller batches stay in cache, and a short run is not a few
+    # huge batches that the writer cannot overlap; 512 was slower again
+    cpu_max_batch_tokens: int = 1024
     # CUDA: fraction of free device memory the attention budget may use
     cuda_budget_fraction: float = 0.25
     cuda_max_batch_tokens: int = 262144
