@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from bench_workers import make_input, run  # noqa: E402 - the same inputs and the same fresh-process run
+from bench_workers import make_input, run, work_folder  # noqa: E402 - the same inputs and the same fresh-process run
 
 from attnx.benchkit import fmt, load1, machine, spread, write_result  # noqa: E402
 
@@ -34,10 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "batch_tokens.json"))
     args = ap.parse_args(argv)
-    work = Path(args.work).resolve()
-    if work.is_relative_to(ROOT):
-        ap.error(f"--work {work}: inside the repository")
-    work.mkdir(parents=True, exist_ok=True)
+    work = work_folder(ap, args.work)
     src, what = make_input(work, args.limit)
     values = [int(v) for v in args.values.split(",")]
     runs: dict[int, list[dict]] = {v: [] for v in values}

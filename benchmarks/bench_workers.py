@@ -43,6 +43,15 @@ from attnx.benchkit import fmt, load1, machine, spread, write_result  # noqa: E4
 EWT_MAX = 2001 + 12544  # dev + train lines: above this a size is built by the corpus generator
 
 
+def work_folder(ap: argparse.ArgumentParser, path: str) -> Path:
+    """``--work``, created; refused inside the repository (stores and inputs stay out of it)."""
+    work = Path(path).resolve()
+    if work.is_relative_to(ROOT):
+        ap.error(f"--work {work}: inside the repository")
+    work.mkdir(parents=True, exist_ok=True)
+    return work
+
+
 def make_input(work: Path, n: int) -> tuple[Path, str]:
     """A text file of ``n`` sentences and what it holds."""
     if n <= EWT_MAX:
@@ -115,10 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", type=int, default=None, help="split the two workers' extra time at N sentences")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "workers.json"))
     args = ap.parse_args(argv)
-    work = Path(args.work).resolve()
-    if work.is_relative_to(ROOT):
-        ap.error(f"--work {work}: inside the repository")
-    work.mkdir(parents=True, exist_ok=True)
+    work = work_folder(ap, args.work)
     if args.split:
         return split(work, args.split, args.rounds, args.out, argv)
     sizes = [int(s) for s in args.sizes.split(",")]
