@@ -79,14 +79,15 @@ def _engine(job: ShardJob) -> tuple:
            job.threads)
     with _LOCK:
         if key not in _ENGINES:
-            if job.threads and job.device == "cpu":
-                torch.set_num_threads(job.threads)  # a worker process of this run: the job decides its threads
+            # a worker process of this run on CPU: the job decides its threads (torch's and ONNX Runtime's)
+            cpu_threads = job.threads if job.device == "cpu" else 0
+            if cpu_threads:
+                torch.set_num_threads(cpu_threads)
             device = _worker_device(job.device)
             loaded, layers, heads = load_checked(job.opts, device, job.compute)
             tokenizer = WindowTokenizer(
                 loaded.tokenizer, job.opts.max_length, job.opts.truncate, source_name=job.opts.input
             )
-            cpu_threads = job.threads if job.device == "cpu" else 0
             backend = make_backend(job.opts, loaded, layers, heads, job.config, threads=cpu_threads)
             settings = loop_settings(job.opts, loaded, layers, heads, device, job.config)
             _ENGINES.clear()  # one run at a time per process: drop another run's model
