@@ -111,15 +111,21 @@ def child_shapes(args: argparse.Namespace) -> dict:
     }
 
 
-def child_extract(args: argparse.Namespace) -> dict:
-    _apply(args.setting, args.heap)
-    from attnx.engine.extract import ExtractOptions, extract
-
+def _prefix_input(args: argparse.Namespace) -> Path:
+    """The first ``--records`` lines of ``--input``, written once into ``--work``."""
     src = Path(args.work) / f"input-{args.records}.txt"
     if not src.is_file():
         with open(args.input, encoding="utf-8") as f, open(src, "w", encoding="utf-8") as g:
             for _, line in zip(range(args.records), f, strict=False):
                 g.write(line)
+    return src
+
+
+def child_extract(args: argparse.Namespace) -> dict:
+    _apply(args.setting, args.heap)
+    from attnx.engine.extract import ExtractOptions, extract
+
+    src = _prefix_input(args)
     rows, marks = [], iter(range(4096, 10**9, 4096))
     mark = [next(marks)]
     t0 = time.perf_counter()
@@ -162,11 +168,7 @@ def child_commits(args: argparse.Namespace) -> dict:
 
     if args.setting == "default":
         writer.SNAPSHOT_NODES_CACHED = writer.CHUNK_REFS_CACHED = None
-    src = Path(args.work) / f"input-{args.records}.txt"
-    if not src.is_file():
-        with open(args.input, encoding="utf-8") as f, open(src, "w", encoding="utf-8") as g:
-            for _, line in zip(range(args.records), f, strict=False):
-                g.write(line)
+    src = _prefix_input(args)
     # small batches (256 padded tokens) and a commit after every one of them
     cfg = dataclasses.replace(load_config(), cpu_max_batch_tokens=256, commit_bytes=1, commit_seconds=1e-6)
     rows: list[dict] = []

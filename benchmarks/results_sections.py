@@ -20,6 +20,11 @@ def _load(results: Path, name: str) -> dict:
     return json.loads((results / name).read_text())
 
 
+def _load_each(results: Path, names: str) -> list[dict]:
+    """The result files ``NAME.json`` of a comma-separated ``names``, in that order."""
+    return [_load(results, f"{name}.json") for name in names.split(",")]
+
+
 def _loads(load: list[float]) -> str:
     return f"{load[0]:.1f}-{load[1]:.1f}" if load else "not recorded"
 
@@ -632,7 +637,9 @@ TABLES["workers"] = workers_table
 def workers_split_table(results: Path) -> str:
     """bench_workers.py --split N: the configurations that split two workers' extra time, median [min..max]."""
     out = _load(results, "workers_split.json")
-    one8, two8, one, _, two_shards = ([x["wall_s"] for x in v] for v in out["runs"].values())
+    n = out["n"]
+    keys = ("1 process, 8 sentences", "2 workers, 8 sentences", f"1 process, {n:,}", f"2 workers, {n:,}, 2 shards")
+    one8, two8, one, two_shards = ([x["wall_s"] for x in out["runs"][k]] for k in keys)
     rest = [c - b - (t - a) for a, t, b, c in zip(one8, two8, one, two_shards, strict=True)]
     rows = [f"| {k} | {fmt(v, 1)} |" for k, v in out["wall_s"].items()]
     rows += [
@@ -652,8 +659,7 @@ TABLES["workers_split"] = workers_split_table
 def batch_tokens_table(results: Path, names: str) -> str:
     """bench_batch_tokens.py: extraction speed per CPU cap on padded tokens per batch, one block per file."""
     rows = []
-    for name in names.split(","):
-        out = _load(results, f"{name}.json")
+    for out in _load_each(results, names):
         for v in out["values"]:
             s = out["per_value"][str(v)]
             rows.append(
@@ -700,8 +706,7 @@ TABLES["heap_growth_shapes"] = heap_growth_shapes_table
 def heap_growth_extract_table(results: Path, names: str) -> str:
     """bench_heap_growth.py extract: live heap and RSS over a run, one row per (file, setting)."""
     rows = []
-    for name in names.split(","):
-        out = _load(results, f"{name}.json")
+    for out in _load_each(results, names):
         for setting, run in out["runs"].items():
             r = run["rows"]
             fit = r[2:-1]  # after the first windows, before the last batch (the run's end)

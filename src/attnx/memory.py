@@ -17,12 +17,9 @@ def heap_trimmer(every_bytes: int = 0) -> Callable[..., None]:
     made ``analyze`` spend 2.8 instead of 2.1 core-seconds per GB of float16 attention).
     """
     import ctypes
-    import ctypes.util
 
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        malloc_trim = libc.malloc_trim
-    except (OSError, AttributeError):
+    malloc_trim = getattr(_libc(), "malloc_trim", None)
+    if malloc_trim is None:
         return lambda nbytes=0: None
     malloc_trim.argtypes = [ctypes.c_size_t]
     pending = [0]
@@ -52,24 +49,32 @@ def keep_freed_heap_pages() -> bool:
     """
     if _KEPT[0]:
         return True
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+    mallopt = getattr(_libc(), "mallopt", None)
+    if mallopt is None:
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3
     _KEPT[0] = bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 1 << 30))
     return _KEPT[0]
 
 
+_MALLINFO2: list = []  # glibc's mallinfo2, resolved on the first heap_in_use() call ([None]: not available)
+
+
 def heap_in_use() -> dict[str, int] | None:
     """glibc's heap counters (``mallinfo2``), in bytes: ``live`` (in-use arena bytes plus mmapped blocks: what
-    the process holds, whatever glibc does with freed pages), ``arena`` and ``free_in_arena``; None elsewhere."""
+    the process holds, whatever glibc does with freed pages), ``arena`` and ``free_in_arena``; None elsewhere.
+    Cheap enough to call after every batch (the library is looked up once)."""
+    if not _MALLINFO2:
+        _MALLINFO2.append(_mallinfo2())
+    mallinfo2 = _MALLINFO2[0]
+    if mallinfo2 is None:
+        return None
+    info = mallinfo2()
+    return {"live": info.uordblks + info.hblkhd, "arena": info.arena, "free_in_arena": info.fordblks}
+
+
+def _mallinfo2():  # noqa: ANN202 - the ctypes function, or None (not glibc, or glibc before 2.33)
     import ctypes
-    import ctypes.util
 
     class MallInfo2(ctypes.Structure):
         _fields_ = [
@@ -88,10 +93,18 @@ def heap_in_use() -> dict[str, int] | None:
             )
         ]
 
+    mallinfo2 = getattr(_libc(), "mallinfo2", None)
+    if mallinfo2 is not None:
+        mallinfo2.restype = MallInfo2
+    return mallinfo2
+
+
+def _libc():  # noqa: ANN202 - ctypes.CDLL | None
+    """The C library (glibc's functions are looked up on it), or None where it cannot be loaded."""
+    import ctypes
+    import ctypes.util
+
     try:
-        mallinfo2 = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallinfo2
-    except (OSError, AttributeError):  # not glibc, or glibc before 2.33
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
         return None
-    mallinfo2.restype = MallInfo2
-    info = mallinfo2()
-    return {"live": info.uordblks + info.hblkhd, "arena": info.arena, "free_in_arena": info.fordblks}

@@ -311,11 +311,10 @@ def info_cmd(store_path: str, as_json: bool, n_history: int) -> None:
     ]
     for key, value in rows:
         click.echo(f"{key:>11}  {value}")
-    # commits that another program made on top of attnx's are listed with their message: readers open the newest
-    commits = history
-    what = f"newest {len(commits)} commits" if more else f"{len(commits)} commits"
+    what = f"newest {len(history)} commits" if more else f"{len(history)} commits"
     click.echo(f"{'snapshots':>11}  {what} on branch main, newest {info['snapshot']}")
-    for h in commits:
+    # commits that another program made on top of attnx's are listed with their message: readers open the newest
+    for h in history:
         if h["records"] is None:
             change = f"not an attnx commit: {str(h['message'])[:60]!r}"
         else:
