@@ -6,9 +6,12 @@ softmax maps shaped like the model's (6 x 12 or 12 x 12 per record, lengths logn
 with a [CLS] sink), so the codec sees realistic bytes. Per setting:
 
 * codec ceiling: the store's own payload codec (blosc-lz4 + bit-shuffle + crc32c, through the same zarr codec
-  objects the writer runs) over the same 8 MiB chunks on T threads, no storage;
-* disk ceiling: those compressed chunks written as files on T threads the way Icechunk's local storage writes
-  them (a temporary file renamed into place, no fsync), in raw-attention GB/s;
+  objects the writer runs) over the same 8 MiB chunks on T threads, no storage: the faster of two passes after
+  a first that faults its output buffers in (the first pass alone read 0.7-1.5 GB/s on one thread, run to run);
+* disk ceiling: those compressed chunks written as files the way Icechunk's local storage writes them (a
+  temporary file renamed into place, no fsync), in raw-attention GB/s, on as many threads as the machine has
+  cores: Icechunk writes chunk files on its own threads (one per core), whatever the I/O threads (the file also
+  keeps the figure on T threads);
 * writer: ``StoreWriter`` with ``io_threads`` = T (``ATTNX_IO_THREADS``), from the first append to the end of
   ``finish`` (steady state; creating the store is start-up, reported apart), raw GB/s, and the process's CPU
   time per GB (core-seconds per GB).
@@ -21,6 +24,7 @@ Targets (issue 19): on one I/O thread >= 80% of the lower of the two ceilings; t
 
     python benchmarks/bench_writer.py                 # ~256 MB per setting, 3 rounds, writes results/writer_io.json
     python benchmarks/bench_writer.py --mb 64 --repeat 3 --out /tmp/w.json     # a quick check
+    python benchmarks/bench_writer.py --tmp /dev/shm --out benchmarks/results/writer_io_tmpfs.json  # no disk
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 CHUNK = 4 << 20
 SHAPES = {"minilm": (6, 12), "bert-base": (12, 12)}
+CORES = len(os.sched_getaffinity(0))
 
 
 def synthetic_batches(mb: float, layers: int, heads: int, batch: int = 64, pool: int = 400, seed: int = 0) -> list:
@@ -176,11 +181,16 @@ def child_ceilings(args: argparse.Namespace) -> dict:
         return data.to_bytes()
 
     out = {"raw_bytes": len(chunks) * CHUNK * 2}
-    for t in (1, 2):
+    for t in sorted({1, 2, CORES}):
         with ThreadPoolExecutor(t) as pool:
-            t0 = time.perf_counter()
-            encoded = list(pool.map(encode, chunks))
-            out[f"codec_seconds_{t}"] = time.perf_counter() - t0
+            encoded = list(pool.map(encode, chunks))  # warm: the first pass faults its output buffers in
+            passes = []
+            for _ in range(2):  # a ceiling: the faster of two passes
+                del encoded
+                t0 = time.perf_counter()
+                encoded = list(pool.map(encode, chunks))
+                passes.append(time.perf_counter() - t0)
+            out[f"codec_seconds_{t}"] = min(passes)
         d = Path(args.workdir) / f"disk{t}"
         d.mkdir()
 
@@ -305,6 +315,12 @@ def main() -> None:
                 },
             }
             tt = row[f"threads_{t}"]
+            # Icechunk writes every chunk file on its own (tokio) threads, one per core, whatever the I/O threads:
+            # the disk ceiling that bounds the writer is the one on all cores
+            tt["disk_ceiling_gb_per_s"] = stats([x["raw_bytes"] / x[f"disk_seconds_{CORES}"] / 1e9 for x in c])
+            tt["disk_ceiling_gb_per_s_on_t_threads"] = stats(
+                [x["raw_bytes"] / x[f"disk_seconds_{t}"] / 1e9 for x in c]
+            )
             lower = min(tt["codec_ceiling_gb_per_s"]["median"], tt["disk_ceiling_gb_per_s"]["median"])
             tt["fraction_of_lower_ceiling"] = tt["raw_gb_per_s"]["median"] / lower
         w = runs[("writer", shape, 1)]

@@ -73,16 +73,26 @@ def test_pool_writes_the_bytes_zarr_writes(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_commit_waits_for_every_chunk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Chunks written slowly on the pool are all in the commit that counts them."""
+    """Chunks encoded slowly on the pool, and stored slowly after it (the I/O thread does not wait for the
+    store), are all in the commit that counts them."""
+    import asyncio
     import time
 
-    write = ChunkEncoder.write
+    import icechunk.store
+
+    write, store_set = ChunkEncoder.write, icechunk.store.IcechunkStore.set
 
     def slow(self, k, values):  # noqa: ANN001, ANN202
         time.sleep(0.01)
-        write(self, k, values)
+        return write(self, k, values)
+
+    async def slow_set(self, key, value):  # noqa: ANN001, ANN202
+        if "/c/" in key:
+            await asyncio.sleep(0.02)
+        return await store_set(self, key, value)
 
     monkeypatch.setattr(ChunkEncoder, "write", slow)
+    monkeypatch.setattr(icechunk.store.IcechunkStore, "set", slow_set)
     batches = make_batches(5, 10, 8, "float32")
     _store(tmp_path / "s.zarr", batches, 3, "blosc-lz4", "float32")
     s = open_store(tmp_path / "s.zarr")
@@ -92,7 +102,10 @@ def test_commit_waits_for_every_chunk(tmp_path: Path, monkeypatch: pytest.Monkey
     assert len(s) == 80
 
 
-def test_failed_chunk_write_is_never_committed_over(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+@pytest.mark.parametrize("where", ["encode", "store"])
+def test_failed_chunk_write_is_never_committed_over(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str):
+    """A chunk whose encode (on the I/O thread) or whose store (on zarr's event loop, after the I/O thread has
+    moved on) fails is never committed over."""
     w = StoreWriter.create(
         tmp_path / "s.zarr",
         META,
@@ -109,15 +122,26 @@ def test_failed_chunk_write_is_never_committed_over(tmp_path: Path, monkeypatch:
     w.commit_now()
     committed = w.commit.records
 
-    write, failed = ChunkEncoder.write, []
+    import icechunk.store
+
+    write, store_set, failed = ChunkEncoder.write, icechunk.store.IcechunkStore.set, []
 
     def fails_once(self, k, values):  # noqa: ANN001, ANN202
         if not failed:
             failed.append(k)
             raise OSError(28, "No space left on device")
-        write(self, k, values)
+        return write(self, k, values)
 
-    monkeypatch.setattr(ChunkEncoder, "write", fails_once)
+    async def set_fails_once(self, key, value):  # noqa: ANN001, ANN202
+        if not failed and "/c/" in key:
+            failed.append(key)
+            raise OSError(28, "No space left on device")
+        return await store_set(self, key, value)
+
+    if where == "encode":
+        monkeypatch.setattr(ChunkEncoder, "write", fails_once)
+    else:
+        monkeypatch.setattr(icechunk.store.IcechunkStore, "set", set_fails_once)
     with pytest.raises(OSError, match="No space left"):
         for b in batches[1:]:
             w.append(b)

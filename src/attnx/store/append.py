@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import zarr
+from zarr.core.array import AsyncArray
+from zarr.storage import StorePath
 
 from attnx.errors import StoreError
 from attnx.store.chunk_writer import ChunkEncoder, ChunkPool
@@ -86,6 +88,13 @@ def every_chunk(array: zarr.Array) -> zarr.Array:
     return array.with_config(EVERY_CHUNK)
 
 
+def in_session(array: zarr.Array, store: zarr.abc.store.Store) -> zarr.Array:
+    """``array`` (its metadata and configuration as this process holds them) on ``store``, read from nothing:
+    the writer's arrays in the session that follows its commit."""
+    aa = array._async_array
+    return zarr.Array(AsyncArray(aa.metadata, StorePath(store, aa.store_path.path), aa.config))
+
+
 class ArrayStream:
     """An append-only 1-D array; the unwritten tail, from the last chunk boundary on, stays in memory; zarr
     writes whole chunks before ``flush`` returns. :func:`array_stream` picks :class:`PooledArrayStream` where
@@ -145,8 +154,15 @@ class ArrayStream:
         return np.concatenate([np.asarray(self.array[: self.base]), *self._parts])
 
     def _grow(self, end: int) -> None:
-        if end > self.array.shape[0]:
-            self.array.resize((end,))
+        """Room for elements up to ``end``. Icechunk refuses a chunk outside the array's shape, so the shape
+        leads the writes; it grows by doubling (to at least ``end`` and one chunk), because each change is a
+        metadata write through zarr's event loop (0.6 ms alone, 2-3 ms beside busy I/O threads), which chunk
+        by chunk and commit by commit cost the writer thread a fifth of its time. Readers of an incomplete
+        store never look past the commit's counts (its arrays may be longer, as a distributed run's are);
+        ``finish`` trims the room."""
+        shape = self.array.shape[0]
+        if end > shape:
+            self.array.resize((max(end, 2 * shape, self.chunk),))
 
     def flush(self, partial: bool, min_chunks: int = 1) -> None:
         """Write whole chunks once ``min_chunks`` are held; with ``partial`` also the partly filled last one

@@ -7,6 +7,12 @@ runs the array's own zarr codec objects synchronously (``_encode_sync``: blosc, 
 GIL while they work) and hands the finished bytes to the store (an Icechunk session) under the chunk's key.
 The bytes are exactly what zarr writes for the same chunk: the same codec objects, the same chunk key.
 
+The thread does not wait for the store: the ``set`` goes to zarr's event loop (Icechunk's own threads write
+the file) and the thread goes on to encode the next chunk. Waiting there made one I/O thread encode and
+write in turn, so one thread wrote at about the rate of one file-writing thread (benchmarks/RESULTS.md,
+writer), however fast the codec. The writer thread still waits for both, the encode and the store, of a
+chunk before it hands on more than ``2 x threads + STORES_AHEAD`` chunks.
+
 The writer thread goes on appending while chunks encode; :meth:`ChunkPool.drain` waits for all of them and
 re-raises the first failure, and every caller drains before it commits, resizes down, reads back or forks,
 so a commit never misses a chunk it counts. After one failure every later drain raises it again: a failed
@@ -15,6 +21,7 @@ chunk write is never committed over.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,7 +30,7 @@ import numpy as np
 import zarr
 from zarr.abc.codec import ArrayArrayCodec, ArrayBytesCodec, BytesBytesCodec
 from zarr.core.buffer import default_buffer_prototype
-from zarr.core.sync import sync
+from zarr.core.sync import _get_loop
 
 
 class ChunkEncoder:
@@ -65,12 +72,21 @@ class ChunkEncoder:
             data = codec._encode_sync(data, spec)
         return data
 
-    def write(self, k: int, values: np.ndarray) -> None:
-        sync(self.store.set(self.key(k), self.encode(k, values)))
+    def write(self, k: int, values: np.ndarray) -> Future:
+        """Encode chunk ``k`` on this thread and start storing it; the store's future (``values`` is free now)."""
+        data = self.encode(k, values)
+        return asyncio.run_coroutine_threadsafe(self.store.set(self.key(k), data), _get_loop())
+
+
+# Chunks that may wait for the store beyond two per I/O thread: Icechunk writes each on its own threads, and
+# with none ahead a slow page cache stalled the encoding (measured on this VM's disk: 0.40-0.47 GB/s with
+# none, 0.64-0.74 with 4; 4 x about 15 MB of raw and compressed chunk held).
+STORES_AHEAD = 4
 
 
 class ChunkPool:
-    """``threads`` I/O threads that encode and store whole chunks; at most ``2 x threads`` wait at once."""
+    """``threads`` I/O threads that encode and store whole chunks; at most ``2 x threads + STORES_AHEAD`` wait
+    at once."""
 
     def __init__(self, threads: int) -> None:
         if threads < 1:
@@ -96,9 +112,9 @@ class ChunkPool:
 
     def submit(self, encoder: ChunkEncoder, k: int, values: np.ndarray, recycle: bool = False) -> None:
         """Encode and store chunk ``k`` of ``encoder``'s array; ``values`` must not change afterwards
-        (``recycle``: it came from :meth:`buffer` and goes back to the free list once stored)."""
+        (``recycle``: it came from :meth:`buffer` and goes back to the free list once encoded)."""
         self._raise()
-        while len(self._pending) >= 2 * self.threads:
+        while len(self._pending) >= 2 * self.threads + STORES_AHEAD:
             self._wait(self._pending.popleft())
         fut = self._pool.submit(encoder.write, k, values)
         if recycle:
@@ -112,7 +128,9 @@ class ChunkPool:
         self._raise()
 
     def _wait(self, fut: Future) -> None:
-        exc = fut.exception()
+        exc = fut.exception()  # the encode
+        if exc is None:
+            exc = fut.result().exception()  # the store
         if exc is not None:
             with self._lock:
                 self._error = self._error or exc
