@@ -208,13 +208,15 @@ def child_ceilings(args: argparse.Namespace) -> dict:
 
 
 def run_child(mode: str, args: argparse.Namespace, shape: str, threads: int) -> dict:
+    """One measurement in a fresh process; mode ``before``: the writer of the attnx in ``--before``."""
     work = tempfile.mkdtemp(prefix="attnx-bw-", dir=args.tmp)
-    env = {**os.environ, "ATTNX_IO_THREADS": str(threads), "PYTHONPATH": str(ROOT / "src")}
+    src = args.before if mode == "before" else str(ROOT / "src")
+    env = {**os.environ, "ATTNX_IO_THREADS": str(threads), "PYTHONPATH": src}
     cmd = [
         sys.executable,
         __file__,
         "--child",
-        mode,
+        "writer" if mode == "before" else mode,
         "--mb",
         str(args.mb),
         "--workdir",
@@ -264,6 +266,11 @@ def main() -> None:
         help="kept: glibc keeps freed pages for reuse, as every attnx command sets it (attnx.memory."
         "keep_freed_heap_pages); default: glibc's own settings, as a library caller has them [default: kept]",
     )
+    ap.add_argument(
+        "--before",
+        default=None,
+        help="an older attnx's src folder: its writer runs in the same rounds (A/B, GB/s ratio per round)",
+    )
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--workdir", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--shape", default="minilm", help=argparse.SUPPRESS)
@@ -281,7 +288,10 @@ def main() -> None:
         return
 
     shapes = args.shapes.split(",")
-    settings = [(m, shape, t) for shape in shapes for m, t in (("ceilings", 2), ("writer", 1), ("writer", 2))]
+    modes = [("ceilings", 2), ("writer", 1), ("writer", 2)]
+    if args.before:
+        modes += [("before", 1), ("before", 2)]
+    settings = [(m, shape, t) for shape in shapes for m, t in modes]
     runs: dict[tuple, list[dict]] = {s: [] for s in settings}
     load = [os.getloadavg()[0]]
     t_start = time.perf_counter()
@@ -323,6 +333,11 @@ def main() -> None:
             )
             lower = min(tt["codec_ceiling_gb_per_s"]["median"], tt["disk_ceiling_gb_per_s"]["median"])
             tt["fraction_of_lower_ceiling"] = tt["raw_gb_per_s"]["median"] / lower
+            if args.before:  # A/B: this tree's writer over --before's, round by round
+                b = runs[("before", shape, t)]
+                tt["before_raw_gb_per_s"] = stats([x["raw_bytes"] / x["seconds"] / 1e9 for x in b])
+                tt["before_core_s_per_gb"] = stats([x["cpu_seconds"] / (x["raw_bytes"] / 1e9) for x in b])
+                tt["over_before"] = stats([y["seconds"] / x["seconds"] for x, y in zip(w, b, strict=True)])
         w = runs[("writer", shape, 1)]
         row["compression_ratio"] = w[0]["raw_bytes"] / max(1, w[0]["disk_bytes"])
         row["records"] = w[0]["records"]
@@ -336,6 +351,8 @@ def main() -> None:
         "repeat": args.repeat,
         "commit_mb": args.commit_mb,
         "heap": args.heap,
+        "tmp": args.tmp or tempfile.gettempdir(),
+        "before": args.before,
         "machine": machine(),
         "load_1min": load,
         "seconds": time.perf_counter() - t_start,
@@ -358,10 +375,11 @@ def table(result: dict) -> str:
     def f(s: dict, p: int = 2) -> str:
         return f"{s['median']:.{p}f} [{s['min']:.{p}f}..{s['max']:.{p}f}]"
 
+    ab = bool(result.get("before"))
     lines = [
         "| shape | I/O threads | GB/s raw | codec ceiling GB/s | disk ceiling GB/s | of lower ceiling | "
-        "core-s per GB | 2 threads / 1 |",
-        "|---|---|---|---|---|---|---|---|",
+        "core-s per GB | 2 threads / 1 |" + (" before: GB/s raw | / before, per round |" if ab else ""),
+        "|---|---|---|---|---|---|---|---|" + ("---|---|" if ab else ""),
     ]
     for r in result["rows"]:
         for t in (1, 2):
@@ -371,6 +389,7 @@ def table(result: dict) -> str:
                 f"{f(x['codec_ceiling_gb_per_s'])} | {f(x['disk_ceiling_gb_per_s'])} | "
                 f"{x['fraction_of_lower_ceiling']:.0%} | {f(x['core_s_per_gb'])} | "
                 + (f"{r['two_over_one']:.2f}x |" if t == 2 else "|")
+                + (f" {f(x['before_raw_gb_per_s'])} | {f(x['over_before'])}x |" if ab else "")
             )
     lines += [
         "",
