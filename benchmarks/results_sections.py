@@ -301,11 +301,12 @@ def writer_table(results: Path) -> str:
     )
 
 
-def writer_io_table(results: Path) -> str:
-    """bench_writer.py's writer_io.json: ceilings and the writer on 1 and 2 I/O threads, per model shape."""
+def writer_io_table(results: Path, name: str = "writer_io.json") -> str:
+    """bench_writer.py's writer_io.json (or ``name``): ceilings and the writer on 1 and 2 I/O threads, per model
+    shape, with the A/B columns where the run had ``--before``."""
     from bench_writer import table
 
-    return table(_load(results, "writer_io.json"))
+    return table(_load(results, name))
 
 
 def host_table(results: Path) -> str:
@@ -318,6 +319,25 @@ def host_table(results: Path) -> str:
     replay = d["cpu_seconds"]["replay (device stand-in)"]
     rows.append(f"| replay (stands in for the device; not counted) | {replay:.2f} | |")
     return _md("stage | CPU seconds | core-seconds per GB", "---|---:|---:", rows)
+
+
+def host_ab_table(results: Path) -> str:
+    """host_ab.json: ``attnx bench host`` of two trees in interleaved rounds, rate and core-s/GB per stage."""
+    d = _load(results, "host_ab.json")
+
+    def f(x: dict, p: int = 2) -> str:
+        return f"{x['median']:,.{p}f} [{x['min']:,.{p}f}..{x['max']:,.{p}f}]"
+
+    rows = [
+        f"| sentences/s | {f(d['a_sentences_per_s'], 0)} | {f(d['b_sentences_per_s'], 0)} |",
+        f"| GB/s of raw float16 | {f(d['a_raw_gb_per_s'], 3)} | {f(d['b_raw_gb_per_s'], 3)} |",
+        *(
+            f"| {stage}, core-s/GB | {f(d['a_core_s_per_gb'][stage])} | {f(d['b_core_s_per_gb'][stage])} |"
+            for stage in d["a_core_s_per_gb"]
+        ),
+        f"| host total, core-s/GB | {f(d['a_core_s_per_gb_host'])} | {f(d['b_core_s_per_gb_host'])} |",
+    ]
+    return _md(f"median [min..max] | A: {d['a']} | B: {d['b']}", "---|---:|---:", rows)
 
 
 def projection_table(results: Path) -> str:
@@ -495,6 +515,7 @@ TABLES = {
     "analyze_ceilings": analyze_ceilings_table,
     "writer": writer_table,
     "writer_io": writer_io_table,
+    "host_ab": host_ab_table,
     "host": host_table,
     "projection": projection_table,
     "ab": ab_table,
