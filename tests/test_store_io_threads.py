@@ -66,6 +66,11 @@ def test_pool_writes_the_bytes_zarr_writes(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(ChunkEncoder, "of", classmethod(lambda cls, array: None))  # zarr's own path
     _store(tmp_path / "zarr.zarr", batches, 2, codec, dtype)
     pool, ref = _chunk_bytes(tmp_path / "pool.zarr"), _chunk_bytes(tmp_path / "zarr.zarr")
+    # the pool handed Icechunk its chunks directly (no copy into bytes): a later Icechunk without that object
+    # would fall back to the public path silently, so say so here
+    repo = open_repository(StoreLocation.parse(tmp_path / "pool.zarr"))
+    group = zarr.open_group(store=repo.readonly_session(branch="main").store, mode="r", zarr_format=3)
+    assert ChunkEncoder(every_chunk(group["tok/ids"]))._raw_store is not None
     assert len(ref) > 20 and pool.keys() == ref.keys()
     assert all(pool[k] == ref[k] for k in ref)
     s = open_store(tmp_path / "pool.zarr")
@@ -78,21 +83,18 @@ def test_commit_waits_for_every_chunk(tmp_path: Path, monkeypatch: pytest.Monkey
     import asyncio
     import time
 
-    import icechunk.store
-
-    write, store_set = ChunkEncoder.write, icechunk.store.IcechunkStore.set
+    write, store_chunk = ChunkEncoder.write, ChunkEncoder._store_chunk
 
     def slow(self, k, values):  # noqa: ANN001, ANN202
         time.sleep(0.01)
         return write(self, k, values)
 
-    async def slow_set(self, key, value):  # noqa: ANN001, ANN202
-        if "/c/" in key:
-            await asyncio.sleep(0.02)
-        return await store_set(self, key, value)
+    async def slow_store(self, key, data):  # noqa: ANN001, ANN202
+        await asyncio.sleep(0.02)
+        return await store_chunk(self, key, data)
 
     monkeypatch.setattr(ChunkEncoder, "write", slow)
-    monkeypatch.setattr(icechunk.store.IcechunkStore, "set", slow_set)
+    monkeypatch.setattr(ChunkEncoder, "_store_chunk", slow_store)
     batches = make_batches(5, 10, 8, "float32")
     _store(tmp_path / "s.zarr", batches, 3, "blosc-lz4", "float32")
     s = open_store(tmp_path / "s.zarr")
@@ -122,9 +124,7 @@ def test_failed_chunk_write_is_never_committed_over(tmp_path: Path, monkeypatch:
     w.commit_now()
     committed = w.commit.records
 
-    import icechunk.store
-
-    write, store_set, failed = ChunkEncoder.write, icechunk.store.IcechunkStore.set, []
+    write, store_chunk, failed = ChunkEncoder.write, ChunkEncoder._store_chunk, []
 
     def fails_once(self, k, values):  # noqa: ANN001, ANN202
         if not failed:
@@ -132,16 +132,16 @@ def test_failed_chunk_write_is_never_committed_over(tmp_path: Path, monkeypatch:
             raise OSError(28, "No space left on device")
         return write(self, k, values)
 
-    async def set_fails_once(self, key, value):  # noqa: ANN001, ANN202
-        if not failed and "/c/" in key:
+    async def store_fails_once(self, key, data):  # noqa: ANN001, ANN202
+        if not failed:
             failed.append(key)
             raise OSError(28, "No space left on device")
-        return await store_set(self, key, value)
+        return await store_chunk(self, key, data)
 
     if where == "encode":
         monkeypatch.setattr(ChunkEncoder, "write", fails_once)
     else:
-        monkeypatch.setattr(icechunk.store.IcechunkStore, "set", set_fails_once)
+        monkeypatch.setattr(ChunkEncoder, "_store_chunk", store_fails_once)
     with pytest.raises(OSError, match="No space left"):
         for b in batches[1:]:
             w.append(b)
