@@ -28,7 +28,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import zarr
-from icechunk.store import IcechunkStore
 from zarr.abc.codec import ArrayArrayCodec, ArrayBytesCodec, BytesBytesCodec
 from zarr.core.buffer import Buffer, default_buffer_prototype
 from zarr.core.sync import _get_loop
@@ -49,9 +48,6 @@ class ChunkEncoder:
         self.dtype = array.dtype
         self.fill = self.metadata.fill_value
         self.prototype = default_buffer_prototype()
-        # Icechunk's own store object takes any buffer: handing it the encoded array skips the copy into a
-        # ``bytes`` that ``IcechunkStore.set`` makes of every chunk (on zarr's event loop, holding the GIL)
-        self._raw_store = getattr(self.store, "_store", None) if isinstance(self.store, IcechunkStore) else None
 
     @classmethod
     def of(cls, array: zarr.Array) -> ChunkEncoder | None:
@@ -82,10 +78,10 @@ class ChunkEncoder:
         return asyncio.run_coroutine_threadsafe(self._store_chunk(self.key(k), data), _get_loop())
 
     async def _store_chunk(self, key: str, data: Buffer) -> None:
-        if self._raw_store is not None:
-            await self._raw_store.set(key, data.as_numpy_array())
-        else:
-            await self.store.set(key, data)
+        # through the store's public ``set``, as zarr writes: Icechunk's own store object would take the array
+        # without ``IcechunkStore.set``'s copy into ``bytes`` (about 5% faster on tmpfs), but whatever wraps or
+        # watches that ``set`` (fault injection in the tests, a user's instrumentation) would miss every chunk
+        await self.store.set(key, data)
 
 
 # Chunks that may wait for the store beyond two per I/O thread: Icechunk writes each on its own threads, and
