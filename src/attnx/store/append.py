@@ -91,7 +91,7 @@ def every_chunk(array: zarr.Array) -> zarr.Array:
 def in_session(array: zarr.Array, store: zarr.abc.store.Store) -> zarr.Array:
     """``array`` (its metadata and configuration as this process holds them) on ``store``, read from nothing:
     the writer's arrays in the session that follows its commit."""
-    aa = array._async_array
+    aa = array.async_array
     return zarr.Array(AsyncArray(aa.metadata, StorePath(store, aa.store_path.path), aa.config))
 
 
@@ -157,9 +157,9 @@ class ArrayStream:
         """Room for elements up to ``end``. Icechunk refuses a chunk outside the array's shape, so the shape
         leads the writes; it grows by doubling (to at least ``end`` and one chunk), because each change is a
         metadata write through zarr's event loop (0.6 ms alone, 2-3 ms beside busy I/O threads), which chunk
-        by chunk and commit by commit cost the writer thread a fifth of its time. Readers of an incomplete
-        store never look past the commit's counts (its arrays may be longer, as a distributed run's are);
-        ``finish`` trims the room."""
+        by chunk and commit by commit cost the writer thread a quarter to a third of its time. Readers of an
+        incomplete store never look past the commit's counts (its arrays may be longer, as a distributed run's
+        are); ``finish`` trims the room."""
         shape = self.array.shape[0]
         if end > shape:
             self.array.resize((max(end, 2 * shape, self.chunk),))

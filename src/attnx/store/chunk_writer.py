@@ -30,7 +30,7 @@ import numpy as np
 import zarr
 from zarr.abc.codec import ArrayArrayCodec, ArrayBytesCodec, BytesBytesCodec
 from zarr.core.buffer import Buffer, default_buffer_prototype
-from zarr.core.sync import _get_loop
+from zarr.core.sync import _get_loop  # zarr's own event loop, the one its ``sync`` runs coroutines on
 
 
 class ChunkEncoder:
