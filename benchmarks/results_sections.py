@@ -324,18 +324,14 @@ def host_table(results: Path) -> str:
 def host_ab_table(results: Path) -> str:
     """host_ab.json: ``attnx bench host`` of two trees in interleaved rounds, rate and core-s/GB per stage."""
     d = _load(results, "host_ab.json")
-
-    def f(x: dict, p: int = 2) -> str:
-        return f"{x['median']:,.{p}f} [{x['min']:,.{p}f}..{x['max']:,.{p}f}]"
-
     rows = [
-        f"| sentences/s | {f(d['a_sentences_per_s'], 0)} | {f(d['b_sentences_per_s'], 0)} |",
-        f"| GB/s of raw float16 | {f(d['a_raw_gb_per_s'], 3)} | {f(d['b_raw_gb_per_s'], 3)} |",
+        f"| sentences/s | {fmt(d['a_sentences_per_s'], 0)} | {fmt(d['b_sentences_per_s'], 0)} |",
+        f"| GB/s of raw float16 | {fmt(d['a_raw_gb_per_s'], 3)} | {fmt(d['b_raw_gb_per_s'], 3)} |",
         *(
-            f"| {stage}, core-s/GB | {f(d['a_core_s_per_gb'][stage])} | {f(d['b_core_s_per_gb'][stage])} |"
+            f"| {stage}, core-s/GB | {fmt(d['a_core_s_per_gb'][stage], 2)} | {fmt(d['b_core_s_per_gb'][stage], 2)} |"
             for stage in d["a_core_s_per_gb"]
         ),
-        f"| host total, core-s/GB | {f(d['a_core_s_per_gb_host'])} | {f(d['b_core_s_per_gb_host'])} |",
+        f"| host total, core-s/GB | {fmt(d['a_core_s_per_gb_host'], 2)} | {fmt(d['b_core_s_per_gb_host'], 2)} |",
     ]
     return _md(f"median [min..max] | A: {d['a']} | B: {d['b']}", "---|---:|---:", rows)
 

@@ -6,6 +6,7 @@ import ctypes
 
 import pytest
 
+from attnx import memory
 from attnx.memory import heap_trimmer
 
 
@@ -23,7 +24,7 @@ class FakeLibc:
 @pytest.fixture
 def libc(monkeypatch: pytest.MonkeyPatch) -> FakeLibc:
     fake = FakeLibc()
-    monkeypatch.setattr(ctypes, "CDLL", lambda name: fake)
+    monkeypatch.setattr(memory, "_libc", lambda: fake)  # the one place attnx.memory loads the C library
     return fake
 
 
@@ -48,5 +49,10 @@ def test_no_libc_is_a_no_op(monkeypatch: pytest.MonkeyPatch) -> None:
         raise OSError("no libc")
 
     monkeypatch.setattr(ctypes, "CDLL", missing)
-    heap_trimmer(every_bytes=1)(5)
+    memory._libc.cache_clear()  # looked up once per process: look again, without a C library
+    try:
+        assert memory._libc() is None
+        heap_trimmer(every_bytes=1)(5)
+    finally:
+        memory._libc.cache_clear()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 
@@ -57,22 +58,18 @@ def keep_freed_heap_pages() -> bool:
     return _KEPT[0]
 
 
-_MALLINFO2: list = []  # glibc's mallinfo2, resolved on the first heap_in_use() call ([None]: not available)
-
-
 def heap_in_use() -> dict[str, int] | None:
     """glibc's heap counters (``mallinfo2``), in bytes: ``live`` (in-use arena bytes plus mmapped blocks: what
     the process holds, whatever glibc does with freed pages), ``arena`` and ``free_in_arena``; None elsewhere.
     Cheap enough to call after every batch (the library is looked up once)."""
-    if not _MALLINFO2:
-        _MALLINFO2.append(_mallinfo2())
-    mallinfo2 = _MALLINFO2[0]
+    mallinfo2 = _mallinfo2()
     if mallinfo2 is None:
         return None
     info = mallinfo2()
     return {"live": info.uordblks + info.hblkhd, "arena": info.arena, "free_in_arena": info.fordblks}
 
 
+@functools.cache
 def _mallinfo2():  # noqa: ANN202 - the ctypes function, or None (not glibc, or glibc before 2.33)
     import ctypes
 
@@ -99,8 +96,10 @@ def _mallinfo2():  # noqa: ANN202 - the ctypes function, or None (not glibc, or 
     return mallinfo2
 
 
+@functools.cache
 def _libc():  # noqa: ANN202 - ctypes.CDLL | None
-    """The C library (glibc's functions are looked up on it), or None where it cannot be loaded."""
+    """The C library (glibc's functions are looked up on it), or None where it cannot be loaded; looked up once
+    per process (``find_library`` runs ``ldconfig``: 1-2 ms, and both the command and the engine loop ask)."""
     import ctypes
     import ctypes.util
 
