@@ -17,7 +17,11 @@ then runs the ``attnx`` command itself (``attnx.cli.main.main``); the ONNX expor
 untimed run first (the default backend ``auto`` reuses its export and parity verdict). The baseline is
 ``benchmarks/baseline_careful.py``. Result: ``benchmarks/results/startup.json``.
 
+``--before SRC`` adds an older tree's ``attnx extract`` (its ``src`` folder first on ``PYTHONPATH``) to every
+round, its own caches warmed the same way: the A/B of a start-up change.
+
     python benchmarks/bench_startup.py --rounds 3
+    python benchmarks/bench_startup.py --rounds 3 --before /tmp/attnx-before/src
     python benchmarks/bench_startup.py --rounds 1 --sizes 1,1000      # a quick check
 """
 
@@ -74,13 +78,15 @@ def make_inputs(work: Path, sizes: list[int]) -> dict[int, Path]:
     return out
 
 
-def run(tool: str, src: Path, work: Path) -> dict:
+def run(tool: str, src: Path, work: Path, before: Path | None = None) -> dict:
+    """One fresh process of ``tool`` (attnx | before | careful) on ``src``: seconds from launch per phase."""
     out = work / f"out-{tool}"
     shutil.rmtree(out, ignore_errors=True)
     times = work / "times.json"
     times.unlink(missing_ok=True)
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1", "ATTNX_BENCH_TIMES": str(times)}
-    if tool == "attnx":
+    path = before if tool == "before" else ROOT / "src"
+    env = {**os.environ, "PYTHONPATH": str(path), "HF_HUB_OFFLINE": "1", "ATTNX_BENCH_TIMES": str(times)}
+    if tool in ("attnx", "before"):
         cmd = [sys.executable, "-c", DRIVER, "extract", str(src), "-o", str(out)]
     else:
         cmd = [sys.executable, str(ROOT / "benchmarks" / "baseline_careful.py"), str(src), str(out)]
@@ -89,7 +95,7 @@ def run(tool: str, src: Path, work: Path) -> dict:
     t1 = time.time()
     if done.returncode:
         raise SystemExit(f"{tool} failed ({done.returncode}): {done.stderr[-2000:]}")
-    marks = json.loads(times.read_text()) if tool == "attnx" else json.loads(done.stdout.strip().splitlines()[-1])
+    marks = json.loads(times.read_text()) if tool != "careful" else json.loads(done.stdout.strip().splitlines()[-1])
     return {"wall": t1 - t0, "startup": marks["loop_start"] - t0, "first_record": marks["first_record"] - t0,
             "loop": marks["loop_end"] - marks["loop_start"], "finish": t1 - marks["loop_end"]}
 
@@ -98,19 +104,23 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--sizes", default="1,1000,4541")
+    ap.add_argument("--before", default=None, help="an older tree's src folder, run in the same rounds")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "startup.json"))
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    before = Path(args.before).resolve() if args.before else None
+    tools = ("attnx", "careful", "before") if before else ("attnx", "careful")
     work = Path(tempfile.mkdtemp(prefix="attnx-startup-"))
     try:
         inputs = make_inputs(work, sizes)
-        warm = run("attnx", inputs[sizes[0]], work)  # export cache and numba cache warm, page cache filled
-        runs: dict[str, dict[str, list[dict]]] = {str(n): {"attnx": [], "careful": []} for n in sizes}
+        # export, verdict, model card and numba caches warm, page cache filled
+        warm = {t: run(t, inputs[sizes[0]], work, before) for t in tools if t != "careful"}
+        runs: dict[str, dict[str, list[dict]]] = {str(n): {t: [] for t in tools} for n in sizes}
         load = [load1()]
         for r in range(args.rounds):
             for n in sizes:
-                for tool in (("attnx", "careful") if r % 2 == 0 else ("careful", "attnx")):
-                    runs[str(n)][tool].append(run(tool, inputs[n], work))
+                for tool in (tools if r % 2 == 0 else tools[::-1]):
+                    runs[str(n)][tool].append(run(tool, inputs[n], work, before))
                 load.append(load1())
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -120,19 +130,26 @@ def main() -> None:
         s = {tool: {k: spread([x[k] for x in rs]) for k in keys} for tool, rs in by_tool.items()}
         s["careful_over_attnx_wall"] = spread([c["wall"] / a["wall"] for a, c in
                                               zip(by_tool["attnx"], by_tool["careful"], strict=True)])
+        if before:
+            s["before_over_attnx_wall"] = spread([b["wall"] / a["wall"] for a, b in
+                                                 zip(by_tool["attnx"], by_tool["before"], strict=True)])
         summary[n] = s
     result = {"rounds": args.rounds, "sizes": sizes, "runs": runs, "summary": summary, "warm_up": warm,
+              "before": str(before) if before else None,
               "input": "UD EWT dev sentences, then train, first N lines", "load_1min": load, "machine": machine(),
               "when": time.strftime("%Y-%m-%d %H:%M:%S")}
     write_result(args.out, result)
     print(f"{args.rounds} rounds, load {min(load):.1f}-{max(load):.1f}; seconds from launch, median [min..max]")
     print(f"  {'sentences':>9s} {'tool':8s} " + " ".join(f"{k:>18s}" for k in keys))
     for n, s in summary.items():
-        for tool in ("attnx", "careful"):
+        for tool in tools:
             cells = [f"{s[tool][k]['median']:.2f} [{s[tool][k]['min']:.1f}..{s[tool][k]['max']:.1f}]" for k in keys]
             print(f"  {n:>9s} {tool:8s} " + " ".join(f"{c:>18s}" for c in cells))
         v = s["careful_over_attnx_wall"]
         print(f"  {n:>9s} careful / attnx whole process: {v['median']:.2f}x [{v['min']:.2f}..{v['max']:.2f}]")
+        if before:
+            v = s["before_over_attnx_wall"]
+            print(f"  {n:>9s} before / attnx whole process: {v['median']:.2f}x [{v['min']:.2f}..{v['max']:.2f}]")
 
 
 if __name__ == "__main__":

@@ -267,8 +267,11 @@ def startup_table(results: Path) -> str:
     """bench_startup.py: attnx extract against the careful transformers script, split per phase."""
     d = _load(results, "startup.json")
     rows = []
+    tools = [("attnx", "`attnx extract`"), ("careful", "careful transformers script")]
+    if d.get("before"):
+        tools.append(("before", "`attnx extract`, tree before the change"))
     for n, s in d["summary"].items():
-        for tool, label in (("attnx", "`attnx extract`"), ("careful", "careful transformers script")):
+        for tool, label in tools:
             t = s[tool]
             rows.append(
                 f"| {int(n):,} | {label} | {fmt(t['wall'], 1)} | {fmt(t['startup'], 1)} | "
@@ -276,6 +279,9 @@ def startup_table(results: Path) -> str:
             )
         ratio = fmt(s["careful_over_attnx_wall"], 2, "x")
         rows.append(f"| {int(n):,} | careful / attnx, whole process, per round | {ratio} | | | | |")
+        if "before_over_attnx_wall" in s:
+            ratio = fmt(s["before_over_attnx_wall"], 2, "x")
+            rows.append(f"| {int(n):,} | before / attnx, whole process, per round | {ratio} | | | | |")
     return _md(
         "sentences | run | whole process s | start-up s | first record s | loop s | finish s",
         "---: | --- | ---: | ---: | ---: | ---: | ---:",

@@ -12,7 +12,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 from helpers.paths import SAMPLE
 
@@ -72,7 +71,7 @@ def test_cuda_choice_by_monkeypatching(tiny, monkeypatch):
     """No GPU here: a loaded model that claims CUDA, onnxruntime's provider list and the verdict are faked."""
     import onnxruntime
 
-    on_cuda = dataclasses.replace(tiny, device=torch.device("cuda"))
+    on_cuda = dataclasses.replace(tiny, device_name="cuda")
     monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
     monkeypatch.setattr(backend_choice, "parity_verdict", lambda *a, **k: pytest.fail("no check without the provider"))
     choice = choose_backend("auto", on_cuda, [0, 1], [0, 1, 2, 3], "float16")
@@ -138,7 +137,7 @@ def test_explicit_and_special_cases(tiny, monkeypatch):
     assert choose_backend("torch", tiny, [0], [0], "float16").backend == "torch"
     assert choose_backend("onnx", tiny, [0], [0], "float16").backend == "onnx"
     assert choose_backend("auto", tiny, [0], [0], "float16", stats_only=True).backend == "torch"
-    bf16 = dataclasses.replace(tiny, dtype=torch.bfloat16)
+    bf16 = dataclasses.replace(tiny, compute="bfloat16")
     assert choose_backend("auto", bf16, [0], [0], "float16").backend == "torch"
     assert choose_backend("auto", tiny, [0], [0], "float16", recorded="torch").backend == "torch"
     with pytest.raises(AttnxError, match="--backend 'tensorrt': choose auto, torch, onnx"):

@@ -232,3 +232,53 @@ def test_family_onnx_backend(checkpoint, tmp_path, monkeypatch):
     for i in range(6):
         np.testing.assert_allclose(open_store(stores["onnx"]).attention(i), open_store(stores["torch"]).attention(i),
                                    atol=1e-5)
+
+
+def _window_arrays(window) -> dict:  # noqa: ANN001 - a TokenizedWindow
+    return {k: v for k, v in vars(window).items() if isinstance(v, np.ndarray)}
+
+
+def test_family_card_tokenizer_encodes_as_transformers(checkpoint, tmp_path, monkeypatch):
+    """The engine encodes with the checkpoint's cached card (:class:`TextTokenizer`: transformers' own pipeline
+    and special tokens, read back from JSON), never transformers' tokenizer itself: the same ids, word ids,
+    special-token template and truncation as transformers' ``__call__`` for single texts, pairs and pre-split
+    words, and the same windows as a WindowTokenizer made from transformers' tokenizer."""
+    import json
+
+    from transformers import AutoTokenizer
+
+    from attnx.engine.model_card import cached_card
+    from attnx.engine.sources import Record, Words
+    from attnx.engine.tokenize import WindowTokenizer
+
+    family, path = checkpoint
+    monkeypatch.setenv("ATTNX_CACHE", str(tmp_path))
+    first = load_model(str(path))
+    card, cached = cached_card(path, lambda: pytest.fail("the card was not cached by the first load"))
+    assert cached and card.tokenizer == first.text_tokenizer and card.config == first.config_dict
+    text_tok = type(card.tokenizer).from_dict(json.loads(json.dumps(card.tokenizer.to_dict())))
+    hf = AutoTokenizer.from_pretrained(str(path))
+    singles, pairs = _corpus()
+    for a in singles:
+        assert text_tok.ids(a) == hf(a)["input_ids"], a
+        words = a.split()
+        got = text_tok.encode([words], special=False, pretokenized=True)[0]
+        want = hf(words, is_split_into_words=True, add_special_tokens=False)
+        assert (got.ids, got.word_ids) == (want["input_ids"], want.word_ids(0)), a
+    for a, b in pairs:
+        assert text_tok.ids(a, b) == hf(a, b)["input_ids"], (a, b)
+    assert (text_tok.cls_id, text_tok.sep_id, text_tok.pad_id, text_tok.size) == (
+        hf.cls_token_id, hf.sep_token_id, hf.pad_token_id, len(hf))
+    assert list(text_tok.special_ids) == hf.all_special_ids and text_tok.class_name == type(hf).__name__
+
+    records = [Record(k, k + 1, a) for k, a in enumerate(singles[:8])]
+    records += [Record(8 + k, 9 + k, a, b) for k, (a, b) in enumerate(pairs[:6])]
+    conllu = [Record(k, k + 1, a, words=Words(tuple(a.split()), (-1,) * len(a.split()), ("dep",) * len(a.split())))
+              for k, a in enumerate(singles[8:14])]
+    for max_length in (512, 12):  # 12: most records are cut, pairs longest first
+        for batch in (records, conllu):
+            want = _window_arrays(WindowTokenizer(hf, max_length)(batch))
+            got = _window_arrays(WindowTokenizer(text_tok, max_length)(batch))
+            assert want.keys() == got.keys()
+            for key in want:
+                assert np.array_equal(want[key], got[key]), (family, max_length, key)

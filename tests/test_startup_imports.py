@@ -84,6 +84,22 @@ def test_a_cached_export_runs_without_building_the_torch_model(tmp_path) -> None
     a, b = open_store(tmp_path / "s0.zarr"), open_store(tmp_path / "s1.zarr")
     for i in range(len(a)):
         assert (a.attention(i) == b.attention(i)).all()
+        assert (a.token_ids(i) == b.token_ids(i)).all()
+    assert a.attrs["tokenizer"] == b.attrs["tokenizer"] and a.attrs["model"] == b.attrs["model"]
+
+    # the attnx command itself, export, verdict and model card cached: neither torch nor transformers is imported
+    cli = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('imported:', 'torch' in sys.modules, 'transformers' in sys.modules))\n"
+        "from attnx.cli.main import main\n"
+        "main(['extract', sys.argv[1], '-o', sys.argv[2], '-q'])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", cli, str(src), str(tmp_path / "s2.zarr")], capture_output=True,
+                          text=True, env=env, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-3:] == ["imported:", "False", "False"], done.stdout
+    c = open_store(tmp_path / "s2.zarr")
+    assert all((a.attention(i) == c.attention(i)).all() for i in range(len(a)))
 
 
 def test_a_successful_command_runs_atexit_handlers_and_skips_interpreter_teardown() -> None:

@@ -146,12 +146,12 @@ def run_host_bench(opts: HostBenchOptions, log: object = None) -> dict:
 
     def replay_factory(xopts: ExtractOptions, loaded: object, layers: list[int], heads: list[int], _cfg: object):
         t0 = time.perf_counter()
-        tokenizer = WindowTokenizer(loaded.tokenizer, xopts.max_length, xopts.truncate, source_name=xopts.input)
+        tokenizer = WindowTokenizer(loaded.text_tokenizer, xopts.max_length, xopts.truncate, source_name=xopts.input)
         source = Source(xopts.input, xopts.format, xopts.text_field, xopts.pair_field)
         sample = (tokenizer(chunk) for chunk in windows(source, opts.sample))
         model = TorchBackend(loaded, layers, heads, "float32")
         try:
-            maps = sample_maps(model, sample, loaded.tokenizer.pad_token_id or 0, opts.sample)
+            maps = sample_maps(model, sample, loaded.text_tokenizer.pad_id or 0, opts.sample)
         finally:
             model.close()
         made["backend"] = ReplayBackend(maps, xopts.dtype)

@@ -53,13 +53,12 @@ def _sync(device: str) -> None:
 
 def _timed_load(spec: dict, attn_implementation: str | None = None):  # noqa: ANN202 - (LoadedModel, seconds)
     """The model as ``spec`` asks, with ``attn_implementation`` (default: attnx's capture); and the seconds taken."""
-    from attnx.engine.extract import COMPUTE_DTYPES
     from attnx.engine.model import load_model
 
     kw = {"attn_implementation": attn_implementation} if attn_implementation else {}
     t = time.perf_counter()
     loaded = load_model(
-        spec["model"], device=spec.get("device", "cpu"), dtype=COMPUTE_DTYPES[spec.get("compute") or "float32"], **kw
+        spec["model"], device=spec.get("device", "cpu"), dtype=spec.get("compute") or "float32", **kw
     )
     return loaded, time.perf_counter() - t
 
@@ -109,7 +108,6 @@ def worker_baseline(spec: dict) -> dict:
 def _attnx_batches(loaded, sentences: list[str], spec: dict, stats_only: bool = False) -> Iterator:  # noqa: ANN001
     """attnx's length-sorted, budget-packed TokenBatches of ``sentences`` (tokenizing included): extract's own
     batch plan on the spec's device (on CUDA a budget from the device's free memory, as extract takes it)."""
-    import torch
 
     from attnx.config import load_config
     from attnx.engine.backends.base import collate
@@ -120,8 +118,8 @@ def _attnx_batches(loaded, sentences: list[str], spec: dict, stats_only: bool = 
     cfg = load_config()
     opts = _options(spec, Path("-"), Path("-"))
     layers, heads = list(range(loaded.num_layers)), list(range(loaded.num_heads))
-    settings = loop_settings(opts, loaded, layers, heads, torch.device(spec.get("device", "cpu")), cfg)
-    wt = WindowTokenizer(loaded.tokenizer, 512)
+    settings = loop_settings(opts, loaded, layers, heads, str(spec.get("device", "cpu")), cfg)
+    wt = WindowTokenizer(loaded.text_tokenizer, 512)
     records = [Record(i, i + 1, s) for i, s in enumerate(sentences)]
     for chunk in windows(records, cfg.window_records):
         w = wt(chunk)

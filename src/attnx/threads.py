@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import os
 import queue
@@ -115,3 +116,20 @@ def keeps_thread_settings(fn: Callable[..., U]) -> Callable[..., U]:
                 torch.set_num_threads(before)
 
     return wrapper
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``n`` inside the block and restored after; ``n`` 0: torch left alone (and
+    not imported: a run on ONNX Runtime never needs it)."""
+    if not n:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -38,7 +38,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from attnx.engine.model import LoadedModel
 from attnx.errors import AttnxError
@@ -159,7 +158,7 @@ def choose_backend(
         return Choice(recorded, "the store being resumed was made with it")
     if stats_only:
         return Choice("torch", "--stats-only runs on torch")
-    if loaded.dtype == torch.bfloat16:
+    if loaded.compute == "bfloat16":
         return Choice("torch", "bfloat16 compute runs on torch")
     try:
         # the exporter needs onnx, but only when it exports: find it without importing it (with ml_dtypes it
@@ -170,14 +169,14 @@ def choose_backend(
     except ImportError as exc:
         return _fallback(f"onnxruntime is not installed ({exc}; pip install 'attnx[onnx]')")
     ort_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
-    if loaded.device.type == "cuda" and not ort_cuda:
+    if loaded.device_type == "cuda" and not ort_cuda:
         return Choice("torch", "onnxruntime has no CUDA provider (onnxruntime-gpu is not installed)")
     try:
         verdict = parity_verdict(loaded, layers, heads, store_dtype, parity_records)
     except Exception as exc:  # noqa: BLE001 - any export or runtime failure means: not onnx, say why
         first = str(exc).splitlines()[0] if str(exc) else ""
         return _fallback(f"onnx export or check failed ({type(exc).__name__}: {first})")
-    backend, reason = auto_rule(loaded.device.type, ort_cuda, verdict)
+    backend, reason = auto_rule(loaded.device_type, ort_cuda, verdict)
     if backend == "torch":
         return _fallback(reason, verdict)
     return Choice(backend, reason, verdict)
@@ -199,17 +198,17 @@ def parity_verdict(
 
     graph_dtype = store_dtype if store_dtype in GRAPH_DTYPES else "float32"
     path, _ = ensure_onnx(loaded, layers, heads, graph_dtype)
-    compute = str(loaded.dtype).removeprefix("torch.")
+    compute = loaded.compute
     key = {
         "format": PARITY_FORMAT,
         "onnx_sha256": json.loads(path.with_suffix(".json").read_text())["onnx_sha256"],
         "onnxruntime": ort.__version__,
         "store_dtype": store_dtype,
-        "device": loaded.device.type,
+        "device": loaded.device_type,
         "tolerance": parity_tolerance(store_dtype, compute),
         "records": records,
     }
-    cache = path.with_name(f"{path.stem}.parity-{loaded.device.type}-{store_dtype}.json")
+    cache = path.with_name(f"{path.stem}.parity-{loaded.device_type}-{store_dtype}.json")
     cached = _read_verdict(cache, key)
     if cached is not None:
         return cached
@@ -255,7 +254,7 @@ def run_parity_check(
 
     t0 = time.perf_counter()
     texts = sample_texts(records)
-    pad = loaded.tokenizer.pad_token_id or 0
+    pad = loaded.text_tokenizer.pad_id or 0
     batches = _batches(_encode(loaded.tokenizer, texts, PARITY_MAX_LENGTH), PARITY_BATCH, pad)
     reference = TorchBackend(loaded, layers, heads, "float32")
     candidate = OnnxBackend(loaded, layers, heads, store_dtype)
@@ -268,21 +267,21 @@ def run_parity_check(
             break
         worst = max(worst, float(np.abs(got - want).max(initial=0.0)))
     timings: dict[str, float] = {}
-    if loaded.device.type == "cuda":
+    if loaded.device_type == "cuda":
         timings = {
             "onnx_seconds": _best_of(candidate, batches),
             "torch_seconds": _best_of(TorchBackend(loaded, layers, heads, store_dtype), batches),
         }
     reference.close()
     candidate.close()
-    tolerance = parity_tolerance(store_dtype, str(loaded.dtype).removeprefix("torch."))
+    tolerance = parity_tolerance(store_dtype, loaded.compute)
     return ParityVerdict(
         passed=bool(worst <= tolerance),
         max_abs_error=worst,
         tolerance=tolerance,
         records=len(texts),
         store_dtype=store_dtype,
-        device=loaded.device.type,
+        device=loaded.device_type,
         seconds=time.perf_counter() - t0,
         **timings,
     )
@@ -290,6 +289,8 @@ def run_parity_check(
 
 def _best_of(backend: object, batches: list, repeats: int = 3) -> float:
     """Best wall time of running every batch to the host, after one warm-up pass (device synchronised)."""
+    import torch
+
     best = float("inf")
     for k in range(repeats + 1):
         torch.cuda.synchronize()

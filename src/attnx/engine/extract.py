@@ -13,17 +13,15 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
-import torch
 
 from attnx.config import Config, load_config
 from attnx.engine.backend_choice import UNRESOLVED_AUTO
 from attnx.engine.background_sink import AsyncWriter
 from attnx.engine.batching import plan_batches
-from attnx.engine.device import resolve_device
+from attnx.engine.device import resolve_device_name
 from attnx.engine.loop import LoopSettings, RunTotals, run_windows
 from attnx.engine.model import LoadedModel, load_model
 from attnx.engine.run import (
-    COMPUTE_DTYPE_NAMES,
     ExtractOptions,
     OpenRun,
     RunDone,
@@ -39,8 +37,8 @@ from attnx.engine.tokenize import WindowTokenizer, tokenize_in_background, windo
 from attnx.errors import AttnxError, InputError
 from attnx.kernels.names import MAP_FEATURES
 from attnx.store import AttentionStore
+from attnx.threads import torch_threads
 
-COMPUTE_DTYPES = {name: getattr(torch, name) for name in COMPUTE_DTYPE_NAMES}
 __all__ = ["ExtractOptions", "Summary", "extract", "parse_index_list"]
 
 
@@ -68,19 +66,21 @@ def parse_index_list(spec: str | None, limit: int, what: str) -> tuple[int, ...]
 
 
 def load_checked(
-    opts: ExtractOptions, device: torch.device, compute: str, preloaded: LoadedModel | None = None
+    opts: ExtractOptions, device: str, compute: str, preloaded: LoadedModel | None = None
 ) -> tuple[LoadedModel, list[int], list[int]]:
-    """The model on ``device`` in ``compute`` precision, with the kept layers and heads, checked against it.
-    ``preloaded``: that model, loaded already (a benchmark's process runs several extractions on one load)."""
+    """The model on ``device`` ("cpu", "cuda:1") in ``compute`` precision ("float32"), with the kept layers and
+    heads, checked against it. ``preloaded``: that model, loaded already (a benchmark's process runs several
+    extractions on one load)."""
     max_layer = max(opts.layers) if opts.layers else None
     if preloaded is None:
-        loaded = load_model(opts.model, device=device, dtype=COMPUTE_DTYPES[compute], max_layer=max_layer)
-    elif (preloaded.name, preloaded.device, preloaded.dtype) != (opts.model, device, COMPUTE_DTYPES[compute]) or (
+        loaded = load_model(opts.model, device=device, dtype=compute, max_layer=max_layer)
+    elif (preloaded.name, preloaded.device_name, preloaded.compute) != (opts.model, device, compute) or (
         max_layer is not None and preloaded.layers_run > max_layer + 1  # batches are planned on the layers run
     ):
         raise AttnxError(
-            f"the model given ({preloaded.name} on {preloaded.device}, {preloaded.dtype}, {preloaded.layers_run} "
-            f"layers run) is not the one asked for ({opts.model} on {device}, {compute}, layers {opts.layers or 'all'})"
+            f"the model given ({preloaded.name} on {preloaded.device_name}, {preloaded.compute}, "
+            f"{preloaded.layers_run} layers run) is not the one asked for ({opts.model} on {device}, {compute}, "
+            f"layers {opts.layers or 'all'})"
         )
     else:
         loaded = preloaded
@@ -98,7 +98,7 @@ def load_checked(
 
 
 def loop_settings(
-    opts: ExtractOptions, loaded: LoadedModel, layers: list[int], heads: list[int], device: torch.device, cfg: Config
+    opts: ExtractOptions, loaded: LoadedModel, layers: list[int], heads: list[int], device: str, cfg: Config
 ) -> LoopSettings:
     """How the engine loop batches: a memory budget per batch, padding, what each record's payload is."""
     budget, max_tokens = _budget(opts, device, cfg)
@@ -106,7 +106,7 @@ def loop_settings(
         plan=functools.partial(
             plan_batches, budget_bytes=budget, layers=loaded.layers_run, heads=loaded.num_heads, max_tokens=max_tokens
         ),
-        pad_id=loaded.tokenizer.pad_token_id or 0,
+        pad_id=loaded.text_tokenizer.pad_id or 0,
         n_lh=len(layers) * len(heads),
         n_features=len(MAP_FEATURES) if opts.stats_only else None,
         queue_depth=cfg.queue_depth,
@@ -133,10 +133,12 @@ def make_backend(
     raise AttnxError(f"--backend {opts.backend!r}: choose auto, torch or onnx")
 
 
-def _budget(opts: ExtractOptions, device: torch.device, cfg: Config) -> tuple[int, int]:
+def _budget(opts: ExtractOptions, device: str, cfg: Config) -> tuple[int, int]:
     """(attention bytes per batch, padded tokens per batch) on ``device``."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
+    if device.startswith("cuda"):
+        import torch
+
+        free, _ = torch.cuda.mem_get_info(torch.device(device))
         budget = opts.budget_bytes or int(free * cfg.cuda_budget_fraction)
         return budget, opts.max_batch_tokens or cfg.cuda_max_batch_tokens
     return opts.budget_bytes or cfg.cpu_attn_budget_bytes, opts.max_batch_tokens or cfg.cpu_max_batch_tokens
@@ -158,22 +160,16 @@ def extract(
     ``opts.backend`` in the store.
     """
     cfg = config or load_config()
-    device = resolve_device(opts.device)
-    compute = compute_dtype(opts, device.type == "cuda")
-    with open_run(opts) as run:
-        threads = torch.get_num_threads()
-        try:
-            if cfg.cpu_threads and device.type == "cpu":
-                torch.set_num_threads(cfg.cpu_threads)  # for this run only: restored below
-            return _extract_locked(opts, cfg, device, compute, run, progress, model, backend_factory)
-        finally:
-            torch.set_num_threads(threads)
+    device = resolve_device_name(opts.device)
+    compute = compute_dtype(opts, device.startswith("cuda"))
+    with open_run(opts) as run, torch_threads(cfg.cpu_threads if device == "cpu" else 0):
+        return _extract_locked(opts, cfg, device, compute, run, progress, model, backend_factory)
 
 
 def _extract_locked(
     opts: ExtractOptions,
     cfg: Config,
-    device: torch.device,
+    device: str,
     compute: str,
     run: OpenRun,
     progress: Callable[[int, int, int], None] | None,
@@ -193,7 +189,7 @@ def _extract_locked(
     resumed_from = writer.commit.records
     skip_windows, skip_in_window = divmod(resumed_from, window_records)
 
-    tokenizer = WindowTokenizer(loaded.tokenizer, opts.max_length, opts.truncate, source_name=opts.input)
+    tokenizer = WindowTokenizer(loaded.text_tokenizer, opts.max_length, opts.truncate, source_name=opts.input)
     make = backend_factory or make_backend
     backend = make(opts, loaded, layers, heads, cfg)
     async_writer = AsyncWriter(writer, cfg.queue_depth)

@@ -7,13 +7,18 @@ import contextlib
 import functools
 import hashlib
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
+from attnx.engine.model_card import ModelCard, cached_card
+from attnx.engine.text_tokenizer import TextTokenizer
 from attnx.errors import ModelError
+
+if TYPE_CHECKING:  # torch and transformers are imported where a torch module or transformers object is needed
+    import torch
 
 # the name attnx.engine.capture registers its attention function under (that module imports transformers'
 # modeling code, about 2 s of start-up: it is imported only when a torch model is built)
@@ -45,23 +50,28 @@ REFUSED = {
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """An encoder ready for attention capture. Its torch module (``model``) is built on first use: a run whose
-    ONNX export and parity verdict are cached never needs it, and building it (transformers' modeling code and
-    the weights) was most of ``attnx extract``'s start-up. Everything else is known from the checkpoint's files."""
+    """An encoder ready for attention capture. What a run needs before the model runs (shape, family, config,
+    the tokenizer's pipeline) comes from the checkpoint's :class:`~attnx.engine.model_card.ModelCard`; the
+    torch module (``model``), transformers' tokenizer (``tokenizer``) and config (``config``) are made on first
+    use. A run whose ONNX export, parity verdict and card are cached needs none of them, and so imports neither
+    torch nor transformers (building the module was most of ``attnx extract``'s start-up, their imports most of
+    the rest)."""
 
-    tokenizer: object  # a transformers fast tokenizer
+    text_tokenizer: TextTokenizer  # the tokenizer's pipeline and special tokens, as the engine encodes with it
     name: str  # what the user asked for ("minilm", a path, "random-bert-base")
     path: str  # the directory weights came from ("" for random models)
     weights_sha256: str
     num_layers: int
     num_heads: int
-    device: torch.device
-    dtype: torch.dtype
+    device_name: str  # "cpu", "cuda", "cuda:1"
+    compute: str  # compute dtype: "float32" | "float16" | "bfloat16"
     family: str = "bert"  # config.model_type: a key of FAMILIES
     token_types: bool = True  # the model is given token_type_ids (segment A = 0, B = 1)
-    config: object = field(default=None, repr=False, compare=False)  # the checkpoint's transformers config
+    config_dict: dict = field(default_factory=dict, repr=False, compare=False)  # the config as transformers reads it
     max_layer: int | None = None  # layers above it are dropped when the module is built
     build: Callable[[], torch.nn.Module] | None = field(default=None, repr=False, compare=False)
+    load_tokenizer: Callable[[], object] | None = field(default=None, repr=False, compare=False)
+    load_config: Callable[[], object] | None = field(default=None, repr=False, compare=False)
 
     @functools.cached_property
     def model(self) -> torch.nn.Module:
@@ -70,17 +80,43 @@ class LoadedModel:
             raise ModelError(f"{self.name}: this LoadedModel has no torch module")
         return self.build()
 
+    @functools.cached_property
+    def tokenizer(self) -> object:
+        """transformers' fast tokenizer of the checkpoint (the engine itself encodes with ``text_tokenizer``)."""
+        if self.load_tokenizer is None:
+            raise ModelError(f"{self.name}: this LoadedModel has no transformers tokenizer")
+        return self.load_tokenizer()
+
+    @functools.cached_property
+    def config(self) -> object:
+        """The checkpoint's transformers config."""
+        if self.load_config is None:
+            raise ModelError(f"{self.name}: this LoadedModel has no transformers config")
+        return self.load_config()
+
+    @property
+    def device(self) -> torch.device:
+        import torch
+
+        return torch.device(self.device_name)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        import torch
+
+        return getattr(torch, self.compute)
+
+    @property
+    def device_type(self) -> str:
+        """``"cpu"`` or ``"cuda"`` (``torch.device.type``, without importing torch)."""
+        return self.device_name.split(":", 1)[0]
+
     @property
     def layers_run(self) -> int:
         """Transformer layers a forward pass runs (after ``max_layer`` truncation; ALBERT runs in full)."""
         if self.max_layer is not None and self.max_layer < self.num_layers - 1 and self.family != "albert":
             return self.max_layer + 1
         return self.num_layers
-
-    @property
-    def config_dict(self) -> dict:
-        """The checkpoint's config as transformers reads it (not the built module's, which records its dtype)."""
-        return json.loads(self.config.to_json_string(use_diff=False))
 
 
 def minilm_path() -> Path:
@@ -168,14 +204,12 @@ def _read_config(model_dir: Path):  # noqa: ANN202 - a transformers PretrainedCo
 
 def model_shape(name: str) -> tuple[int, int]:
     """``(layers, heads)`` of a model name without loading its weights (for option checks)."""
-
     if is_random_name(name):
         config = random_config(name)
-    else:
-        model_dir = resolve_model_dir(name)
-        config = _read_config(model_dir)
-        check_family(config, str(model_dir))
-    return int(config.num_hidden_layers), int(config.num_attention_heads)
+        check_family(config, name)
+        return int(config.num_hidden_layers), int(config.num_attention_heads)
+    card, _ = model_card(resolve_model_dir(name))
+    return card.num_layers, card.num_heads
 
 
 def check_family(config: object, where: str) -> str:
@@ -194,6 +228,8 @@ def check_family(config: object, where: str) -> str:
 def _truncate_layers(model: torch.nn.Module, max_layer: int) -> None:
     """Drop layers above ``max_layer`` (BERT, RoBERTa, XLM-R, ELECTRA, DistilBERT; ALBERT shares its layer
     weights across depth and runs in full, the capture stops it after the last kept layer)."""
+    import torch
+
     for owner in (getattr(model, "encoder", None), getattr(model, "transformer", None)):
         if owner is not None and isinstance(getattr(owner, "layer", None), torch.nn.ModuleList):
             owner.layer = owner.layer[: max_layer + 1]
@@ -215,7 +251,7 @@ def _load_tokenizer(path: Path):
 def load_model(
     name: str = DEFAULT_MODEL,
     device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
+    dtype: str | torch.dtype = "float32",
     max_layer: int | None = None,
     seed: int = 0,
     attn_implementation: str = ATTN_IMPLEMENTATION,
@@ -225,15 +261,26 @@ def load_model(
     ``name``: ``minilm`` (the packaged real model), a local directory of a BERT, RoBERTa, XLM-RoBERTa,
     DistilBERT, ELECTRA or ALBERT checkpoint with safetensors weights (loaded with transformers' Auto
     classes, never remote code), or ``random-<family>-<size>`` (randomly initialised with ``seed``,
-    MiniLM's uncased tokenizer; for speed tests). ``max_layer``: drop the layers above it, which no
-    capture needs. A checkpoint's torch module is built when ``LoadedModel.model`` is first used; a random
-    model's at once (its weights digest is computed from them).
+    MiniLM's uncased tokenizer; for speed tests). ``device``: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a
+    ``torch.device``; ``dtype``: the compute dtype, a name (``"float32"``) or a ``torch.dtype``. ``max_layer``:
+    drop the layers above it, which no capture needs. A checkpoint's torch module is built when
+    ``LoadedModel.model`` is first used; a random model's at once (its weights digest is computed from them).
     """
-    from transformers.utils import logging as hf_logging
-
     _loads[name] += 1
-    with _quiet_transformers(hf_logging):  # the config and tokenizer reads; a later build quiets its own
-        return _load_model(name, torch.device(device), dtype, seed, max_layer, attn_implementation)
+    compute = dtype if isinstance(dtype, str) else str(dtype).removeprefix("torch.")
+    if is_random_name(name):
+        return _load_random(name, _device_name(device), compute, seed, max_layer, attn_implementation)
+    return _load_checkpoint(name, _device_name(device), compute, seed, max_layer, attn_implementation)
+
+
+def _device_name(device: object) -> str:
+    """``device`` as torch names it ("cpu", "cuda:1"); torch is asked only about names other than those."""
+    name = str(device)
+    if re.fullmatch(r"cpu|cuda(:\d+)?", name):
+        return name
+    import torch
+
+    return str(torch.device(name))
 
 
 _loads: collections.Counter[str] = collections.Counter()
@@ -246,9 +293,11 @@ def load_counts() -> dict[str, int]:
 
 
 @contextlib.contextmanager
-def _quiet_transformers(hf_logging: object) -> Iterator[None]:
+def _quiet_transformers() -> Iterator[None]:
     """transformers' loading chatter off while attnx loads a model, restored after (the caller's process keeps
     its own verbosity and progress-bar setting). Files are read with ``local_files_only``: no network."""
+    from transformers.utils import logging as hf_logging
+
     verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
@@ -260,69 +309,125 @@ def _quiet_transformers(hf_logging: object) -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def _load_model(
-    name: str, device: torch.device, dtype: torch.dtype, seed: int, max_layer: int | None, attn_implementation: str
+def _config_dict(config: object) -> dict:
+    """A transformers config with every default, as JSON (not the built module's, which records its dtype)."""
+    return json.loads(config.to_json_string(use_diff=False))
+
+
+def model_card(model_dir: Path) -> tuple[ModelCard, dict]:
+    """``model_dir``'s card (cached, see :mod:`attnx.engine.model_card`) and what reading it with transformers
+    made on the way (``{"config": ..., "tokenizer": ...}``; empty when the card was cached)."""
+    made: dict = {}
+
+    def read() -> ModelCard:
+        with _quiet_transformers():
+            config = _read_config(model_dir)
+            family = check_family(config, str(model_dir))
+            tokenizer = _load_tokenizer(model_dir)
+        made.update(config=config, tokenizer=tokenizer)
+        return ModelCard(
+            config=_config_dict(config),
+            family=family,
+            num_layers=int(config.num_hidden_layers),
+            num_heads=int(config.num_attention_heads),
+            # segment ids where the family was trained with them (BERT, ELECTRA, ALBERT: A = 0, B = 1), even
+            # where transformers 5's tokenizer leaves them out by default (ALBERT)
+            token_types=bool(FAMILIES[family][1] and getattr(config, "type_vocab_size", 0) > 1),
+            tokenizer=TextTokenizer.from_transformers(tokenizer),
+        )
+
+    card, _ = cached_card(model_dir, read)
+    return card, made
+
+
+def _loader(made: dict, key: str, load: Callable[[], object]) -> Callable[[], object]:
+    """What a cache miss already made, else ``load`` (quietly) when first asked for."""
+    if key in made:
+        return lambda: made[key]
+
+    def quietly() -> object:
+        with _quiet_transformers():
+            return load()
+
+    return quietly
+
+
+def _load_checkpoint(
+    name: str, device: str, compute: str, seed: int, max_layer: int | None, attn_implementation: str
 ) -> LoadedModel:
-    if is_random_name(name):
-        config = random_config(name)
-        family = check_family(config, name)
-        tokenizer = _load_tokenizer(minilm_path())
-        # a random model's weights exist only once built: build it now, for their digest (taken as initialised,
-        # before truncation and the dtype change, so that it names the weights whatever is kept)
-        digest: list[str] = []
-        module = _build_module(config, None, device, dtype, seed, max_layer, attn_implementation,
-                               lambda m: digest.append(_sha256_state(m)))
-        path, sha, token_types = "", digest[0], FAMILIES[family][1]
+    model_dir = resolve_model_dir(name)
+    card, made = model_card(model_dir)
+    load_config = _loader(made, "config", lambda: _read_config(model_dir))
 
-        def build() -> torch.nn.Module:
-            return module
-    else:
-        model_dir = resolve_model_dir(name)
-        config = _read_config(model_dir)
-        family = check_family(config, str(model_dir))
-        tokenizer = _load_tokenizer(model_dir)
-        path = str(model_dir.resolve())
-        sha = _sha256_files(list(model_dir.glob("*.safetensors")))
-        # segment ids where the family was trained with them (BERT, ELECTRA, ALBERT: A = 0, B = 1), even
-        # where transformers 5's tokenizer leaves them out by default (ALBERT)
-        token_types = FAMILIES[family][1] and getattr(config, "type_vocab_size", 0) > 1
-
-        def build() -> torch.nn.Module:
-            return _build_module(config, model_dir, device, dtype, seed, max_layer, attn_implementation)
+    def build() -> torch.nn.Module:
+        return _build_module(load_config(), model_dir, device, compute, seed, max_layer, attn_implementation)
 
     return LoadedModel(
-        tokenizer=tokenizer,
+        text_tokenizer=card.tokenizer,
         name=name,
-        path=path,
-        weights_sha256=sha,
-        num_layers=config.num_hidden_layers,
-        num_heads=config.num_attention_heads,
-        device=device,
-        dtype=dtype,
-        family=family,
-        token_types=bool(token_types),
-        config=config,
+        path=str(model_dir.resolve()),
+        weights_sha256=_sha256_files(list(model_dir.glob("*.safetensors"))),
+        num_layers=card.num_layers,
+        num_heads=card.num_heads,
+        device_name=device,
+        compute=compute,
+        family=card.family,
+        token_types=card.token_types,
+        config_dict=card.config,
         max_layer=max_layer,
         build=build,
+        load_tokenizer=_loader(made, "tokenizer", lambda: _load_tokenizer(model_dir)),
+        load_config=load_config,
+    )
+
+
+def _load_random(
+    name: str, device: str, compute: str, seed: int, max_layer: int | None, attn_implementation: str
+) -> LoadedModel:
+    with _quiet_transformers():
+        config = random_config(name)
+    family = check_family(config, name)
+    card, made = model_card(minilm_path())  # the tokenizer these models use
+    # a random model's weights exist only once built: build it now, for their digest (taken as initialised,
+    # before truncation and the dtype change, so that it names the weights whatever is kept)
+    digest: list[str] = []
+    module = _build_module(config, None, device, compute, seed, max_layer, attn_implementation,
+                           lambda m: digest.append(_sha256_state(m)))
+    return LoadedModel(
+        text_tokenizer=card.tokenizer,
+        name=name,
+        path="",
+        weights_sha256=digest[0],
+        num_layers=int(config.num_hidden_layers),
+        num_heads=int(config.num_attention_heads),
+        device_name=device,
+        compute=compute,
+        family=family,
+        token_types=FAMILIES[family][1],
+        config_dict=_config_dict(config),
+        max_layer=max_layer,
+        build=lambda: module,
+        load_tokenizer=_loader(made, "tokenizer", lambda: _load_tokenizer(minilm_path())),
+        load_config=lambda: config,
     )
 
 
 def _build_module(
-    config: object, model_dir: Path | None, device: torch.device, dtype: torch.dtype, seed: int,
+    config: object, model_dir: Path | None, device: str, compute: str, seed: int,
     max_layer: int | None, attn_implementation: str, built: Callable[[torch.nn.Module], object] | None = None,
 ) -> torch.nn.Module:
     """The torch encoder of ``config``: from ``model_dir``'s safetensors, or randomly initialised with ``seed``
-    (``model_dir`` None); layers above ``max_layer`` dropped, on ``device`` in ``dtype``, eval mode. ``built``:
-    called with the module as loaded, before that."""
+    (``model_dir`` None); layers above ``max_layer`` dropped, on ``device`` in ``compute`` dtype, eval mode.
+    ``built``: called with the module as loaded, before that."""
     import copy
 
+    import torch
     from transformers import AutoModel
-    from transformers.utils import logging as hf_logging
 
     import attnx.engine.capture  # noqa: F401 - registers ATTN_IMPLEMENTATION with transformers
 
     config = copy.deepcopy(config)  # transformers records the dtype and attention choice in the config it builds
-    with _quiet_transformers(hf_logging):
+    with _quiet_transformers():
         if model_dir is None:
             config._attn_implementation = attn_implementation
             torch.manual_seed(seed)
@@ -343,7 +448,7 @@ def _build_module(
         built(model)
     if max_layer is not None and max_layer < config.num_hidden_layers - 1:
         _truncate_layers(model, max_layer)
-    return model.to(device=device, dtype=dtype).eval()
+    return model.to(device=torch.device(device), dtype=getattr(torch, compute)).eval()
 
 
 __all__ = [

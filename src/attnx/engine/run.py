@@ -163,7 +163,7 @@ def run_backend(
 
 def store_meta(opts: ExtractOptions, loaded: LoadedModel, layers: list[int], heads: list[int], compute: str) -> dict:
     """The attributes a new store records about its model, tokenizer, input and options."""
-    tok = loaded.tokenizer
+    tok = loaded.text_tokenizer
     return {
         "attnx_version": __version__,
         "model": {
@@ -175,12 +175,12 @@ def store_meta(opts: ExtractOptions, loaded: LoadedModel, layers: list[int], hea
             "config": loaded.config_dict,
         },
         "tokenizer": {
-            "class": type(tok).__name__,
-            "vocab_size": len(tok),
-            "cls_id": tok.cls_token_id,
-            "sep_id": tok.sep_token_id,
-            "pad_id": tok.pad_token_id,
-            "lowercase": bool(getattr(tok, "do_lower_case", False)),
+            "class": tok.class_name,
+            "vocab_size": tok.size,
+            "cls_id": tok.cls_id,
+            "sep_id": tok.sep_id,
+            "pad_id": tok.pad_id,
+            "lowercase": tok.lowercase,
         },
         "layers": layers,
         "heads": heads,
@@ -256,7 +256,7 @@ def begin_store(
                 store=out, status="already complete", records=len(existing), store_bytes=existing.nbytes_stored()
             )
         return StoreWriter.resume(run.location, writer_config, lock=run.lock)
-    vocab = WindowTokenizer(loaded.tokenizer, opts.max_length).vocab
+    vocab = WindowTokenizer(loaded.text_tokenizer, opts.max_length).vocab
     meta["batching"] = {"window_records": window_records or cfg.window_records}
     return StoreWriter.create(
         run.location,

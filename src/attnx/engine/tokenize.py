@@ -15,6 +15,7 @@ from itertools import islice
 import numpy as np
 
 from attnx.engine.sources import Record, Source
+from attnx.engine.text_tokenizer import TextTokenizer, text_tokenizer
 from attnx.errors import InputError, ModelError
 from attnx.threads import read_ahead
 
@@ -89,17 +90,16 @@ class SpecialTemplate:
         return len(self.pair_prefix) + len(self.pair_mid) + len(self.pair_suffix)
 
 
-def _words_need_space(tokenizer: object) -> bool:
+def _words_need_space(tokenizer: TextTokenizer) -> bool:
     """True when pre-split words tokenize differently from the same words in running text and a leading
     space per word fixes it (byte-level BPE without ``add_prefix_space``), so CoNLL-U word forms get the
     pieces the model saw in training."""
     words = ["hello", "world", "again"]
-    running = tokenizer(" ".join(words), add_special_tokens=False)["input_ids"]
-    split = tokenizer(words, is_split_into_words=True, add_special_tokens=False)["input_ids"]
+    running = tokenizer.ids(" ".join(words), special=False)
+    split = tokenizer.ids(words, special=False, pretokenized=True)
     if split == running:
         return False
-    spaced = tokenizer([words[0], *(" " + w for w in words[1:])], is_split_into_words=True,
-                       add_special_tokens=False)["input_ids"]
+    spaced = tokenizer.ids([words[0], *(" " + w for w in words[1:])], special=False, pretokenized=True)
     return spaced == running
 
 
@@ -110,18 +110,18 @@ def _find(haystack: list[int], needle: list[int]) -> int:
     return -1
 
 
-def special_template(tokenizer: object) -> SpecialTemplate:
+def special_template(tokenizer: TextTokenizer) -> SpecialTemplate:
     """Read the special-token template off the tokenizer itself by encoding two probe words with and
     without special tokens (so each family's own post-processor decides, never a hard-coded BERT layout)."""
     a_text, b_text = "hello", "world"
-    a = tokenizer(a_text, add_special_tokens=False)["input_ids"]
-    b = tokenizer(b_text, add_special_tokens=False)["input_ids"]
-    one = tokenizer(a_text, add_special_tokens=True)["input_ids"]
-    two = tokenizer(a_text, b_text, add_special_tokens=True)["input_ids"]
+    a = tokenizer.ids(a_text, special=False)
+    b = tokenizer.ids(b_text, special=False)
+    one = tokenizer.ids(a_text)
+    two = tokenizer.ids(a_text, b_text)
     i = _find(one, a)
     ia = _find(two, a)
     ib = _find(two[ia + len(a) :], b) + ia + len(a) if ia >= 0 else -1
-    name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
+    name = tokenizer.name or tokenizer.class_name
     if not a or not b or i < 0 or ia < 0 or ib < ia + len(a):
         raise ModelError(f"{name}: cannot read the special-token template off this tokenizer")
     if i == 0:
@@ -139,7 +139,8 @@ def special_template(tokenizer: object) -> SpecialTemplate:
 
 
 class WindowTokenizer:
-    """Turns records into :class:`TokenizedWindow`s with the model's fast tokenizer.
+    """Turns records into :class:`TokenizedWindow`s with the model's fast tokenizer (a :class:`TextTokenizer`,
+    or a transformers fast tokenizer, whose pipeline it copies).
 
     Special tokens and their places follow the tokenizer's own template (:func:`special_template`).
     Segment A (``segment`` 0, ``len_a``) runs from the start up to and including the first separator
@@ -148,12 +149,13 @@ class WindowTokenizer:
     """
 
     def __init__(self, tokenizer: object, max_length: int, truncate: bool = True, source_name: str = "") -> None:
+        tokenizer = text_tokenizer(tokenizer)
         self.tok = tokenizer
         self.max_length = max_length
         self.truncate = truncate
         self.source_name = source_name
-        self.cls_id = tokenizer.cls_token_id
-        self.sep_id = tokenizer.sep_token_id
+        self.cls_id = tokenizer.cls_id
+        self.sep_id = tokenizer.sep_id
         self.template = special_template(tokenizer)
         self.space_words = _words_need_space(tokenizer)
         vocab_map = tokenizer.get_vocab()
@@ -163,7 +165,7 @@ class WindowTokenizer:
         self.vocab = vocab
         self.punct = punctuation_vocab(vocab)
         self.special = np.zeros(len(vocab), bool)
-        self.special[list(tokenizer.all_special_ids)] = True
+        self.special[list(tokenizer.special_ids)] = True
         self.punct &= ~self.special
 
     def _words(self, forms: tuple[str, ...]) -> list[str]:
@@ -173,18 +175,10 @@ class WindowTokenizer:
             return list(forms)
         return [forms[0], *(" " + w for w in forms[1:])]
 
-    def _encode(self, texts: list[str], split: bool = False) -> tuple[list[list[int]], list[list[int | None]]]:
-        if not texts:
-            return [], []
-        enc = self.tok(
-            texts,
-            add_special_tokens=False,
-            is_split_into_words=split,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-            verbose=False,  # no "sequence length is longer than the maximum" warning: __call__ cuts and flags it
-        )
-        return enc["input_ids"], [enc.word_ids(i) for i in range(len(texts))]
+    def _encode(self, texts: list, split: bool = False) -> tuple[list[list[int]], list[list[int | None]]]:
+        # no truncation here: __call__ cuts (longest first) and flags what is too long
+        encodings = self.tok.encode(texts, special=False, pretokenized=split)
+        return [e.ids for e in encodings], [e.word_ids for e in encodings]
 
     def __call__(self, records: list[Record]) -> TokenizedWindow:
         conllu = bool(records) and records[0].words is not None

@@ -105,7 +105,7 @@ def extract_on_cluster(
         nworkers = max(1, len(client.scheduler_info()["workers"]))
         # the coordinator needs the model's identity and vocabulary only: loaded on its CPU in float32
         meta_opts = dataclasses.replace(opts, device="cpu")
-        loaded, layers, heads = load_checked(meta_opts, torch.device("cpu"), "float32")
+        loaded, layers, heads = load_checked(meta_opts, "cpu", "float32")
         local_cpu = scale.resolve_auto and device == "cpu"
         choice = run_backend(opts, loaded, layers, heads, run.existing, cfg, resolve_auto=local_cpu)
         opts = dataclasses.replace(opts, backend=choice.backend)  # what every worker runs and the store records
@@ -399,7 +399,6 @@ def _workers_device(client: object, device: str) -> str:
 
 
 def _has_cuda() -> bool:
-    import torch
 
     return torch.cuda.is_available()
 

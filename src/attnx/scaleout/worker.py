@@ -83,10 +83,10 @@ def _engine(job: ShardJob) -> tuple:
             cpu_threads = job.threads if job.device == "cpu" else 0
             if cpu_threads:
                 torch.set_num_threads(cpu_threads)
-            device = _worker_device(job.device)
+            device = str(_worker_device(job.device))  # "cpu", "cuda:0"
             loaded, layers, heads = load_checked(job.opts, device, job.compute)
             tokenizer = WindowTokenizer(
-                loaded.tokenizer, job.opts.max_length, job.opts.truncate, source_name=job.opts.input
+                loaded.text_tokenizer, job.opts.max_length, job.opts.truncate, source_name=job.opts.input
             )
             backend = make_backend(job.opts, loaded, layers, heads, job.config, threads=cpu_threads)
             settings = loop_settings(job.opts, loaded, layers, heads, device, job.config)

@@ -55,7 +55,6 @@ class OnnxBackend:
             import onnxruntime as ort
         except ImportError as exc:
             raise OnnxExportError("--backend onnx needs onnxruntime (pip install 'attnx[onnx]')") from exc
-        import torch
 
         self.ort = ort
         # the graph emits float32, float16 or uint8 (q8); q9..q16 leave it as float32 and are encoded here
@@ -63,13 +62,13 @@ class OnnxBackend:
         self.graph_dtype = store_dtype if store_dtype in GRAPH_DTYPES else "float32"
         self.store_dtype = stored_dtype(store_dtype).storage
         self.n_layers, self.n_heads = len(layers), len(heads)
-        cuda = loaded.device.type == "cuda"
+        cuda = loaded.device_type == "cuda"
         if cuda and "CUDAExecutionProvider" not in ort.get_available_providers():
             raise OnnxExportError(
-                f"--backend onnx on {loaded.device}: this onnxruntime has no CUDA provider "
+                f"--backend onnx on {loaded.device_name}: this onnxruntime has no CUDA provider "
                 "(install onnxruntime-gpu, or use --device cpu)"
             )
-        if loaded.dtype == torch.bfloat16:
+        if loaded.compute == "bfloat16":
             raise OnnxExportError(
                 "--backend onnx: bfloat16 compute is not supported by onnxruntime; "
                 "use --compute-dtype float32 (CPU) or float16 (CUDA), or --backend torch"
@@ -88,7 +87,7 @@ class OnnxBackend:
         opts.enable_mem_pattern = False
         opts.log_severity_level = 3
         if cuda:
-            index = loaded.device.index or 0
+            index = int(loaded.device_name.partition(":")[2] or 0)
             providers: list = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
             self.device_id = index
         else:
