@@ -17,6 +17,10 @@ then runs the ``attnx`` command itself (``attnx.cli.main.main``); the ONNX expor
 untimed run first (the default backend ``auto`` reuses its export and parity verdict). The baseline is
 ``benchmarks/baseline_careful.py``. Result: ``benchmarks/results/startup.json``.
 
+``--compute-only`` also times attnx's backend alone over the largest input's batches (tokenized before the clock,
+nothing stored: ``attnx.bench_workers.compute_only_seconds``, two passes in one fresh process), the floor under
+attnx's loop.
+
 ``--before SRC`` adds an older tree's ``attnx extract`` (its ``src`` folder first on ``PYTHONPATH``) to every
 round, its own caches warmed the same way: the A/B of a start-up change.
 
@@ -100,10 +104,28 @@ def run(tool: str, src: Path, work: Path, before: Path | None = None) -> dict:
             "loop": marks["loop_end"] - marks["loop_start"], "finish": t1 - marks["loop_end"]}
 
 
+COMPUTE_ONLY = r"""
+import json, sys
+from attnx.bench_workers import compute_only_seconds
+sentences = open(sys.argv[1], encoding="utf-8").read().splitlines()
+spec = {"model": "minilm", "backend": "onnx", "dtype": "float16", "warmup": 64}
+print(json.dumps(compute_only_seconds(spec, sentences)))
+"""
+
+
+def compute_only(src: Path) -> list[float]:
+    """Seconds of attnx's backend alone over ``src``'s batches, two passes (see the module docstring)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", COMPUTE_ONLY, str(src)], env=env, capture_output=True, text=True,
+                          check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--sizes", default="1,1000,4541")
+    ap.add_argument("--compute-only", action="store_true", help="also time the backend alone on the largest input")
     ap.add_argument("--before", default=None, help="an older tree's src folder, run in the same rounds")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "startup.json"))
     args = ap.parse_args()
@@ -122,6 +144,7 @@ def main() -> None:
                 for tool in (tools if r % 2 == 0 else tools[::-1]):
                     runs[str(n)][tool].append(run(tool, inputs[n], work, before))
                 load.append(load1())
+        floor = {"sentences": sizes[-1], "seconds": compute_only(inputs[sizes[-1]])} if args.compute_only else None
     finally:
         shutil.rmtree(work, ignore_errors=True)
     keys = ("wall", "startup", "first_record", "loop", "finish")
@@ -135,7 +158,7 @@ def main() -> None:
                                                  zip(by_tool["attnx"], by_tool["before"], strict=True)])
         summary[n] = s
     result = {"rounds": args.rounds, "sizes": sizes, "runs": runs, "summary": summary, "warm_up": warm,
-              "before": str(before) if before else None,
+              "before": str(before) if before else None, "compute_only": floor,
               "input": "UD EWT dev sentences, then train, first N lines", "load_1min": load, "machine": machine(),
               "when": time.strftime("%Y-%m-%d %H:%M:%S")}
     write_result(args.out, result)
@@ -150,6 +173,9 @@ def main() -> None:
         if before:
             v = s["before_over_attnx_wall"]
             print(f"  {n:>9s} before / attnx whole process: {v['median']:.2f}x [{v['min']:.2f}..{v['max']:.2f}]")
+    if floor:
+        print(f"  backend alone on {floor['sentences']:,} sentences: " + ", ".join(f"{x:.2f}" for x in floor["seconds"])
+              + " s (two passes)")
 
 
 if __name__ == "__main__":
