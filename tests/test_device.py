@@ -37,7 +37,8 @@ def test_with_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_a_machine_without_gpu_driver_nodes_is_cpu_without_asking_torch(monkeypatch: pytest.MonkeyPatch) -> None:
     """On Linux without any GPU driver's device nodes torch.cuda cannot be available: auto is the CPU without
-    asking torch (whose import a CPU run on ONNX Runtime never needs); where a node exists, torch decides."""
+    asking torch (whose import a CPU run on ONNX Runtime never needs); where a node exists, torch decides. An
+    explicit CUDA device is always torch's call (a driver may create its nodes on first use)."""
     asked: list[bool] = []
 
     def torch_says(answer: bool):  # noqa: ANN202
@@ -47,10 +48,13 @@ def test_a_machine_without_gpu_driver_nodes_is_cpu_without_asking_torch(monkeypa
     monkeypatch.setattr(device_rule, "GPU_NODES", ("/nonexistent/nvidiactl",))
     monkeypatch.setattr(device_rule, "_torch_cuda", torch_says(True))
     assert resolve_device_name("auto") == resolve_device_name(None) == resolve_device_name("cpu") == "cpu"
+    assert asked == []
+    assert resolve_device_name("cuda:0") == "cuda:0" and asked == [True]
+    monkeypatch.setattr(device_rule, "_torch_cuda", torch_says(False))
     with pytest.raises(AttnxError, match="--device cuda:0: CUDA is not available"):
         resolve_device_name("cuda:0")
-    assert asked == []
+    assert asked == [True, False]
     monkeypatch.setattr(device_rule, "GPU_NODES", ("/dev/null",))  # a node that exists: torch is asked
-    assert resolve_device_name("auto") == "cuda" and asked == [True]
-    monkeypatch.setattr(device_rule, "_torch_cuda", torch_says(False))
-    assert resolve_device_name("auto") == "cpu" and asked == [True, False]
+    assert resolve_device_name("auto") == "cpu" and asked == [True, False, False]
+    monkeypatch.setattr(device_rule, "_torch_cuda", torch_says(True))
+    assert resolve_device_name("auto") == "cuda" and asked == [True, False, False, True]

@@ -238,11 +238,27 @@ def _window_arrays(window) -> dict:  # noqa: ANN001 - a TokenizedWindow
     return {k: v for k, v in vars(window).items() if isinstance(v, np.ndarray)}
 
 
+def _through_transformers(hf, like):  # noqa: ANN001, ANN202
+    """A TextTokenizer whose encode goes through transformers' own ``__call__`` (its truncation, padding and
+    special-token handling): the reference the engine's direct ``encode_batch`` calls are compared with."""
+    import dataclasses
+
+    class ThroughTransformers(type(like)):
+        def encode(self, texts, pairs=None, special=True, pretokenized=False):  # noqa: ANN001, ANN202
+            if not texts:
+                return []
+            enc = hf(list(texts), None if pairs is None else list(pairs), add_special_tokens=special,
+                     is_split_into_words=pretokenized)
+            return enc.encodings
+
+    return ThroughTransformers(**{f.name: getattr(like, f.name) for f in dataclasses.fields(like) if f.init})
+
+
 def test_family_card_tokenizer_encodes_as_transformers(checkpoint, tmp_path, monkeypatch):
     """The engine encodes with the checkpoint's cached card (:class:`TextTokenizer`: transformers' own pipeline
     and special tokens, read back from JSON), never transformers' tokenizer itself: the same ids, word ids,
     special-token template and truncation as transformers' ``__call__`` for single texts, pairs and pre-split
-    words, and the same windows as a WindowTokenizer made from transformers' tokenizer."""
+    words, and the same windows as a WindowTokenizer whose every encode goes through transformers' ``__call__``."""
     import json
 
     from transformers import AutoTokenizer
@@ -255,11 +271,11 @@ def test_family_card_tokenizer_encodes_as_transformers(checkpoint, tmp_path, mon
     monkeypatch.setenv("ATTNX_CACHE", str(tmp_path))
     first = load_model(str(path))
     card, cached = cached_card(path, lambda: pytest.fail("the card was not cached by the first load"))
-    assert cached and card.tokenizer == first.text_tokenizer and card.config == first.config_dict
+    assert cached and card.tokenizer == first.text_tokenizer
     text_tok = type(card.tokenizer).from_dict(json.loads(json.dumps(card.tokenizer.to_dict())))
     hf = AutoTokenizer.from_pretrained(str(path))
     singles, pairs = _corpus()
-    for a in singles:
+    for a in [*singles, "", "   "]:
         assert text_tok.ids(a) == hf(a)["input_ids"], a
         words = a.split()
         got = text_tok.encode([words], special=False, pretokenized=True)[0]
@@ -267,6 +283,8 @@ def test_family_card_tokenizer_encodes_as_transformers(checkpoint, tmp_path, mon
         assert (got.ids, got.word_ids) == (want["input_ids"], want.word_ids(0)), a
     for a, b in pairs:
         assert text_tok.ids(a, b) == hf(a, b)["input_ids"], (a, b)
+    # batched, as encode always calls it (transformers' one-example call takes an empty second text as none)
+    assert text_tok.ids("a pair", "") == hf(["a pair"], [""])["input_ids"][0]
     assert (text_tok.cls_id, text_tok.sep_id, text_tok.pad_id, text_tok.size) == (
         hf.cls_token_id, hf.sep_token_id, hf.pad_token_id, len(hf))
     assert list(text_tok.special_ids) == hf.all_special_ids and text_tok.class_name == type(hf).__name__
@@ -275,10 +293,30 @@ def test_family_card_tokenizer_encodes_as_transformers(checkpoint, tmp_path, mon
     records += [Record(8 + k, 9 + k, a, b) for k, (a, b) in enumerate(pairs[:6])]
     conllu = [Record(k, k + 1, a, words=Words(tuple(a.split()), (-1,) * len(a.split()), ("dep",) * len(a.split())))
               for k, a in enumerate(singles[8:14])]
+    reference = _through_transformers(hf, text_tok)
     for max_length in (512, 12):  # 12: most records are cut, pairs longest first
         for batch in (records, conllu):
-            want = _window_arrays(WindowTokenizer(hf, max_length)(batch))
+            want = _window_arrays(WindowTokenizer(reference, max_length)(batch))
             got = _window_arrays(WindowTokenizer(text_tok, max_length)(batch))
             assert want.keys() == got.keys()
             for key in want:
                 assert np.array_equal(want[key], got[key]), (family, max_length, key)
+
+
+def test_split_special_tokens_is_kept(tmp_path, monkeypatch):
+    """A tokenizer saved with ``split_special_tokens`` tokenizes "[MASK]" in the text as text; the card keeps it."""
+    import json
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    monkeypatch.setenv("ATTNX_CACHE", str(tmp_path / "cache"))
+    ckpt = tmp_path / "split"
+    shutil.copytree(minilm_path(), ckpt)
+    config = json.loads((ckpt / "tokenizer_config.json").read_text())
+    (ckpt / "tokenizer_config.json").write_text(json.dumps({**config, "split_special_tokens": True}))
+    want = AutoTokenizer.from_pretrained(str(ckpt))("hello [MASK] world")["input_ids"]
+    assert 103 not in want  # [MASK] split into pieces
+    for _ in range(2):  # read with transformers, then from the card
+        assert load_model(str(ckpt)).text_tokenizer.ids("hello [MASK] world") == want
+    assert load_model("minilm").text_tokenizer.ids("hello [MASK] world") == [101, 7592, 103, 2088, 102]

@@ -97,3 +97,38 @@ def test_a_cache_that_cannot_be_written_still_loads(ckpt, tmp_path, monkeypatch)
     monkeypatch.setenv("ATTNX_CACHE", str(blocker / "cache"))  # its folder cannot be made, even by root
     assert load_model(str(ckpt)).num_layers == 6
     assert load_model(str(ckpt)).num_layers == 6  # read with transformers again, no error
+
+
+def test_a_folder_with_an_unreadable_file_loads_without_the_cache(ckpt, tmp_path, monkeypatch):
+    """Every non-weight file is hashed into the card's key; one that cannot be read (here a link to a file whose
+    reads fail) means reading the checkpoint with transformers, as attnx did before cards, not an error."""
+    monkeypatch.setenv("ATTNX_CACHE", str(tmp_path / "cache"))
+    os.symlink("/proc/self/mem", ckpt / "NOTES.txt")
+    assert load_model(str(ckpt)).num_layers == 6
+    assert not (tmp_path / "cache" / "models").exists()
+
+
+def test_a_folder_that_changes_while_it_is_read_is_not_cached(ckpt, tmp_path, monkeypatch):
+    """A card is written under the key computed before reading only if the files still hash to it after."""
+    from attnx.engine.model import model_card
+
+    monkeypatch.setenv("ATTNX_CACHE", str(tmp_path / "first"))
+    card = model_card(ckpt)[0]
+    monkeypatch.setenv("ATTNX_CACHE", str(tmp_path / "second"))
+
+    def read_while_a_copy_lands():  # noqa: ANN202
+        (ckpt / "README.md").write_text("a newer copy\n")
+        return card
+
+    assert cached_card(ckpt, read_while_a_copy_lands) == (card, False)
+    assert not (tmp_path / "second").exists()
+    assert cached_card(ckpt, lambda: card) == (card, False)  # unchanged now: written this time
+    assert cached_card(ckpt, lambda: pytest.fail("not cached"))[1]
+
+
+def test_the_config_records_the_path_as_this_load_spells_it(ckpt, tmp_path, monkeypatch):
+    monkeypatch.setenv("ATTNX_CACHE", str(tmp_path / "cache"))
+    other = tmp_path / ".." / tmp_path.name / "minilm"
+    assert load_model(str(ckpt)).config_dict["_name_or_path"] == str(ckpt)
+    assert load_model(str(other)).config_dict["_name_or_path"] == str(other)  # the same card
+    assert len(list((tmp_path / "cache" / "models").iterdir())) == 1

@@ -12,8 +12,10 @@ from attnx.errors import AttnxError
 if TYPE_CHECKING:
     import torch
 
-# device nodes a GPU driver creates (NVIDIA; AMD ROCm, which torch.cuda also drives; WSL's GPU bridge)
-GPU_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia", "/dev/kfd", "/dev/dxg")
+# device nodes a GPU driver creates (NVIDIA; NVIDIA Jetson/Tegra; AMD ROCm, which torch.cuda also drives; WSL's GPU
+# bridge)
+GPU_NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia", "/dev/nvhost-ctrl-gpu", "/dev/nvgpu",
+             "/dev/kfd", "/dev/dxg")
 
 
 def cuda_may_be_available() -> bool:
@@ -29,8 +31,9 @@ def cuda_may_be_available() -> bool:
 def resolve_device_name(device: str | None) -> str:
     """``"auto"`` or None: ``"cuda"`` when CUDA is available, else ``"cpu"``; an explicit device as torch names it
     (``"cuda:1"``), except a CUDA device on a machine without CUDA, which is refused with a one-line
-    :class:`AttnxError`. torch is imported only where the answer needs it (a GPU driver is present, a CUDA device
-    was asked for, or a name other than cpu / cuda[:N])."""
+    :class:`AttnxError`. torch is imported only where the answer needs it: ``auto`` on a machine with a GPU
+    driver's device node, an explicit CUDA device (torch always decides those), or a name other than cpu /
+    cuda[:N]."""
     if device in (None, "auto"):
         return "cuda" if cuda_may_be_available() and _torch_cuda() else "cpu"
     if device == "cpu":
@@ -42,7 +45,7 @@ def resolve_device_name(device: str | None) -> str:
             device = str(torch.device(device))
         except RuntimeError as exc:
             raise AttnxError(f"--device {device!r}: not a torch device ({exc})") from None
-    if device.startswith("cuda") and not (cuda_may_be_available() and _torch_cuda()):
+    if device.startswith("cuda") and not _torch_cuda():
         raise AttnxError(f"--device {device}: CUDA is not available on this machine")
     return device
 

@@ -162,7 +162,7 @@ def extract(
     cfg = config or load_config()
     device = resolve_device_name(opts.device)
     compute = compute_dtype(opts, device.startswith("cuda"))
-    with open_run(opts) as run, torch_threads(cfg.cpu_threads if device == "cpu" else 0):
+    with open_run(opts) as run, torch_threads(cfg.cpu_threads if device.startswith("cpu") else 0):
         return _extract_locked(opts, cfg, device, compute, run, progress, model, backend_factory)
 
 

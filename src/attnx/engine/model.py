@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import json
@@ -337,6 +338,8 @@ def model_card(model_dir: Path) -> tuple[ModelCard, dict]:
         )
 
     card, _ = cached_card(model_dir, read)
+    if "_name_or_path" in card.config:  # as transformers records it: the path as this call spells it
+        card = dataclasses.replace(card, config={**card.config, "_name_or_path": str(model_dir)})
     return card, made
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from attnx._version import __version__
 from attnx.engine.text_tokenizer import TextTokenizer
 
-CARD_FORMAT = 1  # bump when what a card holds, or how it is read, changes
+CARD_FORMAT = 2  # bump when what a card holds, or how it is read, changes
 # weights are fingerprinted on their own (LoadedModel.weights_sha256); everything else in the folder is hashed
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".onnx", ".ot", ".gguf")
 MAX_HASHED_FILE = 256 << 20  # a file this large is no config or tokenizer: its size and mtime stand for it
@@ -90,8 +90,13 @@ def card_path(model_dir: Path, key: str) -> Path:
 
 def cached_card(model_dir: Path, read: Callable[[], ModelCard]) -> tuple[ModelCard, bool]:
     """``(card, was_cached)``: the cached card of ``model_dir``, or ``read()`` (transformers) written to the
-    cache first. An unreadable or foreign card file is read again."""
-    key = card_key(model_dir)
+    cache first. An unreadable or foreign card file is read again. A folder whose files cannot all be hashed (one
+    unreadable, or gone while listed), or that changed while ``read()`` ran (a copy in progress), is read without
+    the cache."""
+    try:
+        key = card_key(model_dir)
+    except OSError:
+        return read(), False
     path = card_path(model_dir, key)
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
@@ -100,6 +105,11 @@ def cached_card(model_dir: Path, read: Callable[[], ModelCard]) -> tuple[ModelCa
     except Exception:  # noqa: BLE001 - missing, truncated, edited or from another format: read it again
         pass
     card = read()
+    try:
+        if card_key(model_dir) != key:
+            return card, False
+    except OSError:
+        return card, False
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -3,10 +3,11 @@
 transformers' fast tokenizers (``PreTrainedTokenizerFast`` and its family classes) keep their whole pipeline
 (normaliser, pre-tokenizer, model, post-processor with the special-token template, added tokens) in a
 ``tokenizers.Tokenizer``, and their ``__call__`` runs ``encode_batch`` on it with truncation and padding set
-per call. :class:`TextTokenizer` holds a private copy of that pipeline (truncation and padding off, special
-tokens in the text not split) and the facts a store records, so the engine encodes exactly as transformers
-does, and a run that finds them cached (:mod:`attnx.engine.model_card`) needs neither transformers nor torch
-(their imports were about 1.4 s of a one-sentence ``attnx extract``).
+per call. :class:`TextTokenizer` holds a private copy of that pipeline (truncation and padding off, special-token
+strings in the text split or not as the tokenizer's ``split_special_tokens`` says) and the facts a store
+records, so the engine encodes exactly as transformers does, and a run that finds them cached
+(:mod:`attnx.engine.model_card`) needs neither transformers nor torch (their imports were about 1.4 s of a
+one-sentence ``attnx extract``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class TextTokenizer:
     pad_id: int | None
     special_ids: tuple[int, ...]  # ``all_special_ids``
     lowercase: bool  # ``do_lower_case`` where the tokenizer has it
+    split_special_tokens: bool = False  # "[MASK]" in the text is tokenized as text, not as the special token
     backend: Tokenizer = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -38,7 +40,7 @@ class TextTokenizer:
         # as transformers' __call__ without truncation and padding leaves it (a tokenizer.json may set both)
         backend.no_truncation()
         backend.no_padding()
-        backend.encode_special_tokens = False
+        backend.encode_special_tokens = self.split_special_tokens
         object.__setattr__(self, "backend", backend)
 
     @classmethod
@@ -54,6 +56,7 @@ class TextTokenizer:
             pad_id=tok.pad_token_id,
             special_ids=tuple(int(i) for i in tok.all_special_ids),
             lowercase=bool(getattr(tok, "do_lower_case", False)),
+            split_special_tokens=bool(getattr(tok, "split_special_tokens", False)),
         )
 
     def to_dict(self) -> dict:
