@@ -108,7 +108,6 @@ def worker_baseline(spec: dict) -> dict:
 def _attnx_batches(loaded, sentences: list[str], spec: dict, stats_only: bool = False) -> Iterator:  # noqa: ANN001
     """attnx's length-sorted, budget-packed TokenBatches of ``sentences`` (tokenizing included): extract's own
     batch plan on the spec's device (on CUDA a budget from the device's free memory, as extract takes it)."""
-
     from attnx.config import load_config
     from attnx.engine.backends.base import collate
     from attnx.engine.extract import loop_settings

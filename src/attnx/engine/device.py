@@ -28,26 +28,32 @@ def cuda_may_be_available() -> bool:
     return any(os.path.exists(node) for node in GPU_NODES)
 
 
+def device_name(device: object) -> str:
+    """``device`` (a name or a ``torch.device``) as torch names it ("cpu", "cuda:1"), or a one-line
+    :class:`AttnxError`; torch is asked only about names other than cpu / cuda[:N]."""
+    name = str(device)
+    if re.fullmatch(r"cpu|cuda(:\d+)?", name):
+        return name
+    import torch
+
+    try:
+        return str(torch.device(name))
+    except RuntimeError as exc:
+        raise AttnxError(f"--device {name!r}: not a torch device ({exc})") from None
+
+
 def resolve_device_name(device: str | None) -> str:
     """``"auto"`` or None: ``"cuda"`` when CUDA is available, else ``"cpu"``; an explicit device as torch names it
-    (``"cuda:1"``), except a CUDA device on a machine without CUDA, which is refused with a one-line
+    (:func:`device_name`), except a CUDA device on a machine without CUDA, which is refused with a one-line
     :class:`AttnxError`. torch is imported only where the answer needs it: ``auto`` on a machine with a GPU
     driver's device node, an explicit CUDA device (torch always decides those), or a name other than cpu /
     cuda[:N]."""
     if device in (None, "auto"):
         return "cuda" if cuda_may_be_available() and _torch_cuda() else "cpu"
-    if device == "cpu":
-        return "cpu"
-    if not re.fullmatch(r"cuda(:\d+)?", device):
-        import torch
-
-        try:
-            device = str(torch.device(device))
-        except RuntimeError as exc:
-            raise AttnxError(f"--device {device!r}: not a torch device ({exc})") from None
-    if device.startswith("cuda") and not _torch_cuda():
-        raise AttnxError(f"--device {device}: CUDA is not available on this machine")
-    return device
+    name = device_name(device)
+    if name.startswith("cuda") and not _torch_cuda():
+        raise AttnxError(f"--device {name}: CUDA is not available on this machine")
+    return name
 
 
 def resolve_device(device: str | None) -> torch.device:

@@ -8,12 +8,12 @@ import dataclasses
 import functools
 import hashlib
 import json
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from attnx.engine.device import device_name
 from attnx.engine.model_card import ModelCard, cached_card
 from attnx.engine.text_tokenizer import TextTokenizer
 from attnx.errors import ModelError
@@ -270,18 +270,8 @@ def load_model(
     _loads[name] += 1
     compute = dtype if isinstance(dtype, str) else str(dtype).removeprefix("torch.")
     if is_random_name(name):
-        return _load_random(name, _device_name(device), compute, seed, max_layer, attn_implementation)
-    return _load_checkpoint(name, _device_name(device), compute, seed, max_layer, attn_implementation)
-
-
-def _device_name(device: object) -> str:
-    """``device`` as torch names it ("cpu", "cuda:1"); torch is asked only about names other than those."""
-    name = str(device)
-    if re.fullmatch(r"cpu|cuda(:\d+)?", name):
-        return name
-    import torch
-
-    return str(torch.device(name))
+        return _load_random(name, device_name(device), compute, seed, max_layer, attn_implementation)
+    return _load_checkpoint(name, device_name(device), compute, seed, max_layer, attn_implementation)
 
 
 _loads: collections.Counter[str] = collections.Counter()
@@ -344,10 +334,12 @@ def model_card(model_dir: Path) -> tuple[ModelCard, dict]:
 
 
 def _loader(made: dict, key: str, load: Callable[[], object]) -> Callable[[], object]:
-    """What a cache miss already made, else ``load`` (quietly) when first asked for."""
+    """What a cache miss already made, else ``load`` (quietly) when first asked for, once (the module's build and
+    ``LoadedModel.config`` both ask for the config)."""
     if key in made:
         return lambda: made[key]
 
+    @functools.cache
     def quietly() -> object:
         with _quiet_transformers():
             return load()

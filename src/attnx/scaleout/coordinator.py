@@ -399,7 +399,6 @@ def _workers_device(client: object, device: str) -> str:
 
 
 def _has_cuda() -> bool:
-
     return torch.cuda.is_available()
 
 
