@@ -79,7 +79,8 @@ def card_key(model_dir: Path) -> str:
         if stat.st_size > MAX_HASHED_FILE:
             digest.update(str(stat.st_mtime_ns).encode())
             continue
-        digest.update(hashlib.sha256(file.read_bytes()).digest())
+        with open(file, "rb") as fh:
+            digest.update(hashlib.file_digest(fh, "sha256").digest())
     return digest.hexdigest()
 
 

@@ -115,11 +115,8 @@ def ensure_onnx(
 
 
 def _file_sha256(path: Path) -> str:
-    sha = hashlib.sha256()
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 24), b""):
-            sha.update(block)
-    return sha.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _cached_export_intact(path: Path, key: dict) -> bool:
